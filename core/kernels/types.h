@@ -1,0 +1,57 @@
+/*
+ * types.h: the math attached to each stored type (ggml's "type traits" idea).
+ *
+ * For every mlxr_dtype the CPU kernels provide:
+ *   to_float    dequantize n elements (n a multiple of block_size) to float32;
+ *   from_float  reference quantizer, float32 -> blocks, bit-compatible with GGUF's layouts
+ *               (ggml's quantize_row_*_ref algorithms), so files we write load in llama.cpp;
+ *   vec_dot     dot product of one row of this type with one row of vec_dot_type (the type that
+ *               activations are quantized to before a matmul: Q8_0 for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0,
+ *               Q8_K for the K-quants, F32 for F32/F16/BF16).
+ * Each exists as a scalar reference and, where faster, a SIMD version. Which one runs is chosen at
+ * run time: mlxr_cpu_detect_simd() reads the CPU's features once, and the caller (the CPU backend,
+ * or a test comparing levels) passes the level to mlxr_type_traits_get(). Tables are const; there
+ * is no global state.
+ */
+#ifndef MLXR_KERNELS_TYPES_H
+#define MLXR_KERNELS_TYPES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/common/dtype.h"
+
+typedef enum mlxr_simd_level {
+  MLXR_SIMD_SCALAR = 0,
+  MLXR_SIMD_AVX2 = 1,   /* AVX2 + FMA + F16C */
+  MLXR_SIMD_AVX512 = 2, /* AVX-512 F/BW/VL/DQ (slot; falls back to AVX2 where not written) */
+  MLXR_SIMD_NEON = 3,   /* Arm NEON (slot; falls back to scalar where not written) */
+  MLXR_SIMD_COUNT
+} mlxr_simd_level;
+
+/* n is the element count, always a multiple of the type's block size. */
+typedef void (*mlxr_to_float_fn)(const void *src, float *dst, int64_t n);
+typedef void (*mlxr_from_float_fn)(const float *src, void *dst, int64_t n);
+/* *out = sum_i x[i] * y[i], x of the row's type, y of vec_dot_type. */
+typedef void (*mlxr_vec_dot_fn)(int64_t n, float *out, const void *x, const void *y);
+
+typedef struct mlxr_type_traits {
+  mlxr_dtype type;
+  int64_t block_size;         /* elements per block */
+  size_t type_size;           /* bytes per block */
+  mlxr_to_float_fn to_float;  /* NULL if the type cannot be dequantized */
+  mlxr_from_float_fn from_float;
+  mlxr_dtype vec_dot_type;    /* activation type for vec_dot */
+  mlxr_vec_dot_fn vec_dot;    /* NULL if the type is not a matmul weight type */
+} mlxr_type_traits;
+
+/* The CPU's best level, by cpuid (x86) or compile target (Arm). */
+mlxr_simd_level mlxr_cpu_detect_simd(void);
+const char *mlxr_simd_level_name(mlxr_simd_level level);
+
+/* Traits of type t for the given level: functions of that level where written, else of the best
+ * lower level available. Returns NULL for types without kernels. The pointer is to a static const
+ * table and stays valid forever. */
+const mlxr_type_traits *mlxr_type_traits_get(mlxr_dtype t, mlxr_simd_level level);
+
+#endif
