@@ -109,6 +109,10 @@ int mlxr_gguf_set_i32(mlxr_gguf_writer *w, const char *key, int32_t value);
 int mlxr_gguf_set_u64(mlxr_gguf_writer *w, const char *key, uint64_t value);
 int mlxr_gguf_set_f32(mlxr_gguf_writer *w, const char *key, float value);
 int mlxr_gguf_set_bool(mlxr_gguf_writer *w, const char *key, bool value);
+/* Any scalar type other than STRING/ARRAY (u8, i8, u16, i16, i64, f64 have no setter of their
+ * own): value points at one element of the matching C type (uint8_t .. double, bool). */
+int mlxr_gguf_set_scalar(mlxr_gguf_writer *w, const char *key, mlxr_gguf_vtype type,
+                         const void *value);
 /* Numeric array of count elements of elem_type (not STRING/ARRAY); data copied. */
 int mlxr_gguf_set_arr(mlxr_gguf_writer *w, const char *key, mlxr_gguf_vtype elem_type,
                       const void *data, uint64_t count);
