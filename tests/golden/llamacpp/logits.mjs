@@ -23,7 +23,7 @@
 // default so attention is not rounded through f16: this reference should be as exact as
 // llama.cpp's CPU path allows).
 import fs from "node:fs";
-import {getCpuLlama, loadModel, parseArgs, parseTokenList} from "./nlc.mjs";
+import {getCpuLlama, loadModel, parseArgs, parseTokenList, vocabSize} from "./nlc.mjs";
 
 function usage(msg) {
   if (msg) process.stderr.write(`logits.mjs: ${msg}\n`);
@@ -51,9 +51,9 @@ if (kvType !== "F32" && kvType !== "F16") usage(`--kv must be f32 or f16, not ${
 
 const {llama} = await getCpuLlama({threads: opts.threads});
 const model = await loadModel(llama, opts.model);
-const nVocab = model.fileInsights.tokens?.length ?? model.tokens.vocabularySize ?? null;
+const vocab = vocabSize(model);
 for (const t of tokens) {
-  if (nVocab != null && t >= nVocab) usage(`token ${t} out of range (n_vocab ${nVocab})`);
+  if (t >= vocab) usage(`token ${t} out of range (n_vocab ${vocab})`);
 }
 const n = tokens.length;
 const context = await model.createContext({
@@ -69,8 +69,6 @@ const sequence = context.getSequence();
 const results = await sequence.controlledEvaluate(
   tokens.map((t) => [t, {generateNext: {probabilities: true}}]));
 
-let vocab = nVocab;
-if (vocab == null) vocab = results[0].next.probabilities.size;
 const out = new Float32Array(n * vocab);
 let underflow = 0;
 for (let i = 0; i < n; i++) {

@@ -7,7 +7,7 @@
 // (gpu: false, build: "never"): no download, no compile, no GPU probing.
 //
 // Exports: repoRoot, cacheDir, quantizeBin, isInstalled(), loadNodeLlamaCpp(), getCpuLlama(opts),
-// loadModel(llama, path), parseArgs(argv, spec).
+// loadModel(llama, path), vocabSize(model), parseArgs(argv, spec), parseTokenList(s).
 import fs from "node:fs";
 import path from "node:path";
 import {fileURLToPath, pathToFileURL} from "node:url";
@@ -44,6 +44,13 @@ export async function getCpuLlama({threads, logLevel = "error"} = {}) {
 /** Load a GGUF fully on the CPU. */
 export async function loadModel(llama, modelPath) {
   return llama.loadModel({modelPath: path.resolve(modelPath), gpuLayers: 0, useMmap: true});
+}
+
+/** n_vocab of a loaded model: the length of tokenizer.ggml.tokens, as llama.cpp counts it. */
+export function vocabSize(model) {
+  const n = model.fileInfo?.metadata?.tokenizer?.ggml?.tokens?.length;
+  if (!Number.isInteger(n) || n <= 0) throw new Error("cannot tell the vocabulary size");
+  return n;
 }
 
 /**
