@@ -1,0 +1,58 @@
+/*
+ * cpu_features.c: which SIMD level this CPU (and its OS) can run, for the kernel dispatch of
+ * core/kernels/types.h.
+ *
+ * On x86 the answer needs two things: the CPU must report the instructions (CPUID leaf 1 for
+ * FMA/F16C/AVX/OSXSAVE, leaf 7 for AVX2 and the AVX-512 subsets), and the OS must save the wider
+ * registers on a context switch (XGETBV(0) = XCR0 must have the SSE and AVX state bits, plus the
+ * opmask/ZMM bits for AVX-512). A CPU with AVX2 under an OS (or hypervisor) that does not enable
+ * the YMM state would fault on the first AVX instruction, so both are checked.
+ * On Arm the level is fixed by the compile target. Stateless; any thread may call these.
+ */
+#include "core/kernels/types.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static uint64_t read_xcr0(void) {
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (uint64_t)hi << 32 | lo;
+}
+
+mlxr_simd_level mlxr_cpu_detect_simd(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return MLXR_SIMD_SCALAR;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
+             f16c = c & (1u << 29);
+  if (!(osxsave && avx && fma && f16c)) return MLXR_SIMD_SCALAR;
+  const uint64_t xcr0 = read_xcr0();
+  if ((xcr0 & 0x6) != 0x6) return MLXR_SIMD_SCALAR; /* XMM and YMM state */
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return MLXR_SIMD_SCALAR;
+  if (!(b & (1u << 5))) return MLXR_SIMD_SCALAR; /* AVX2 */
+  const bool avx512 = (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) && (b & (1u << 31));
+  if (avx512 && (xcr0 & 0xe0) == 0xe0) return MLXR_SIMD_AVX512; /* opmask, ZMM0-15 hi, ZMM16-31 */
+  return MLXR_SIMD_AVX2;
+}
+
+#else
+
+mlxr_simd_level mlxr_cpu_detect_simd(void) {
+#if defined(__ARM_NEON) || defined(__ARM_NEON__)
+  return MLXR_SIMD_NEON;
+#else
+  return MLXR_SIMD_SCALAR;
+#endif
+}
+
+#endif
+
+const char *mlxr_simd_level_name(mlxr_simd_level level) {
+  switch (level) {
+    case MLXR_SIMD_SCALAR: return "scalar";
+    case MLXR_SIMD_AVX2: return "avx2";
+    case MLXR_SIMD_AVX512: return "avx512";
+    case MLXR_SIMD_NEON: return "neon";
+    default: return "?";
+  }
+}

@@ -1,0 +1,212 @@
+/*
+ * quants_impl.h: internal to the CPU kernels. The byte layouts of the GGUF block types and the
+ * prototypes of every to_float / from_float / vec_dot function, scalar (quants_ref*.c) and AVX2
+ * (quants*_avx2.c). type_traits.c gathers them into the per-level tables of core/kernels/types.h.
+ *
+ * Layouts (all little-endian, f16 = IEEE binary16 bits, blocks packed back to back in a row):
+ *
+ *   Q4_0  32 elems, 18 B: f16 d | u8 qs[16]          x[j] = d*(lo(qs[j]) - 8), x[j+16] = d*(hi(qs[j]) - 8)
+ *   Q4_1  32 elems, 20 B: f16 d | f16 m | u8 qs[16]  x = d*q + m, same nibble order as Q4_0
+ *   Q5_0  32 elems, 22 B: f16 d | u32 qh | u8 qs[16] 5th bit of elem j is bit j of qh; x = d*(q - 16)
+ *   Q5_1  32 elems, 24 B: f16 d | f16 m | u32 qh | u8 qs[16]; x = d*q + m
+ *   Q8_0  32 elems, 34 B: f16 d | i8 qs[32]          x = d*q
+ *   Q8_1  32 elems, 36 B: f16 d | f16 s | i8 qs[32]  x = d*q, s = d * sum(q) (activation helper)
+ *   Q4_K 256 elems, 144 B: f16 d | f16 dmin | u8 scales[12] | u8 qs[128]
+ *        eight sub-blocks of 32 with 6-bit scale sc[j] and 6-bit min m[j]: for j < 4,
+ *        sc = scales[j] & 63, m = scales[j+4] & 63; for j >= 4, sc = lo(scales[j+4]) | (scales[j-4]>>6)<<4,
+ *        m = hi(scales[j+4]) | (scales[j]>>6)<<4. Each 64-elem chunk c uses qs[32c..32c+31]: the low
+ *        nibbles are sub-block 2c, the high nibbles sub-block 2c+1. x = d*sc*q - dmin*m.
+ *   Q5_K 256 elems, 176 B: f16 d | f16 dmin | scales[12] | u8 qh[32] | u8 qs[128]; as Q4_K, plus
+ *        bit (2c) of qh[l] is the 5th bit of elem 64c+l and bit (2c+1) that of elem 64c+32+l.
+ *   Q6_K 256 elems, 210 B: u8 ql[128] | u8 qh[64] | i8 scales[16] | f16 d. Per 128-elem half h
+ *        (ql += 64h, qh += 32h), for l < 32: elems l, l+32, l+64, l+96 take the low nibble of ql[l],
+ *        low of ql[l+32], high of ql[l], high of ql[l+32], and bits 0-1, 2-3, 4-5, 6-7 of qh[l] as
+ *        their top two bits; x = d * scales[i/16] * (q - 32).
+ *   Q8_K 256 elems, 292 B: f32 d | i8 qs[256] | i16 bsums[16] (sum of each 16 qs); activation only.
+ *
+ * vec_dot contract: y blocks are what this module's from_float wrote (int8 quants in [-127, 127],
+ * bsums consistent); x may be any bit pattern with finite scales.
+ */
+#ifndef MLXR_KERNELS_CPU_QUANTS_IMPL_H
+#define MLXR_KERNELS_CPU_QUANTS_IMPL_H
+
+#include <assert.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/common/fp16.h"
+#include "core/kernels/types.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define MLXR_QUANTS_X86 1
+#else
+#define MLXR_QUANTS_X86 0
+#endif
+
+#define MLXR_QK 32   /* elements per legacy block */
+#define MLXR_QK_K 256 /* elements per K-quant super-block */
+
+typedef struct mlxr_block_q4_0 {
+  mlxr_f16 d;      /* scale */
+  uint8_t qs[16];  /* [16] nibbles: low = elem j, high = elem j+16 */
+} mlxr_block_q4_0;
+
+typedef struct mlxr_block_q4_1 {
+  mlxr_f16 d;      /* scale */
+  mlxr_f16 m;      /* offset (the block minimum) */
+  uint8_t qs[16];  /* [16] nibbles as in Q4_0 */
+} mlxr_block_q4_1;
+
+typedef struct mlxr_block_q5_0 {
+  mlxr_f16 d;      /* scale */
+  uint8_t qh[4];   /* little-endian u32, bit j = 5th bit of elem j */
+  uint8_t qs[16];  /* [16] low 4 bits, nibbles as in Q4_0 */
+} mlxr_block_q5_0;
+
+typedef struct mlxr_block_q5_1 {
+  mlxr_f16 d;      /* scale */
+  mlxr_f16 m;      /* offset */
+  uint8_t qh[4];   /* as in Q5_0 */
+  uint8_t qs[16];  /* as in Q5_0 */
+} mlxr_block_q5_1;
+
+typedef struct mlxr_block_q8_0 {
+  mlxr_f16 d;      /* scale */
+  int8_t qs[32];   /* [32] quants */
+} mlxr_block_q8_0;
+
+typedef struct mlxr_block_q8_1 {
+  mlxr_f16 d;      /* scale */
+  mlxr_f16 s;      /* d * sum(qs) */
+  int8_t qs[32];   /* [32] quants */
+} mlxr_block_q8_1;
+
+typedef struct mlxr_block_q4_K {
+  mlxr_f16 d;          /* super-scale of the 6-bit sub-block scales */
+  mlxr_f16 dmin;       /* super-scale of the 6-bit sub-block mins */
+  uint8_t scales[12];  /* 8 scales + 8 mins, 6 bits each, packed (see top of file) */
+  uint8_t qs[128];     /* [4 chunks][32] nibbles */
+} mlxr_block_q4_K;
+
+typedef struct mlxr_block_q5_K {
+  mlxr_f16 d;
+  mlxr_f16 dmin;
+  uint8_t scales[12];  /* as in Q4_K */
+  uint8_t qh[32];      /* 5th bits: bit 2c / 2c+1 of qh[l] for chunk c */
+  uint8_t qs[128];     /* low 4 bits, as in Q4_K */
+} mlxr_block_q5_K;
+
+typedef struct mlxr_block_q6_K {
+  uint8_t ql[128];     /* [2 halves][64] low 4 bits */
+  uint8_t qh[64];      /* [2 halves][32] high 2 bits, four elems per byte */
+  int8_t scales[16];   /* per 16-elem sub-block */
+  mlxr_f16 d;          /* super-scale */
+} mlxr_block_q6_K;
+
+typedef struct mlxr_block_q8_K {
+  float d;             /* scale */
+  int8_t qs[256];      /* quants */
+  int16_t bsums[16];   /* sum of qs[16i .. 16i+15] */
+} mlxr_block_q8_K;
+
+_Static_assert(sizeof(mlxr_block_q4_0) == 18, "q4_0 block size");
+_Static_assert(sizeof(mlxr_block_q4_1) == 20, "q4_1 block size");
+_Static_assert(sizeof(mlxr_block_q5_0) == 22, "q5_0 block size");
+_Static_assert(sizeof(mlxr_block_q5_1) == 24, "q5_1 block size");
+_Static_assert(sizeof(mlxr_block_q8_0) == 34, "q8_0 block size");
+_Static_assert(sizeof(mlxr_block_q8_1) == 36, "q8_1 block size");
+_Static_assert(sizeof(mlxr_block_q4_K) == 144, "q4_K block size");
+_Static_assert(sizeof(mlxr_block_q5_K) == 176, "q5_K block size");
+_Static_assert(sizeof(mlxr_block_q6_K) == 210, "q6_K block size");
+_Static_assert(sizeof(mlxr_block_q8_K) == 292, "q8_K block size");
+
+/* Round to nearest, ties to even, for |v| < 2^22: adding 1.5*2^23 pushes the fraction out of the
+ * mantissa, so the float adder does the rounding (the same rounding cvtps_epi32 uses). */
+static inline int mlxr_quant_nearest_int(float v) {
+  float t = v + 12582912.0f;
+  int32_t bits;
+  memcpy(&bits, &t, 4);
+  return (bits & 0x007fffff) - 0x00400000;
+}
+
+/* The 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K block. */
+static inline void mlxr_quant_scale_min_k4(int j, const uint8_t *scales, uint8_t *sc, uint8_t *m) {
+  if (j < 4) {
+    *sc = scales[j] & 63;
+    *m = scales[j + 4] & 63;
+  } else {
+    *sc = (uint8_t)((scales[j + 4] & 0x0f) | ((scales[j - 4] >> 6) << 4));
+    *m = (uint8_t)((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
+  }
+}
+
+/* ---- scalar (quants_ref.c, quants_ref_k.c) ---- */
+void mlxr_quant_f32_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_f32_from_float(const float *src, void *dst, int64_t n);
+void mlxr_quant_f32_vec_dot(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_f16_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_f16_from_float(const float *src, void *dst, int64_t n);
+void mlxr_quant_f16_vec_dot(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_bf16_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_bf16_from_float(const float *src, void *dst, int64_t n);
+void mlxr_quant_bf16_vec_dot(int64_t n, float *out, const void *x, const void *y);
+
+void mlxr_quant_q4_0_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_q4_0_from_float(const float *src, void *dst, int64_t n);
+void mlxr_quant_q4_0_vec_dot(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q4_1_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_q4_1_from_float(const float *src, void *dst, int64_t n);
+void mlxr_quant_q4_1_vec_dot(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q5_0_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_q5_0_from_float(const float *src, void *dst, int64_t n);
+void mlxr_quant_q5_0_vec_dot(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q5_1_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_q5_1_from_float(const float *src, void *dst, int64_t n);
+void mlxr_quant_q5_1_vec_dot(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q8_0_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_q8_0_from_float(const float *src, void *dst, int64_t n);
+void mlxr_quant_q8_0_vec_dot(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q8_1_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_q8_1_from_float(const float *src, void *dst, int64_t n);
+
+void mlxr_quant_q4_K_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_q4_K_from_float(const float *src, void *dst, int64_t n);
+void mlxr_quant_q4_K_vec_dot(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q5_K_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_q5_K_from_float(const float *src, void *dst, int64_t n);
+void mlxr_quant_q5_K_vec_dot(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q6_K_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_q6_K_from_float(const float *src, void *dst, int64_t n);
+void mlxr_quant_q6_K_vec_dot(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q8_K_to_float(const void *src, float *dst, int64_t n);
+void mlxr_quant_q8_K_from_float(const float *src, void *dst, int64_t n);
+
+/* ---- AVX2 + FMA + F16C (quants_avx2.c, quants_k_avx2.c; x86 only) ---- */
+#if MLXR_QUANTS_X86
+void mlxr_quant_f32_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_f16_to_float_avx2(const void *src, float *dst, int64_t n);
+void mlxr_quant_f16_from_float_avx2(const float *src, void *dst, int64_t n);
+void mlxr_quant_f16_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_bf16_to_float_avx2(const void *src, float *dst, int64_t n);
+void mlxr_quant_bf16_from_float_avx2(const float *src, void *dst, int64_t n);
+void mlxr_quant_bf16_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
+
+void mlxr_quant_q4_0_to_float_avx2(const void *src, float *dst, int64_t n);
+void mlxr_quant_q4_0_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q4_1_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q5_0_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q5_1_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q8_0_to_float_avx2(const void *src, float *dst, int64_t n);
+void mlxr_quant_q8_0_from_float_avx2(const float *src, void *dst, int64_t n);
+void mlxr_quant_q8_0_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
+
+void mlxr_quant_q4_K_to_float_avx2(const void *src, float *dst, int64_t n);
+void mlxr_quant_q4_K_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q5_K_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q6_K_to_float_avx2(const void *src, float *dst, int64_t n);
+void mlxr_quant_q6_K_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q8_K_from_float_avx2(const float *src, void *dst, int64_t n);
+#endif
+
+#endif
