@@ -1,0 +1,385 @@
+/*
+ * cpu_backend.c: the CPU op table. Heavy ops (matmul, attention, get_rows) are split across the
+ * thread pool; light elementwise ops run on the caller. Type-specific math comes from the type
+ * traits of the selected SIMD level (core/kernels/types.h).
+ *
+ * Matmul: activations are first converted to the weight type's vec_dot_type (e.g. Q8_0 for Q4_0
+ * weights; nothing for F32/F16/BF16 weights, whose dots take float32 activations), then each thread
+ * computes a contiguous range of output features for every row, in tiles of output rows so that
+ * the weight tile stays in cache while the activation rows stream past.
+ *
+ * Scratch (quantized activations, attention scores) belongs to the backend context and only grows;
+ * after the first forward of the largest batch, ops allocate nothing.
+ */
+#include "core/kernels/cpu/cpu_backend.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/common/fp16.h"
+#include "core/common/status.h"
+#include "core/kernels/cpu/threadpool.h"
+
+#define CPU_MATMUL_TILE 16 /* output rows per tile */
+
+typedef struct cpu_context {
+  mlxr_simd_level level;
+  mlxr_threadpool *pool;
+  void *xq;             /* activations converted to a vec_dot_type */
+  size_t xq_cap;
+  float *scores;        /* [n_threads][scores_cap] attention scratch */
+  size_t scores_cap;    /* floats per thread */
+} cpu_context;
+
+static cpu_context *cpu_ctx(mlxr_backend *be) { return be->context; }
+
+static bool grow_buffer(void **buf, size_t *cap, size_t need) {
+  if (need <= *cap) return true;
+  size_t n = need + need / 4;
+  void *p = realloc(*buf, n);
+  if (!p) return false;
+  *buf = p;
+  *cap = n;
+  return true;
+}
+
+/* ---- buffers ---- */
+
+static void *cpu_alloc(mlxr_backend *be, size_t nbytes) {
+  (void)be;
+  void *p = NULL;
+  size_t n = (nbytes + 63) & ~(size_t)63;
+  if (n == 0) n = 64;
+  if (posix_memalign(&p, 64, n) != 0) return NULL;
+  memset(p, 0, n);
+  return p;
+}
+
+static void cpu_buf_free(mlxr_backend *be, void *buf) {
+  (void)be;
+  free(buf);
+}
+
+static bool cpu_supports_weight(mlxr_backend *be, mlxr_dtype type) {
+  const mlxr_type_traits *tt = mlxr_type_traits_get(type, cpu_ctx(be)->level);
+  return tt && tt->vec_dot && tt->to_float;
+}
+
+static int cpu_weight_prepare(mlxr_backend *be, mlxr_weight *w) {
+  if (!w->data) return MLXR_OK;
+  if (!cpu_supports_weight(be, w->type)) return MLXR_ERR_UNSUPPORTED;
+  return MLXR_OK;
+}
+
+/* ---- get_rows ---- */
+
+typedef struct get_rows_job {
+  const mlxr_type_traits *tt;
+  const mlxr_weight *table;
+  const int32_t *ids;
+  int64_t n;
+  float *out;
+} get_rows_job;
+
+static void get_rows_worker(void *arg, int ith, int nth) {
+  get_rows_job *j = arg;
+  for (int64_t r = ith; r < j->n; r += nth) {
+    const uint8_t *row = (const uint8_t *)j->table->data + (size_t)j->ids[r] * j->table->row_bytes;
+    j->tt->to_float(row, j->out + r * j->table->n_in, j->table->n_in);
+  }
+}
+
+static int cpu_get_rows(mlxr_backend *be, const mlxr_weight *table, const int32_t *ids, int64_t n,
+                        float *out) {
+  const mlxr_type_traits *tt = mlxr_type_traits_get(table->type, cpu_ctx(be)->level);
+  if (!tt || !tt->to_float) return MLXR_ERR_UNSUPPORTED;
+  for (int64_t r = 0; r < n; r++) {
+    if (ids[r] < 0 || ids[r] >= table->n_out) return MLXR_ERR_RANGE;
+  }
+  get_rows_job job = {tt, table, ids, n, out};
+  if (n == 1) get_rows_worker(&job, 0, 1);
+  else mlxr_threadpool_run(cpu_ctx(be)->pool, get_rows_worker, &job);
+  return MLXR_OK;
+}
+
+/* ---- matmul ---- */
+
+typedef struct matmul_job {
+  const mlxr_type_traits *tt;     /* weight type */
+  const mlxr_type_traits *act_tt; /* vec_dot_type */
+  const mlxr_weight *w;
+  const float *bias;              /* [n_out] or NULL */
+  const float *x;                 /* [n_rows][n_in] */
+  void *xq;                       /* converted activations, or NULL when act is F32 */
+  size_t xq_row_bytes;
+  int64_t n_rows;
+  float *y;                       /* [n_rows][n_out] */
+} matmul_job;
+
+static void matmul_quantize_worker(void *arg, int ith, int nth) {
+  matmul_job *j = arg;
+  for (int64_t r = ith; r < j->n_rows; r += nth) {
+    j->act_tt->from_float(j->x + r * j->w->n_in, (uint8_t *)j->xq + r * j->xq_row_bytes, j->w->n_in);
+  }
+}
+
+static void matmul_dot_worker(void *arg, int ith, int nth) {
+  matmul_job *j = arg;
+  const int64_t n_out = j->w->n_out;
+  const int64_t n_tiles = (n_out + CPU_MATMUL_TILE - 1) / CPU_MATMUL_TILE;
+  const int64_t t0 = n_tiles * ith / nth, t1 = n_tiles * (ith + 1) / nth;
+  const uint8_t *act = j->xq ? j->xq : (const void *)j->x;
+  const size_t act_row = j->xq ? j->xq_row_bytes : (size_t)j->w->n_in * sizeof(float);
+  const uint8_t *wdata = j->w->data;
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t o0 = t * CPU_MATMUL_TILE;
+    const int64_t o1 = o0 + CPU_MATMUL_TILE < n_out ? o0 + CPU_MATMUL_TILE : n_out;
+    for (int64_t r = 0; r < j->n_rows; r++) {
+      const void *xr = act + r * act_row;
+      float *yr = j->y + r * n_out;
+      for (int64_t o = o0; o < o1; o++) {
+        float s;
+        j->tt->vec_dot(j->w->n_in, &s, wdata + (size_t)o * j->w->row_bytes, xr);
+        yr[o] = j->bias ? s + j->bias[o] : s;
+      }
+    }
+  }
+}
+
+static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight *bias,
+                      const float *x, int64_t n_rows, float *y) {
+  cpu_context *c = cpu_ctx(be);
+  const mlxr_type_traits *tt = mlxr_type_traits_get(w->type, c->level);
+  if (!tt || !tt->vec_dot) return MLXR_ERR_UNSUPPORTED;
+  matmul_job job = {.tt = tt, .w = w, .x = x, .n_rows = n_rows, .y = y};
+  if (bias && bias->data) {
+    if (bias->type != MLXR_DTYPE_F32 || bias->n_in != w->n_out) return MLXR_ERR_INVALID;
+    job.bias = bias->data;
+  }
+  if (tt->vec_dot_type != MLXR_DTYPE_F32) {
+    job.act_tt = mlxr_type_traits_get(tt->vec_dot_type, c->level);
+    if (!job.act_tt || !job.act_tt->from_float) return MLXR_ERR_UNSUPPORTED;
+    if (!mlxr_dtype_row_size(tt->vec_dot_type, w->n_in, &job.xq_row_bytes)) return MLXR_ERR_INVALID;
+    if (!grow_buffer(&c->xq, &c->xq_cap, job.xq_row_bytes * (size_t)n_rows)) return MLXR_ERR_NOMEM;
+    job.xq = c->xq;
+    if (n_rows == 1) matmul_quantize_worker(&job, 0, 1);
+    else mlxr_threadpool_run(c->pool, matmul_quantize_worker, &job);
+  }
+  mlxr_threadpool_run(c->pool, matmul_dot_worker, &job);
+  return MLXR_OK;
+}
+
+/* ---- elementwise ---- */
+
+static void cpu_rms_norm(mlxr_backend *be, const float *x, const float *w, int64_t n_rows,
+                         int64_t dim, float eps, float *y) {
+  (void)be;
+  for (int64_t r = 0; r < n_rows; r++) {
+    const float *xr = x + r * dim;
+    float *yr = y + r * dim;
+    double ss = 0.0;
+    for (int64_t i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
+    const float scale = (float)(1.0 / sqrt(ss / (double)dim + (double)eps));
+    for (int64_t i = 0; i < dim; i++) yr[i] = xr[i] * scale * w[i];
+  }
+}
+
+static void cpu_rope(mlxr_backend *be, float *x, int64_t n_rows, int n_heads, int head_dim,
+                     int rot_dim, mlxr_rope_mode mode, const float *cos_tab, const float *sin_tab) {
+  (void)be;
+  const int half = rot_dim / 2;
+  for (int64_t r = 0; r < n_rows; r++) {
+    const float *cr = cos_tab + r * half, *sr = sin_tab + r * half;
+    for (int h = 0; h < n_heads; h++) {
+      float *v = x + (r * n_heads + h) * head_dim;
+      for (int i = 0; i < half; i++) {
+        const int i0 = mode == MLXR_ROPE_NEOX ? i : 2 * i;
+        const int i1 = mode == MLXR_ROPE_NEOX ? i + half : 2 * i + 1;
+        const float a = v[i0], b = v[i1];
+        v[i0] = a * cr[i] - b * sr[i];
+        v[i1] = a * sr[i] + b * cr[i];
+      }
+    }
+  }
+}
+
+static void cpu_swiglu(mlxr_backend *be, const float *gate, const float *up, float *out, int64_t n) {
+  (void)be;
+  for (int64_t i = 0; i < n; i++) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + expf(-g)) * up[i];
+  }
+}
+
+static void cpu_add(mlxr_backend *be, float *y, const float *x, int64_t n) {
+  (void)be;
+  for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+/* ---- KV cache and attention ---- */
+
+static void store_row(const float *src, int64_t n, void *pool, int64_t slot, mlxr_dtype type) {
+  if (type == MLXR_DTYPE_F32) {
+    memcpy((float *)pool + slot * n, src, (size_t)n * sizeof(float));
+  } else {
+    mlxr_f16 *dst = (mlxr_f16 *)pool + slot * n;
+    for (int64_t i = 0; i < n; i++) dst[i] = mlxr_f32_to_f16(src[i]);
+  }
+}
+
+static void cpu_kv_store(mlxr_backend *be, const float *k, const float *v, int64_t n_rows,
+                         int64_t dim_k, int64_t dim_v, const int64_t *slots, void *k_pool,
+                         void *v_pool, mlxr_dtype kv_type) {
+  (void)be;
+  for (int64_t r = 0; r < n_rows; r++) {
+    store_row(k + r * dim_k, dim_k, k_pool, slots[r], kv_type);
+    store_row(v + r * dim_v, dim_v, v_pool, slots[r], kv_type);
+  }
+}
+
+typedef struct attn_job {
+  const mlxr_attn_args *a;
+  const mlxr_type_traits *kv_tt; /* to_float of the KV type */
+  float *scores;                 /* [nth][scores_cap] */
+  size_t scores_cap;
+} attn_job;
+
+static void attn_worker(void *arg, int ith, int nth) {
+  const attn_job *j = arg;
+  const mlxr_attn_args *a = j->a;
+  const int group = a->n_head / a->n_head_kv;
+  const int64_t kv_dim_k = (int64_t)a->n_head_kv * a->head_dim_k;
+  const int64_t kv_dim_v = (int64_t)a->n_head_kv * a->head_dim_v;
+  const size_t esz = a->kv_type == MLXR_DTYPE_F32 ? 4 : 2;
+  float *scores = j->scores + (size_t)ith * j->scores_cap;
+  float *kbuf = scores + (j->scores_cap - (size_t)a->head_dim_k - (size_t)a->head_dim_v);
+  float *vbuf = kbuf + a->head_dim_k;
+  const int64_t n_items = a->n_rows * a->n_head;
+  for (int64_t item = ith; item < n_items; item += nth) {
+    const int64_t r = item / a->n_head;
+    const int h = (int)(item % a->n_head), kvh = h / group;
+    const float *q = a->q + (r * a->n_head + h) * a->head_dim_k;
+    float *out = a->out + (r * a->n_head + h) * a->head_dim_v;
+    const int32_t *table = a->block_tables[r];
+    const int32_t n_ctx = a->n_ctx[r];
+    float maxs = -INFINITY;
+    for (int32_t t = 0; t < n_ctx; t++) {
+      const int64_t slot = (int64_t)table[t / a->block_size] * a->block_size + t % a->block_size;
+      const uint8_t *krow = (const uint8_t *)a->k_pool + ((size_t)slot * kv_dim_k + (size_t)kvh * a->head_dim_k) * esz;
+      const float *kf = (const float *)krow;
+      if (a->kv_type != MLXR_DTYPE_F32) {
+        j->kv_tt->to_float(krow, kbuf, a->head_dim_k);
+        kf = kbuf;
+      }
+      float s = 0.0f;
+      for (int i = 0; i < a->head_dim_k; i++) s += q[i] * kf[i];
+      s *= a->scale;
+      scores[t] = s;
+      if (s > maxs) maxs = s;
+    }
+    double sum = 0.0;
+    for (int32_t t = 0; t < n_ctx; t++) {
+      scores[t] = expf(scores[t] - maxs);
+      sum += scores[t];
+    }
+    const float inv = (float)(1.0 / sum);
+    memset(out, 0, (size_t)a->head_dim_v * sizeof(float));
+    for (int32_t t = 0; t < n_ctx; t++) {
+      const int64_t slot = (int64_t)table[t / a->block_size] * a->block_size + t % a->block_size;
+      const uint8_t *vrow = (const uint8_t *)a->v_pool + ((size_t)slot * kv_dim_v + (size_t)kvh * a->head_dim_v) * esz;
+      const float *vf = (const float *)vrow;
+      if (a->kv_type != MLXR_DTYPE_F32) {
+        j->kv_tt->to_float(vrow, vbuf, a->head_dim_v);
+        vf = vbuf;
+      }
+      const float p = scores[t] * inv;
+      for (int i = 0; i < a->head_dim_v; i++) out[i] += p * vf[i];
+    }
+  }
+}
+
+static int cpu_attention(mlxr_backend *be, const mlxr_attn_args *a) {
+  cpu_context *c = cpu_ctx(be);
+  if (a->kv_type != MLXR_DTYPE_F32 && a->kv_type != MLXR_DTYPE_F16) return MLXR_ERR_UNSUPPORTED;
+  if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv != 0) return MLXR_ERR_INVALID;
+  int32_t max_ctx = 0;
+  for (int64_t r = 0; r < a->n_rows; r++) {
+    if (a->n_ctx[r] > max_ctx) max_ctx = a->n_ctx[r];
+  }
+  const size_t need = (size_t)max_ctx + (size_t)a->head_dim_k + (size_t)a->head_dim_v;
+  const int nth = mlxr_threadpool_n_threads(c->pool);
+  if (need > c->scores_cap) {
+    size_t cap = need + need / 4 + 64;
+    float *p = realloc(c->scores, cap * (size_t)nth * sizeof(float));
+    if (!p) return MLXR_ERR_NOMEM;
+    c->scores = p;
+    c->scores_cap = cap;
+  }
+  attn_job job = {a, mlxr_type_traits_get(a->kv_type, c->level), c->scores, c->scores_cap};
+  if (!job.kv_tt) return MLXR_ERR_UNSUPPORTED;
+  mlxr_threadpool_run(c->pool, attn_worker, &job);
+  return MLXR_OK;
+}
+
+/* ---- lifecycle ---- */
+
+static void cpu_free(mlxr_backend *be) {
+  cpu_context *c = cpu_ctx(be);
+  if (c) {
+    mlxr_threadpool_free(c->pool);
+    free(c->xq);
+    free(c->scores);
+    free(c);
+  }
+  free(be);
+}
+
+static const mlxr_backend_iface cpu_iface = {
+    .name = "cpu",
+    .free = cpu_free,
+    .alloc = cpu_alloc,
+    .buf_free = cpu_buf_free,
+    .supports_weight = cpu_supports_weight,
+    .weight_prepare = cpu_weight_prepare,
+    .get_rows = cpu_get_rows,
+    .matmul = cpu_matmul,
+    .rms_norm = cpu_rms_norm,
+    .rope = cpu_rope,
+    .swiglu = cpu_swiglu,
+    .add = cpu_add,
+    .kv_store = cpu_kv_store,
+    .attention = cpu_attention,
+};
+
+mlxr_cpu_backend_params mlxr_cpu_backend_default_params(void) {
+  mlxr_cpu_backend_params p = {.n_threads = 0, .simd_level = -1};
+  return p;
+}
+
+mlxr_backend *mlxr_cpu_backend_new(mlxr_cpu_backend_params params) {
+  int n = params.n_threads;
+  if (n <= 0) {
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    n = online > 0 ? (int)online : 1;
+  }
+  mlxr_backend *be = calloc(1, sizeof(*be));
+  cpu_context *c = calloc(1, sizeof(*c));
+  if (!be || !c) {
+    free(be);
+    free(c);
+    return NULL;
+  }
+  be->iface = &cpu_iface;
+  be->context = c;
+  mlxr_simd_level best = mlxr_cpu_detect_simd();
+  c->level = (params.simd_level < 0 || params.simd_level > (int)best) ? best
+                                                                       : (mlxr_simd_level)params.simd_level;
+  c->pool = mlxr_threadpool_new(n);
+  if (!c->pool) {
+    cpu_free(be);
+    return NULL;
+  }
+  return be;
+}

@@ -1,0 +1,66 @@
+/*
+ * kv_cache.h: the paged KV cache of one loaded model: a pool of fixed-size blocks (block_size
+ * token slots each, every layer's K and V) and, per sequence, a block table mapping its positions to
+ * blocks (vLLM's PagedAttention layout; used even for a single sequence).
+ *
+ * Blocks are reference-counted so that sequences can share a prefix (mlxr_kv_seq_fork); a block is
+ * back on the free list when its count drops to zero. The manager says "no room"
+ * (MLXR_ERR_NO_SPACE) instead of failing hard, so a scheduler can wait or preempt.
+ *
+ * Memory: the pools come from the backend (device memory on a GPU backend); the tables are host
+ * memory. Everything is sized at creation; reserving positions allocates nothing but blocks from
+ * the pool (the per-sequence tables are sized for max_seq_len up front).
+ * One thread at a time (the scheduler's) uses a cache.
+ */
+#ifndef MLXR_RUNTIME_KV_CACHE_H
+#define MLXR_RUNTIME_KV_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/graph/model.h"
+#include "core/kernels/backend.h"
+
+typedef struct mlxr_kv_cache mlxr_kv_cache;
+
+typedef struct mlxr_kv_params {
+  int32_t n_layer;
+  int32_t n_head_kv;
+  int32_t head_dim_k, head_dim_v;
+  int32_t block_size;   /* tokens per block (16 by default) */
+  int32_t n_blocks;     /* blocks in the pool */
+  int32_t max_seqs;     /* sequences that can exist at once */
+  int32_t max_seq_len;  /* positions one sequence may hold */
+  mlxr_dtype type;      /* F32 or F16 */
+} mlxr_kv_params;
+
+int mlxr_kv_cache_new(mlxr_backend *be, const mlxr_kv_params *params, mlxr_kv_cache **out,
+                      char *err, size_t err_len);
+void mlxr_kv_cache_free(mlxr_kv_cache *kv);
+
+/* The view the model's forward reads (pool pointers per layer, type, block size). */
+const mlxr_kv_view *mlxr_kv_cache_view(const mlxr_kv_cache *kv);
+const mlxr_kv_params *mlxr_kv_cache_params(const mlxr_kv_cache *kv);
+int32_t mlxr_kv_cache_n_free_blocks(const mlxr_kv_cache *kv);
+/* Bytes of the K and V pools together. */
+size_t mlxr_kv_cache_bytes(const mlxr_kv_cache *kv);
+
+/* A new, empty sequence; returns its id (>= 0) or MLXR_ERR_NO_SPACE. */
+int mlxr_kv_seq_new(mlxr_kv_cache *kv);
+/* Release a sequence and drop its block references. */
+void mlxr_kv_seq_free(mlxr_kv_cache *kv, int seq);
+/* A new sequence sharing the first n_tokens positions of src (whole blocks shared by reference;
+ * a partly filled last block is copied). Returns the new id or a negative status. */
+int mlxr_kv_seq_fork(mlxr_kv_cache *kv, int src, int32_t n_tokens);
+/* Make positions [0, n_tokens) of seq backed by blocks (allocating as needed). */
+int mlxr_kv_seq_reserve(mlxr_kv_cache *kv, int seq, int32_t n_tokens);
+/* Keep positions [0, n_tokens); release blocks past them (speculative-decoding rollback). */
+int mlxr_kv_seq_truncate(mlxr_kv_cache *kv, int seq, int32_t n_tokens);
+/* Positions reserved for seq (its length as far as the cache is concerned). */
+int32_t mlxr_kv_seq_len(const mlxr_kv_cache *kv, int seq);
+/* The block table of seq (valid until the next reserve/truncate/free of that seq). */
+const int32_t *mlxr_kv_seq_block_table(const mlxr_kv_cache *kv, int seq);
+/* The slot of position pos of seq (pos < reserved length), for mlxr_batch.slots. */
+int64_t mlxr_kv_seq_slot(const mlxr_kv_cache *kv, int seq, int32_t pos);
+
+#endif
