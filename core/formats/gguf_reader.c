@@ -7,7 +7,8 @@
  * hostile count fails at once instead of asking for terabytes. Strings are first recorded as
  * (pointer into the buffer, length); when the pass is done they are copied, NUL-terminated, into
  * one arena, and two hash tables (keys, tensor names) are built over the arena copies, which also
- * finds duplicates. Tensor dimensions, types, alignment and data ranges are checked with
+ * finds duplicates (keys and tensor names may not contain NUL bytes, so every one can be looked
+ * up as a C string). Tensor dimensions, types, alignment and data ranges are checked with
  * overflow-safe arithmetic; tensor data is never copied.
  *
  * Ownership: the mlxr_gguf owns its arrays, the arena and (for mlxr_gguf_open) the mapping.
@@ -241,6 +242,9 @@ static int parse_kvs(mlxr_gguf *g, gguf_cur *c) {
     uint32_t t;
     int rc = cur_str(c, "key", MLXR_GGUF_MAX_KEY_LEN, &kv->key);
     if (rc) return rc;
+    if (memchr(kv->key.p, 0, kv->key.len))
+      return mlxr_errf(c->err, c->err_len, MLXR_ERR_FORMAT, "key at offset %zu contains a NUL byte",
+                       c->pos - kv->key.len);
     if ((rc = cur_u32(c, "value type", &t))) return rc;
     if (t >= MLXR_GGUF_VTYPE_COUNT)
       return mlxr_errf(c->err, c->err_len, MLXR_ERR_FORMAT,
@@ -283,6 +287,9 @@ static int parse_tensor_infos(mlxr_gguf *g, gguf_cur *c) {
     uint64_t off;
     int rc = cur_str(c, "tensor name", MLXR_GGUF_MAX_NAME_LEN, name);
     if (rc) return rc;
+    if (memchr(name->p, 0, name->len))
+      return mlxr_errf(c->err, c->err_len, MLXR_ERR_FORMAT,
+                       "tensor name at offset %zu contains a NUL byte", c->pos - name->len);
     int nl = (int)name->len;
     if ((rc = cur_u32(c, "tensor n_dims", &n_dims))) return rc;
     if (n_dims < 1 || n_dims > MLXR_GGUF_MAX_DIMS)
