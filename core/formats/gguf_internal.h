@@ -23,10 +23,10 @@
 
 #include "core/formats/gguf.h"
 
-#define MLXR_GGUF_MAGIC 0x46554747u       /* "GGUF" read as a little-endian u32 */
-#define MLXR_GGUF_MAX_KEY_LEN 65535u      /* the spec's limit on key length */
-#define MLXR_GGUF_MAX_NAME_LEN 256u       /* llama.cpp says 64; we accept up to this */
-#define MLXR_GGUF_MAX_ARRAY_DEPTH 8       /* nesting of arrays inside arrays */
+#define MLXR_GGUF_MAGIC 0x46554747u  /* "GGUF" read as a little-endian u32 */
+#define MLXR_GGUF_MAX_KEY_LEN 65535u /* the spec's limit on key length */
+#define MLXR_GGUF_MAX_NAME_LEN 256u  /* llama.cpp says 64; we accept up to this */
+#define MLXR_GGUF_MAX_ARRAY_DEPTH 8  /* nesting of arrays inside arrays */
 
 /* Bytes of one packed element of a scalar value type; 0 for STRING, ARRAY and unknown types. */
 size_t mlxr_gguf_vtype_size(mlxr_gguf_vtype t);

@@ -47,20 +47,20 @@ typedef struct gguf_kv {
 struct mlxr_gguf {
   const uint8_t *base; /* the file bytes [size] */
   size_t size;
-  bool owns_map;       /* base was mapped by mlxr_gguf_open */
+  bool owns_map; /* base was mapped by mlxr_gguf_open */
   uint32_t version;
-  size_t alignment;    /* general.alignment or 32 */
-  size_t data_start;   /* byte offset of the data section */
+  size_t alignment;  /* general.alignment or 32 */
+  size_t data_start; /* byte offset of the data section */
   int64_t n_kv;
-  gguf_kv *kv;                  /* [n_kv] */
+  gguf_kv *kv; /* [n_kv] */
   int64_t n_tensors;
-  mlxr_gguf_tensor *tensors;    /* [n_tensors] */
-  gguf_str *tname;              /* [n_tensors] tensor names with lengths */
-  gguf_str *astr;               /* elements of all top-level string arrays [n_astr] */
+  mlxr_gguf_tensor *tensors; /* [n_tensors] */
+  gguf_str *tname;           /* [n_tensors] tensor names with lengths */
+  gguf_str *astr;            /* elements of all top-level string arrays [n_astr] */
   size_t n_astr, cap_astr;
-  char *arena;                  /* every string above, NUL-terminated */
-  mlxr_fmt_index kv_ix;         /* key -> kv index */
-  mlxr_fmt_index tensor_ix;     /* name -> tensor index */
+  char *arena;              /* every string above, NUL-terminated */
+  mlxr_fmt_index kv_ix;     /* key -> kv index */
+  mlxr_fmt_index tensor_ix; /* name -> tensor index */
 };
 
 /* Bounds-checked reader over the buffer. */
@@ -127,8 +127,8 @@ static int cur_str(gguf_cur *c, const char *what, uint64_t max_len, gguf_str *ou
   if (rc) return rc;
   if (len > max_len)
     return mlxr_errf(c->err, c->err_len, MLXR_ERR_FORMAT,
-                     "%s at offset %zu has length %llu, more than the limit %llu", what,
-                     c->pos - 8, (unsigned long long)len, (unsigned long long)max_len);
+                     "%s at offset %zu has length %llu, more than the limit %llu", what, c->pos - 8,
+                     (unsigned long long)len, (unsigned long long)max_len);
   rc = cur_need(c, len, what);
   if (rc) return rc;
   out->p = (const char *)(c->base + c->pos);
@@ -247,9 +247,8 @@ static int parse_kvs(mlxr_gguf *g, gguf_cur *c) {
                        c->pos - kv->key.len);
     if ((rc = cur_u32(c, "value type", &t))) return rc;
     if (t >= MLXR_GGUF_VTYPE_COUNT)
-      return mlxr_errf(c->err, c->err_len, MLXR_ERR_FORMAT,
-                       "key '%.*s' has unknown value type %u", (int)(kv->key.len > 80 ? 80 : kv->key.len),
-                       kv->key.p, t);
+      return mlxr_errf(c->err, c->err_len, MLXR_ERR_FORMAT, "key '%.*s' has unknown value type %u",
+                       (int)(kv->key.len > 80 ? 80 : kv->key.len), kv->key.p, t);
     kv->type = (mlxr_gguf_vtype)t;
     kv->raw = c->base + c->pos;
     if ((rc = parse_value(g, c, t, 0, kv))) return rc;
@@ -264,8 +263,7 @@ static int find_alignment(mlxr_gguf *g, char *err, size_t err_len) {
   g->alignment = MLXR_GGUF_DEFAULT_ALIGNMENT;
   for (int64_t i = 0; i < g->n_kv; i++) {
     const gguf_kv *kv = &g->kv[i];
-    if (kv->key.len != sizeof(name) - 1 || memcmp(kv->key.p, name, sizeof(name) - 1) != 0)
-      continue;
+    if (kv->key.len != sizeof(name) - 1 || memcmp(kv->key.p, name, sizeof(name) - 1) != 0) continue;
     if (kv->type != MLXR_GGUF_U32)
       return mlxr_errf(err, err_len, MLXR_ERR_FORMAT,
                        "general.alignment has value type %d, expected u32", (int)kv->type);
@@ -325,8 +323,8 @@ static int parse_tensor_infos(mlxr_gguf *g, gguf_cur *c) {
     size_t row;
     if (t->ne[0] % mlxr_dtype_block_size(t->type) == 0 &&
         !mlxr_dtype_row_size(t->type, t->ne[0], &row))
-      return mlxr_errf(c->err, c->err_len, MLXR_ERR_FORMAT, "tensor '%.*s' byte size overflows",
-                       nl, name->p);
+      return mlxr_errf(c->err, c->err_len, MLXR_ERR_FORMAT, "tensor '%.*s' byte size overflows", nl,
+                       name->p);
     if (!mlxr_dtype_row_size(t->type, t->ne[0], &row))
       return mlxr_errf(c->err, c->err_len, MLXR_ERR_FORMAT,
                        "tensor '%.*s': ne[0] = %lld is not a multiple of the %s block size %lld",
@@ -334,8 +332,8 @@ static int parse_tensor_infos(mlxr_gguf *g, gguf_cur *c) {
                        (long long)mlxr_dtype_block_size(t->type));
     uint64_t rows = nel / (uint64_t)t->ne[0];
     if (rows > SIZE_MAX / row)
-      return mlxr_errf(c->err, c->err_len, MLXR_ERR_FORMAT, "tensor '%.*s' byte size overflows",
-                       nl, name->p);
+      return mlxr_errf(c->err, c->err_len, MLXR_ERR_FORMAT, "tensor '%.*s' byte size overflows", nl,
+                       name->p);
     t->nbytes = row * (size_t)rows;
   }
   return MLXR_OK;
@@ -364,8 +362,8 @@ static int place_tensors(mlxr_gguf *g, size_t header_end, char *err, size_t err_
                        g->tname[i].p, (unsigned long long)t->offset, a);
     if (t->offset > data_size || t->nbytes > data_size - t->offset)
       return mlxr_errf(err, err_len, MLXR_ERR_FORMAT,
-                       "tensor '%.*s' data [%llu, +%zu) lies outside the %zu-byte data section",
-                       nl, g->tname[i].p, (unsigned long long)t->offset, t->nbytes, data_size);
+                       "tensor '%.*s' data [%llu, +%zu) lies outside the %zu-byte data section", nl,
+                       g->tname[i].p, (unsigned long long)t->offset, t->nbytes, data_size);
     t->data = g->base + g->data_start + t->offset;
   }
   return MLXR_OK;
@@ -397,8 +395,7 @@ static int build_arena_and_indexes(mlxr_gguf *g, char *err, size_t err_len) {
   if (!ok) return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "string sizes overflow");
   g->arena = malloc(total ? total : 1);
   if (!g->arena)
-    return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory for %zu bytes of strings",
-                     total);
+    return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory for %zu bytes of strings", total);
   char *at = g->arena;
   for (int64_t i = 0; i < g->n_kv; i++) {
     arena_put(&at, &g->kv[i].key);
@@ -421,8 +418,8 @@ static int build_arena_and_indexes(mlxr_gguf *g, char *err, size_t err_len) {
   for (int64_t i = 0; i < g->n_tensors; i++) {
     const gguf_str *n = &g->tname[i];
     if (!mlxr_fmt_index_insert(&g->tensor_ix, n->p, n->len, i))
-      return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "duplicate tensor name '%.*s'",
-                       (int)n->len, n->p);
+      return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "duplicate tensor name '%.*s'", (int)n->len,
+                       n->p);
   }
   return MLXR_OK;
 }
@@ -442,12 +439,12 @@ static int gguf_parse(mlxr_gguf *g, char *err, size_t err_len) {
     return mlxr_errf(err, err_len, MLXR_ERR_UNSUPPORTED,
                      "unsupported GGUF version 1 (convert the file to v3)");
   if ((version & 0xffffu) == 0 && version != 0)
-    return mlxr_errf(err, err_len, MLXR_ERR_UNSUPPORTED,
-                     "big-endian GGUF files are not supported");
+    return mlxr_errf(err, err_len, MLXR_ERR_UNSUPPORTED, "big-endian GGUF files are not supported");
   if (version != 2 && version != 3)
     return mlxr_errf(err, err_len, MLXR_ERR_UNSUPPORTED, "unsupported GGUF version %u", version);
   g->version = version;
-  if ((rc = cur_u64(&c, "tensor count", &n_tensors)) || (rc = cur_u64(&c, "key/value count", &n_kv)))
+  if ((rc = cur_u64(&c, "tensor count", &n_tensors)) ||
+      (rc = cur_u64(&c, "key/value count", &n_kv)))
     return rc;
   /* Cheapest encodings: a key/value is 8 (key length) + 4 (type) + 1 (u8 value) bytes; a tensor
    * info is 8 (name length) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset) bytes. */
@@ -490,8 +487,8 @@ void mlxr_gguf_close(mlxr_gguf *g) {
   free(g);
 }
 
-static int gguf_open_impl(const uint8_t *base, size_t size, bool owns, mlxr_gguf **out,
-                          char *err, size_t err_len) {
+static int gguf_open_impl(const uint8_t *base, size_t size, bool owns, mlxr_gguf **out, char *err,
+                          size_t err_len) {
   mlxr_gguf *g = calloc(1, sizeof(*g));
   if (!g) {
     if (owns) mlxr_fmt_unmap(base, size);
@@ -519,7 +516,8 @@ int mlxr_gguf_open_memory(const void *data, size_t size, mlxr_gguf **out, char *
 }
 
 int mlxr_gguf_open(const char *path, mlxr_gguf **out, char *err, size_t err_len) {
-  if (!out || !path) return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "mlxr_gguf_open: NULL argument");
+  if (!out || !path)
+    return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "mlxr_gguf_open: NULL argument");
   *out = NULL;
   const uint8_t *base;
   size_t size;
@@ -609,10 +607,14 @@ bool mlxr_gguf_get_uint(const mlxr_gguf *g, const char *key, uint64_t *out) {
 bool mlxr_gguf_get_float(const mlxr_gguf *g, const char *key, double *out) {
   const gguf_kv *kv = kv_get(g, key);
   if (!kv) return false;
-  if (kv->type == MLXR_GGUF_F32 || kv->type == MLXR_GGUF_F64) *out = kv->num.f;
-  else if (is_signed_int(kv->type)) *out = (double)kv->num.i;
-  else if (is_unsigned_int(kv->type)) *out = (double)kv->num.u;
-  else return false;
+  if (kv->type == MLXR_GGUF_F32 || kv->type == MLXR_GGUF_F64)
+    *out = kv->num.f;
+  else if (is_signed_int(kv->type))
+    *out = (double)kv->num.i;
+  else if (is_unsigned_int(kv->type))
+    *out = (double)kv->num.u;
+  else
+    return false;
   return true;
 }
 
@@ -642,8 +644,7 @@ bool mlxr_gguf_get_arr(const mlxr_gguf *g, const char *key, mlxr_gguf_vtype *ele
 
 const char *mlxr_gguf_get_arr_str(const mlxr_gguf *g, const char *key, uint64_t i, size_t *len) {
   const gguf_kv *kv = kv_get(g, key);
-  if (!kv || kv->type != MLXR_GGUF_ARRAY || kv->arr_type != MLXR_GGUF_STRING ||
-      i >= kv->arr_count)
+  if (!kv || kv->type != MLXR_GGUF_ARRAY || kv->arr_type != MLXR_GGUF_STRING || i >= kv->arr_count)
     return NULL;
   const gguf_str *s = &g->astr[kv->arr_str_first + (size_t)i];
   if (len) *len = s->len;

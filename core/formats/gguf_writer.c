@@ -31,10 +31,10 @@
 #endif
 
 typedef struct wkv {
-  char *key;      /* NUL-terminated copy */
+  char *key; /* NUL-terminated copy */
   size_t key_len;
-  uint32_t type;  /* mlxr_gguf_vtype */
-  uint8_t *val;   /* encoded value [val_len] */
+  uint32_t type; /* mlxr_gguf_vtype */
+  uint8_t *val;  /* encoded value [val_len] */
   size_t val_len;
 } wkv;
 
@@ -59,8 +59,8 @@ struct mlxr_gguf_writer {
   int state;           /* WSTATE_* */
   FILE *f;             /* PATH.tmp while writing */
   char *path, *tmp_path;
-  size_t next;         /* next tensor to write */
-  uint64_t pos;        /* bytes written to f */
+  size_t next;  /* next tensor to write */
+  uint64_t pos; /* bytes written to f */
   size_t alignment;
 };
 
@@ -150,8 +150,10 @@ int mlxr_gguf_set_scalar(mlxr_gguf_writer *w, const char *key, mlxr_gguf_vtype t
   if (!es || !value) return MLXR_ERR_INVALID;
   uint8_t *v = malloc(es);
   if (!v) return MLXR_ERR_NOMEM;
-  if (type == MLXR_GGUF_BOOL) v[0] = *(const bool *)value ? 1 : 0;
-  else memcpy(v, value, es);
+  if (type == MLXR_GGUF_BOOL)
+    v[0] = *(const bool *)value ? 1 : 0;
+  else
+    memcpy(v, value, es);
   return kv_put(w, key, (uint32_t)type, v, es);
 }
 
@@ -330,8 +332,8 @@ static int resolve_alignment(mlxr_gguf_writer *w, char *err, size_t err_len) {
     uint32_t a = (uint32_t)w->kv[i].val[0] | (uint32_t)w->kv[i].val[1] << 8 |
                  (uint32_t)w->kv[i].val[2] << 16 | (uint32_t)w->kv[i].val[3] << 24;
     if (a == 0 || (a & (a - 1)) != 0)
-      return mlxr_errf(err, err_len, MLXR_ERR_INVALID,
-                       "general.alignment %u is not a power of two", a);
+      return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "general.alignment %u is not a power of two",
+                       a);
     w->alignment = a;
   }
   return MLXR_OK;
@@ -399,8 +401,8 @@ int mlxr_gguf_writer_begin(mlxr_gguf_writer *w, const char *path, char *err, siz
   return wr_pad(w, err, err_len);
 }
 
-int mlxr_gguf_writer_write_tensor(mlxr_gguf_writer *w, const void *data, size_t nbytes,
-                                  char *err, size_t err_len) {
+int mlxr_gguf_writer_write_tensor(mlxr_gguf_writer *w, const void *data, size_t nbytes, char *err,
+                                  size_t err_len) {
   if (!w || w->state != WSTATE_WRITING)
     return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "write_tensor: writer_begin was not called");
   if (w->next >= w->n_t)

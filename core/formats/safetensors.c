@@ -30,15 +30,15 @@
 #include "core/common/status.h"
 #include "core/formats/fmt_util.h"
 
-#define ST_MAX_HEADER 100000000ull   /* the reference implementation's cap, in bytes */
-#define ST_MAX_INDEX 100000000ull    /* cap on model.safetensors.index.json */
+#define ST_MAX_HEADER 100000000ull         /* the reference implementation's cap, in bytes */
+#define ST_MAX_INDEX 100000000ull          /* cap on model.safetensors.index.json */
 #define ST_MAX_JSON_INT 9007199254740992.0 /* 2^53: larger JSON numbers are not exact doubles */
 
 typedef struct st_file {
   const uint8_t *base; /* whole file [size] */
   size_t size;
-  bool owns;           /* mapped by us */
-  const char *name;    /* path for messages (pool) */
+  bool owns;        /* mapped by us */
+  const char *name; /* path for messages (pool) */
 } st_file;
 
 typedef struct st_meta {
@@ -60,8 +60,8 @@ struct mlxr_safetensors {
   size_t n_t, cap_t;
   st_meta *meta; /* [n_meta], files in order */
   size_t n_meta, cap_meta;
-  st_block *pool;     /* string pool blocks, newest first */
-  mlxr_fmt_index ix;  /* tensor name -> index */
+  st_block *pool;    /* string pool blocks, newest first */
+  mlxr_fmt_index ix; /* tensor name -> index */
 };
 
 typedef struct st_dtype_info {
@@ -71,13 +71,13 @@ typedef struct st_dtype_info {
 
 static const st_dtype_info *st_dtype_info_of(mlxr_st_dtype t) {
   static const st_dtype_info table[MLXR_ST_DTYPE_COUNT] = {
-      [MLXR_ST_BOOL] = {"BOOL", 1},     [MLXR_ST_U8] = {"U8", 1},
-      [MLXR_ST_I8] = {"I8", 1},         [MLXR_ST_U16] = {"U16", 2},
-      [MLXR_ST_I16] = {"I16", 2},       [MLXR_ST_F16] = {"F16", 2},
-      [MLXR_ST_BF16] = {"BF16", 2},     [MLXR_ST_U32] = {"U32", 4},
-      [MLXR_ST_I32] = {"I32", 4},       [MLXR_ST_F32] = {"F32", 4},
-      [MLXR_ST_F64] = {"F64", 8},       [MLXR_ST_U64] = {"U64", 8},
-      [MLXR_ST_I64] = {"I64", 8},       [MLXR_ST_F8_E4M3] = {"F8_E4M3", 1},
+      [MLXR_ST_BOOL] = {"BOOL", 1},       [MLXR_ST_U8] = {"U8", 1},
+      [MLXR_ST_I8] = {"I8", 1},           [MLXR_ST_U16] = {"U16", 2},
+      [MLXR_ST_I16] = {"I16", 2},         [MLXR_ST_F16] = {"F16", 2},
+      [MLXR_ST_BF16] = {"BF16", 2},       [MLXR_ST_U32] = {"U32", 4},
+      [MLXR_ST_I32] = {"I32", 4},         [MLXR_ST_F32] = {"F32", 4},
+      [MLXR_ST_F64] = {"F64", 8},         [MLXR_ST_U64] = {"U64", 8},
+      [MLXR_ST_I64] = {"I64", 8},         [MLXR_ST_F8_E4M3] = {"F8_E4M3", 1},
       [MLXR_ST_F8_E5M2] = {"F8_E5M2", 1},
   };
   if ((unsigned)t >= MLXR_ST_DTYPE_COUNT) return NULL;
@@ -190,8 +190,8 @@ static int parse_tensor_entry(mlxr_safetensors *st, const cJSON *it, const uint8
                      name, dt->valuestring);
   int nd = cJSON_GetArraySize(shape);
   if (nd > MLXR_ST_MAX_DIMS)
-    return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "tensor '%s' has %d dimensions (max %d)",
-                     name, nd, MLXR_ST_MAX_DIMS);
+    return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "tensor '%s' has %d dimensions (max %d)", name,
+                     nd, MLXR_ST_MAX_DIMS);
   mlxr_st_tensor tt = {.dtype = (mlxr_st_dtype)t, .n_dims = nd};
   uint64_t nel = 1;
   int d = 0;
@@ -202,8 +202,7 @@ static int parse_tensor_entry(mlxr_safetensors *st, const cJSON *it, const uint8
                        "tensor '%s' dimension %d is not a non-negative integer", name, d);
     tt.shape[d] = (int64_t)v;
     if (v != 0 && nel > UINT64_MAX / v)
-      return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "tensor '%s' element count overflows",
-                       name);
+      return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "tensor '%s' element count overflows", name);
     nel *= v;
   }
   size_t es = mlxr_st_dtype_size(tt.dtype);
@@ -274,8 +273,7 @@ static cJSON *parse_json_exact(const uint8_t *text, size_t len, char *err, size_
   }
   for (const char *p = end; p < buf + len; p++) {
     if (!json_ws(*p)) {
-      mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "%s has trailing bytes after the JSON value",
-                what);
+      mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "%s has trailing bytes after the JSON value", what);
       cJSON_Delete(root);
       free(buf);
       return NULL;
@@ -312,8 +310,10 @@ static int parse_file(mlxr_safetensors *st, char *err, size_t err_len) {
   if (!cJSON_IsObject(root))
     rc = mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "safetensors header is not a JSON object");
   for (const cJSON *it = rc ? NULL : root->child; it && rc == MLXR_OK; it = it->next) {
-    if (strcmp(it->string, "__metadata__") == 0) rc = parse_metadata(st, it, err, err_len);
-    else rc = parse_tensor_entry(st, it, buf, buf_size, err, err_len);
+    if (strcmp(it->string, "__metadata__") == 0)
+      rc = parse_metadata(st, it, err, err_len);
+    else
+      rc = parse_tensor_entry(st, it, buf, buf_size, err, err_len);
   }
   cJSON_Delete(root);
   if (rc) return rc;
@@ -369,8 +369,8 @@ static int build_index(mlxr_safetensors *st, char *err, size_t err_len) {
     const char *nm = st->t[i].name;
     if (!mlxr_fmt_index_insert(&st->ix, nm, strlen(nm), (int64_t)i)) {
       int64_t j = mlxr_fmt_index_find(&st->ix, nm, strlen(nm));
-      return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "tensor '%s' appears twice (%s and %s)",
-                       nm, st->files[st->t_file[j]].name, st->files[st->t_file[i]].name);
+      return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "tensor '%s' appears twice (%s and %s)", nm,
+                       st->files[st->t_file[j]].name, st->files[st->t_file[i]].name);
     }
   }
   return MLXR_OK;
@@ -459,9 +459,8 @@ static int open_index(mlxr_safetensors *st, const char *dir, const char *index_p
   for (const cJSON *x = wm->child; x && rc == MLXR_OK; x = x->next, k++) {
     int64_t i = mlxr_fmt_index_find(&st->ix, x->string, strlen(x->string));
     if (i < 0 || st->t_file[i] != shard_of[k])
-      rc = mlxr_errf(err, err_len, MLXR_ERR_NOT_FOUND,
-                     "%s: tensor '%s' is not in its shard %s", index_path, x->string,
-                     x->valuestring);
+      rc = mlxr_errf(err, err_len, MLXR_ERR_NOT_FOUND, "%s: tensor '%s' is not in its shard %s",
+                     index_path, x->string, x->valuestring);
   }
   free(shard_of);
   cJSON_Delete(root);
@@ -497,8 +496,10 @@ static int open_all_in_dir(mlxr_safetensors *st, const char *dir, char *err, siz
   if (rc == MLXR_OK) qsort(names, n, sizeof(*names), name_cmp);
   for (size_t i = 0; i < n && rc == MLXR_OK; i++) {
     char *p = path_join(dir, names[i]);
-    if (!p) rc = mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
-    else rc = add_file_path(st, p, err, err_len);
+    if (!p)
+      rc = mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
+    else
+      rc = add_file_path(st, p, err, err_len);
     free(p);
   }
   for (size_t i = 0; i < n; i++) free(names[i]);
@@ -527,7 +528,8 @@ void mlxr_safetensors_close(mlxr_safetensors *st) {
 
 int mlxr_safetensors_open_memory(const void *data, size_t size, mlxr_safetensors **out, char *err,
                                  size_t err_len) {
-  if (!out) return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "safetensors_open_memory: out is NULL");
+  if (!out)
+    return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "safetensors_open_memory: out is NULL");
   *out = NULL;
   if (!data && size)
     return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "safetensors_open_memory: data is NULL");
@@ -568,12 +570,15 @@ int mlxr_safetensors_open(const char *path, mlxr_safetensors **out, char *err, s
   } else {
     char *index = path_join(path, "model.safetensors.index.json");
     char *single = path_join(path, "model.safetensors");
-    if (!index || !single) rc = mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
-    else if (file_exists(index)) rc = open_index(st, path, index, err, err_len);
+    if (!index || !single)
+      rc = mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
+    else if (file_exists(index))
+      rc = open_index(st, path, index, err, err_len);
     else if (file_exists(single)) {
       rc = add_file_path(st, single, err, err_len);
       if (rc == MLXR_OK) rc = build_index(st, err, err_len);
-    } else rc = open_all_in_dir(st, path, err, err_len);
+    } else
+      rc = open_all_in_dir(st, path, err, err_len);
     free(index);
     free(single);
   }

@@ -84,8 +84,8 @@ static void gguf_exercise(fuzz_ctx *c, const mlxr_gguf *g, const uint8_t *buf, s
         }
         if (cnt && !mlxr_gguf_get_arr_str(g, k, cnt - 1, &len)) fail(c, "last element", variant);
       } else if (et != MLXR_GGUF_ARRAY) {
-        size_t es = et == MLXR_GGUF_U8 || et == MLXR_GGUF_I8 || et == MLXR_GGUF_BOOL ? 1
-                    : et == MLXR_GGUF_U16 || et == MLXR_GGUF_I16                     ? 2
+        size_t es = et == MLXR_GGUF_U8 || et == MLXR_GGUF_I8 || et == MLXR_GGUF_BOOL    ? 1
+                    : et == MLXR_GGUF_U16 || et == MLXR_GGUF_I16                        ? 2
                     : et == MLXR_GGUF_U64 || et == MLXR_GGUF_I64 || et == MLXR_GGUF_F64 ? 8
                                                                                         : 4;
         if (cnt > n || !inside(buf, n, data, (size_t)cnt * es))
@@ -265,12 +265,32 @@ static void fuzz_gguf_targeted(fuzz_ctx *c) {
   size_t n = b.n;
   char variant[128];
   fuzz_gguf_common(c, b.p, n, "assembled gguf");
-  const uint64_t v64[] = {0, 1, 2, 3, 5, 7, 16, 31, 32, 33, 64, 255, n - 1, n, n + 1, 1u << 31,
-                          UINT64_C(1) << 32, (UINT64_C(1) << 32) + 1, UINT64_C(1) << 60,
-                          UINT64_C(1) << 62, (UINT64_C(1) << 63) - 1, UINT64_C(1) << 63,
-                          UINT64_MAX - 31, UINT64_MAX};
-  const uint64_t v32[] = {0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 12, 13, 16, 20, 30, 31, 39, 40, 64,
-                          255, 1u << 31, 0xffffffffu};
+  const uint64_t v64[] = {0,
+                          1,
+                          2,
+                          3,
+                          5,
+                          7,
+                          16,
+                          31,
+                          32,
+                          33,
+                          64,
+                          255,
+                          n - 1,
+                          n,
+                          n + 1,
+                          1u << 31,
+                          UINT64_C(1) << 32,
+                          (UINT64_C(1) << 32) + 1,
+                          UINT64_C(1) << 60,
+                          UINT64_C(1) << 62,
+                          (UINT64_C(1) << 63) - 1,
+                          UINT64_C(1) << 63,
+                          UINT64_MAX - 31,
+                          UINT64_MAX};
+  const uint64_t v32[] = {0,  1,  2,  3,  4,  5,  6,  8,  9,   10,       12,
+                          13, 16, 20, 30, 31, 39, 40, 64, 255, 1u << 31, 0xffffffffu};
   uint8_t *v = malloc(n);
   for (size_t i = 0; i < nf; i++) {
     const uint64_t *vals = f[i].width == 8 ? v64 : v32;
@@ -438,9 +458,10 @@ static void fuzz_safetensors(fuzz_ctx *c) {
     snprintf(variant, sizeof(variant), "safetensors json edit #%d", i);
     st_try(c, v, n, variant);
   }
-  const uint64_t lens[] = {0, 1, 2, 7, 8, sizeof(base_json) - 2, sizeof(base_json),
-                           n - 8, n - 7, n, 100000000, 100000001, UINT64_C(1) << 32,
-                           UINT64_C(1) << 63, UINT64_MAX};
+  const uint64_t lens[] = {
+      0,         1,     2, 7,         8,         sizeof(base_json) - 2, sizeof(base_json),
+      n - 8,     n - 7, n, 100000000, 100000001, UINT64_C(1) << 32,     UINT64_C(1) << 63,
+      UINT64_MAX};
   for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
     memcpy(v, file, n);
     for (int i = 0; i < 8; i++) v[i] = (uint8_t)(lens[k] >> (8 * i));

@@ -285,10 +285,9 @@ static void test_round_trip(const char *dir, uint32_t alignment) {
   if (alignment != 32) CHECK(mlxr_gguf_set_u32(w, "general.alignment", alignment) == 0);
   /* Arrays of each numeric type: element i = (i * 37 + type) bytes pattern. */
   uint8_t arrsrc[MLXR_GGUF_VTYPE_COUNT][5 * 8];
-  static const mlxr_gguf_vtype numeric[] = {MLXR_GGUF_U8,  MLXR_GGUF_I8,  MLXR_GGUF_U16,
-                                            MLXR_GGUF_I16, MLXR_GGUF_U32, MLXR_GGUF_I32,
-                                            MLXR_GGUF_F32, MLXR_GGUF_U64, MLXR_GGUF_I64,
-                                            MLXR_GGUF_F64, MLXR_GGUF_BOOL};
+  static const mlxr_gguf_vtype numeric[] = {
+      MLXR_GGUF_U8,  MLXR_GGUF_I8,  MLXR_GGUF_U16, MLXR_GGUF_I16, MLXR_GGUF_U32, MLXR_GGUF_I32,
+      MLXR_GGUF_F32, MLXR_GGUF_U64, MLXR_GGUF_I64, MLXR_GGUF_F64, MLXR_GGUF_BOOL};
   static const size_t esize[MLXR_GGUF_VTYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
   for (size_t k = 0; k < sizeof(numeric) / sizeof(numeric[0]); k++) {
     mlxr_gguf_vtype t = numeric[k];
@@ -308,11 +307,16 @@ static void test_round_trip(const char *dir, uint32_t alignment) {
   CHECK(mlxr_gguf_set_arr_str(w, "arr.str2", strs2, NULL, 2) == 0);
 
   rt_tensor ts[] = {
-      {"f32.a", MLXR_DTYPE_F32, 2, {5, 3, 1, 1}},   {"f16.b", MLXR_DTYPE_F16, 1, {7, 1, 1, 1}},
-      {"q4_0.c", MLXR_DTYPE_Q4_0, 2, {64, 2, 1, 1}}, {"q8_0.d", MLXR_DTYPE_Q8_0, 1, {32, 1, 1, 1}},
-      {"i32.e", MLXR_DTYPE_I32, 4, {3, 2, 2, 2}},   {"bf16.f", MLXR_DTYPE_BF16, 3, {1, 1, 3, 1}},
-      {"q4_K.g", MLXR_DTYPE_Q4_K, 2, {256, 3, 1, 1}}, {"q6_K.h", MLXR_DTYPE_Q6_K, 1, {512, 1, 1, 1}},
-      {"i8.i", MLXR_DTYPE_I8, 1, {1, 1, 1, 1}},     {"f64.j", MLXR_DTYPE_F64, 2, {3, 3, 1, 1}},
+      {"f32.a", MLXR_DTYPE_F32, 2, {5, 3, 1, 1}},
+      {"f16.b", MLXR_DTYPE_F16, 1, {7, 1, 1, 1}},
+      {"q4_0.c", MLXR_DTYPE_Q4_0, 2, {64, 2, 1, 1}},
+      {"q8_0.d", MLXR_DTYPE_Q8_0, 1, {32, 1, 1, 1}},
+      {"i32.e", MLXR_DTYPE_I32, 4, {3, 2, 2, 2}},
+      {"bf16.f", MLXR_DTYPE_BF16, 3, {1, 1, 3, 1}},
+      {"q4_K.g", MLXR_DTYPE_Q4_K, 2, {256, 3, 1, 1}},
+      {"q6_K.h", MLXR_DTYPE_Q6_K, 1, {512, 1, 1, 1}},
+      {"i8.i", MLXR_DTYPE_I8, 1, {1, 1, 1, 1}},
+      {"f64.j", MLXR_DTYPE_F64, 2, {3, 3, 1, 1}},
   };
   enum { NT = sizeof(ts) / sizeof(ts[0]) };
   uint8_t *tdata[NT];
@@ -390,14 +394,15 @@ static void test_round_trip(const char *dir, uint32_t alignment) {
     static const struct {
       const char *k;
       mlxr_gguf_vtype t;
-    } kt[] = {{"t.u8", MLXR_GGUF_U8},     {"t.i8", MLXR_GGUF_I8},     {"t.u16", MLXR_GGUF_U16},
-              {"t.i16", MLXR_GGUF_I16},   {"t.u32", MLXR_GGUF_U32},   {"t.i32", MLXR_GGUF_I32},
-              {"t.f32", MLXR_GGUF_F32},   {"t.bool", MLXR_GGUF_BOOL}, {"t.str", MLXR_GGUF_STRING},
-              {"arr.str", MLXR_GGUF_ARRAY}, {"t.u64", MLXR_GGUF_U64}, {"t.i64", MLXR_GGUF_I64},
+    } kt[] = {{"t.u8", MLXR_GGUF_U8},       {"t.i8", MLXR_GGUF_I8},     {"t.u16", MLXR_GGUF_U16},
+              {"t.i16", MLXR_GGUF_I16},     {"t.u32", MLXR_GGUF_U32},   {"t.i32", MLXR_GGUF_I32},
+              {"t.f32", MLXR_GGUF_F32},     {"t.bool", MLXR_GGUF_BOOL}, {"t.str", MLXR_GGUF_STRING},
+              {"arr.str", MLXR_GGUF_ARRAY}, {"t.u64", MLXR_GGUF_U64},   {"t.i64", MLXR_GGUF_I64},
               {"t.f64", MLXR_GGUF_F64}};
     for (size_t k = 0; k < sizeof(kt) / sizeof(kt[0]); k++) {
       int64_t i = mlxr_gguf_find_key(g, kt[k].k);
-      CHECK(i >= 0 && mlxr_gguf_kv_type(g, i) == kt[k].t && strcmp(mlxr_gguf_kv_key(g, i), kt[k].k) == 0);
+      CHECK(i >= 0 && mlxr_gguf_kv_type(g, i) == kt[k].t &&
+            strcmp(mlxr_gguf_kv_key(g, i), kt[k].k) == 0);
     }
     for (size_t k = 0; k < sizeof(numeric) / sizeof(numeric[0]); k++) {
       mlxr_gguf_vtype t = numeric[k], et;

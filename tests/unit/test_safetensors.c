@@ -39,9 +39,9 @@ static void check_fail(const char *file, int line, const char *what) {
 static const struct {
   const char *name;
   size_t size;
-} k_dtypes[] = {{"BOOL", 1}, {"U8", 1},   {"I8", 1},   {"U16", 2},     {"I16", 2},
-                {"F16", 2},  {"BF16", 2}, {"U32", 4},  {"I32", 4},     {"F32", 4},
-                {"F64", 8},  {"U64", 8},  {"I64", 8},  {"F8_E4M3", 1}, {"F8_E5M2", 1}};
+} k_dtypes[] = {{"BOOL", 1}, {"U8", 1},   {"I8", 1},  {"U16", 2},     {"I16", 2},
+                {"F16", 2},  {"BF16", 2}, {"U32", 4}, {"I32", 4},     {"F32", 4},
+                {"F64", 8},  {"U64", 8},  {"I64", 8}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
 enum { N_DTYPES = sizeof(k_dtypes) / sizeof(k_dtypes[0]) };
 
 /* header JSON + data -> file bytes (header padded with spaces to a multiple of 8). */
@@ -106,9 +106,9 @@ static void build_all(all_file *a) {
                         ",\"scalar\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[%zu,%zu]}",
                         off, off + 4);
   off += 4;
-  j += (size_t)snprintf(a->json + j, sizeof(a->json) - j,
-                        ",\"empty\":{\"dtype\":\"F16\",\"shape\":[0,4],\"data_offsets\":[%zu,%zu]}}",
-                        off, off);
+  j += (size_t)snprintf(
+      a->json + j, sizeof(a->json) - j,
+      ",\"empty\":{\"dtype\":\"F16\",\"shape\":[0,4],\"data_offsets\":[%zu,%zu]}}", off, off);
   a->data_len = off;
   for (size_t i = 0; i < off; i++) a->data[i] = (uint8_t)(i * 131 + 7);
 }
@@ -123,7 +123,8 @@ static void check_all(const mlxr_safetensors *st, const all_file *a, const uint8
     CHECK(t != NULL);
     if (!t) continue;
     size_t n = 6 * k_dtypes[i].size;
-    CHECK(strcmp(t->name, name) == 0 && strcmp(mlxr_st_dtype_name(t->dtype), k_dtypes[i].name) == 0);
+    CHECK(strcmp(t->name, name) == 0 &&
+          strcmp(mlxr_st_dtype_name(t->dtype), k_dtypes[i].name) == 0);
     CHECK(mlxr_st_dtype_size(t->dtype) == k_dtypes[i].size);
     CHECK(t->n_dims == 2 && t->shape[0] == 2 && t->shape[1] == 3 && t->nbytes == n);
     CHECK(memcmp(t->data, a->data + off, n) == 0);
@@ -299,7 +300,8 @@ static void test_header_errors(void) {
   {
     size_t n;
     uint8_t data[16] = {0};
-    uint8_t *p = make_file(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"), data, 16, &n);
+    uint8_t *p =
+        make_file(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"), data, 16, &n);
     mlxr_safetensors *st = NULL;
     char err[256];
     CHECK(mlxr_safetensors_open_memory(p, n, &st, err, sizeof(err)) == 0 && st);
@@ -318,14 +320,21 @@ static void test_header_errors(void) {
   expect_fail_json("{\"t\":", 0, "JSON", __LINE__);
   expect_fail_json("[1,2]", 0, "object", __LINE__);
   expect_fail_json("{} x", 0, "trailing", __LINE__);
-  expect_fail_json(T("{\"dtype\":\"F33\",\"shape\":[2],\"data_offsets\":[0,8]}"), 8, "dtype", __LINE__);
+  expect_fail_json(T("{\"dtype\":\"F33\",\"shape\":[2],\"data_offsets\":[0,8]}"), 8, "dtype",
+                   __LINE__);
   expect_fail_json(T("{\"dtype\":5,\"shape\":[2],\"data_offsets\":[0,8]}"), 8, "dtype", __LINE__);
-  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}"), 8, "inside", __LINE__);
-  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,9]}"), 8, "inside", __LINE__);
-  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}"), 8, "span", __LINE__);
-  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}"), 8, "dimension", __LINE__);
-  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,8]}"), 8, "dimension", __LINE__);
-  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}"), 8, "dimension", __LINE__);
+  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}"), 8, "inside",
+                   __LINE__);
+  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,9]}"), 8, "inside",
+                   __LINE__);
+  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}"), 8, "span",
+                   __LINE__);
+  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}"), 8, "dimension",
+                   __LINE__);
+  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,8]}"), 8, "dimension",
+                   __LINE__);
+  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}"), 8,
+                   "dimension", __LINE__);
   expect_fail_json(T("{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}"), 8,
                    "dimensions", __LINE__);
   expect_fail_json(T("{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296,4294967296],"
@@ -333,9 +342,12 @@ static void test_header_errors(void) {
                    8, "overflow", __LINE__);
   expect_fail_json(T("{\"dtype\":\"F64\",\"shape\":[4611686018427387904],\"data_offsets\":[0,8]}"),
                    8, NULL, __LINE__);
-  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}"), 8, "data_offsets", __LINE__);
-  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8,9]}"), 8, "data_offsets", __LINE__);
-  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[-8,0]}"), 8, "data_offsets", __LINE__);
+  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}"), 8, "data_offsets",
+                   __LINE__);
+  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8,9]}"), 8,
+                   "data_offsets", __LINE__);
+  expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[-8,0]}"), 8,
+                   "data_offsets", __LINE__);
   expect_fail_json(T("{\"dtype\":\"F32\",\"shape\":[2]}"), 8, "data_offsets", __LINE__);
   expect_fail_json(T("3"), 8, "not an object", __LINE__);
   expect_fail_json("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
