@@ -12,6 +12,8 @@
  *    here from the block table in the spec), offsets and tensor bytes are compared.
  * 3. Errors: hostile headers give a negative status and a message; the writer rejects wrong
  *    tensor sizes, early finish, duplicates, and leaves no file behind when abandoned.
+ * With arguments it serves tests/golden/test_formats_python.py: "--dump FILE" prints what the
+ * reader sees as JSON, "--write-sample FILE" writes a fixed sample with the writer.
  */
 #include <math.h>
 #include <stdio.h>
@@ -657,7 +659,179 @@ static void test_errors(const char *dir) {
   CHECK(access(path, F_OK) != 0);
 }
 
-int main(void) {
+/* ---- tools for tests/golden/test_formats_python.py ---- */
+
+static void json_str(const char *s, size_t len) {
+  putchar('"');
+  for (size_t i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '"' || ch == '\\')
+      printf("\\%c", ch);
+    else if (ch < 0x20)
+      printf("\\u%04x", ch);
+    else
+      putchar(ch);
+  }
+  putchar('"');
+}
+
+static void json_scalar(mlxr_gguf_vtype t, const uint8_t *p) {
+  uint64_t u = 0;
+  size_t n = t == MLXR_GGUF_U8 || t == MLXR_GGUF_I8 || t == MLXR_GGUF_BOOL    ? 1
+             : t == MLXR_GGUF_U16 || t == MLXR_GGUF_I16                       ? 2
+             : t == MLXR_GGUF_U64 || t == MLXR_GGUF_I64 || t == MLXR_GGUF_F64 ? 8
+                                                                              : 4;
+  for (size_t i = 0; i < n; i++) u |= (uint64_t)p[i] << (8 * i);
+  switch (t) {
+  case MLXR_GGUF_I8: printf("%d", (int8_t)u); break;
+  case MLXR_GGUF_I16: printf("%d", (int16_t)u); break;
+  case MLXR_GGUF_I32: printf("%d", (int32_t)u); break;
+  case MLXR_GGUF_I64: printf("%lld", (long long)(int64_t)u); break;
+  case MLXR_GGUF_F32: {
+    float f;
+    uint32_t b = (uint32_t)u;
+    memcpy(&f, &b, 4);
+    printf("%.17g", (double)f);
+    break;
+  }
+  case MLXR_GGUF_F64: {
+    double d;
+    memcpy(&d, &u, 8);
+    printf("%.17g", d);
+    break;
+  }
+  case MLXR_GGUF_BOOL: printf("%s", u ? "true" : "false"); break;
+  default: printf("%llu", (unsigned long long)u); break;
+  }
+}
+
+/* --dump FILE: everything our reader sees, as JSON on stdout (values through the typed getters
+ * for scalars and strings, arrays element by element, tensor bytes as hex). */
+static int dump_file(const char *path) {
+  mlxr_gguf *g = NULL;
+  char err[512];
+  if (mlxr_gguf_open(path, &g, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  printf("{\"version\": %u, \"alignment\": %zu, \"kv\": {", mlxr_gguf_version(g),
+         mlxr_gguf_alignment(g));
+  for (int64_t i = 0; i < mlxr_gguf_n_kv(g); i++) {
+    const char *k = mlxr_gguf_kv_key(g, i);
+    mlxr_gguf_vtype t = mlxr_gguf_kv_type(g, i);
+    printf("%s\n ", i ? "," : "");
+    json_str(k, strlen(k));
+    printf(": [%d, ", (int)t);
+    int64_t iv;
+    uint64_t uv;
+    double dv;
+    bool bv;
+    size_t len;
+    if (t == MLXR_GGUF_STRING) {
+      const char *s = mlxr_gguf_get_str(g, k, &len);
+      json_str(s, len);
+    } else if (t == MLXR_GGUF_BOOL && mlxr_gguf_get_bool(g, k, &bv)) {
+      printf("%s", bv ? "true" : "false");
+    } else if ((t == MLXR_GGUF_F32 || t == MLXR_GGUF_F64) && mlxr_gguf_get_float(g, k, &dv)) {
+      printf("%.17g", dv);
+    } else if (t == MLXR_GGUF_U64 && mlxr_gguf_get_uint(g, k, &uv)) {
+      printf("%llu", (unsigned long long)uv);
+    } else if (t != MLXR_GGUF_ARRAY && mlxr_gguf_get_int(g, k, &iv)) {
+      printf("%lld", (long long)iv);
+    } else if (t == MLXR_GGUF_ARRAY) {
+      mlxr_gguf_vtype et;
+      uint64_t cnt;
+      const void *data;
+      mlxr_gguf_get_arr(g, k, &et, &cnt, &data);
+      printf("[%d, [", (int)et);
+      for (uint64_t j = 0; j < cnt && et != MLXR_GGUF_ARRAY; j++) {
+        if (j) printf(", ");
+        if (et == MLXR_GGUF_STRING) {
+          const char *s = mlxr_gguf_get_arr_str(g, k, j, &len);
+          json_str(s, len);
+        } else {
+          static const size_t es[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+          json_scalar(et, (const uint8_t *)data + j * es[et]);
+        }
+      }
+      printf("], %llu]", (unsigned long long)cnt);
+    } else {
+      printf("null");
+    }
+    printf("]");
+  }
+  printf("},\n\"tensors\": [");
+  for (int64_t i = 0; i < mlxr_gguf_n_tensors(g); i++) {
+    const mlxr_gguf_tensor *t = mlxr_gguf_tensor_at(g, i);
+    printf("%s\n [", i ? "," : "");
+    json_str(t->name, strlen(t->name));
+    printf(", %d, [", (int)t->type);
+    for (int d = 0; d < t->n_dims; d++) printf("%s%lld", d ? ", " : "", (long long)t->ne[d]);
+    printf("], %llu, %zu, \"", (unsigned long long)t->offset, t->nbytes);
+    for (size_t j = 0; j < t->nbytes; j++) printf("%02x", ((const uint8_t *)t->data)[j]);
+    printf("\"]");
+  }
+  printf("]}\n");
+  mlxr_gguf_close(g);
+  return 0;
+}
+
+/* --write-sample FILE: the file test_formats_python.py checks with its own parser and with
+ * llama.cpp. Its content is restated there independently. */
+static int write_sample(const char *path) {
+  mlxr_gguf_writer *w = mlxr_gguf_writer_new();
+  uint8_t u8 = 200;
+  int8_t i8 = -100;
+  uint16_t u16 = 60000;
+  int16_t i16 = -30000;
+  int64_t i64 = -(INT64_C(1) << 62) - 3;
+  double f64 = -0.1;
+  int32_t ia[] = {-1, 0, 7};
+  const char *sa[] = {"<s>", "", "\xe2\x96\x81the"};
+  mlxr_gguf_set_str(w, "general.architecture", "llama");
+  mlxr_gguf_set_scalar(w, "s.u8", MLXR_GGUF_U8, &u8);
+  mlxr_gguf_set_scalar(w, "s.i8", MLXR_GGUF_I8, &i8);
+  mlxr_gguf_set_scalar(w, "s.u16", MLXR_GGUF_U16, &u16);
+  mlxr_gguf_set_scalar(w, "s.i16", MLXR_GGUF_I16, &i16);
+  mlxr_gguf_set_u32(w, "s.u32", 4000000000u);
+  mlxr_gguf_set_i32(w, "s.i32", -2000000000);
+  mlxr_gguf_set_f32(w, "s.f32", 1.5f);
+  mlxr_gguf_set_bool(w, "s.bool", true);
+  mlxr_gguf_set_str(w, "s.str", "h\xc3\xa9llo");
+  mlxr_gguf_set_u64(w, "s.u64", (UINT64_C(1) << 63) + 5);
+  mlxr_gguf_set_scalar(w, "s.i64", MLXR_GGUF_I64, &i64);
+  mlxr_gguf_set_scalar(w, "s.f64", MLXR_GGUF_F64, &f64);
+  mlxr_gguf_set_arr(w, "a.i32", MLXR_GGUF_I32, ia, 3);
+  mlxr_gguf_set_arr_str(w, "a.str", sa, NULL, 3);
+  mlxr_gguf_set_u32(w, "general.alignment", 64);
+  float f32[12];
+  uint16_t f16[16];
+  uint8_t q8[2 * 34];
+  for (int i = 0; i < 12; i++) f32[i] = (float)i * 0.5f - 3.0f;
+  for (int i = 0; i < 16; i++) f16[i] = (uint16_t)(0x3c00 + i);
+  for (int b = 0; b < 2; b++) {
+    q8[b * 34] = 0x00;
+    q8[b * 34 + 1] = b == 0 ? 0x38 : 0x40; /* f16 0.5, 2.0 */
+    for (int j = 0; j < 32; j++) q8[b * 34 + 2 + j] = (uint8_t)(int8_t)(j - 16);
+  }
+  int64_t ne_f32[] = {4, 3}, ne_f16[] = {8, 2}, ne_q8[] = {64};
+  mlxr_gguf_add_tensor(w, "t.f32", MLXR_DTYPE_F32, 2, ne_f32);
+  mlxr_gguf_add_tensor(w, "t.f16", MLXR_DTYPE_F16, 2, ne_f16);
+  mlxr_gguf_add_tensor(w, "t.q8_0", MLXR_DTYPE_Q8_0, 1, ne_q8);
+  char err[512] = "";
+  int rc = mlxr_gguf_writer_begin(w, path, err, sizeof(err));
+  if (!rc) rc = mlxr_gguf_writer_write_tensor(w, f32, sizeof(f32), err, sizeof(err));
+  if (!rc) rc = mlxr_gguf_writer_write_tensor(w, f16, sizeof(f16), err, sizeof(err));
+  if (!rc) rc = mlxr_gguf_writer_write_tensor(w, q8, sizeof(q8), err, sizeof(err));
+  if (!rc) rc = mlxr_gguf_writer_finish(w, err, sizeof(err));
+  mlxr_gguf_writer_free(w);
+  if (rc) fprintf(stderr, "write-sample: %s\n", err);
+  return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--dump") == 0) return dump_file(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "--write-sample") == 0) return write_sample(argv[2]);
   char dir[] = "/tmp/mlxr_test_gguf_XXXXXX";
   if (!mkdtemp(dir)) {
     perror("mkdtemp");
