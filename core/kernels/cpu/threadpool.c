@@ -35,7 +35,7 @@ struct mlxr_threadpool {
 static void *pool_worker_main(void *arg) {
   pool_worker *w = arg;
   mlxr_threadpool *pool = w->pool;
-  unsigned seen = atomic_load_explicit(&pool->generation, memory_order_acquire);
+  unsigned seen = 0; /* no job can be published before mlxr_threadpool_new returns */
   for (;;) {
     unsigned gen;
     int polls = 0;
@@ -120,7 +120,7 @@ void mlxr_threadpool_run(mlxr_threadpool *pool, mlxr_thread_fn fn, void *ctx) {
   if (pool->n_sleeping > 0) pthread_cond_broadcast(&pool->wake);
   pthread_mutex_unlock(&pool->lock);
   fn(ctx, 0, pool->n_threads);
-  int polls = 0;
+  unsigned polls = 0;
   while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) {
     if ((++polls & 255) == 0) sched_yield();
   }

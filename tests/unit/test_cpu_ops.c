@@ -1,0 +1,245 @@
+/*
+ * test_cpu_ops.c: every op of the CPU backend against a float64 reference computed here from
+ * the op's definition (dense, unpaged, no SIMD), at the scalar level and the best SIMD level the
+ * machine has, with 1 and 3 threads:
+ *   matmul (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K weights; with and without bias; 1 and 7 rows),
+ *   get_rows, rms_norm, rope (NORM and NEOX, partial rotation), swiglu, add,
+ *   kv_store + paged attention (GQA, scattered block tables, F32 and F16 KV, rows of two
+ *   sequences in one batch, causal lengths).
+ * This is the table a second backend (CUDA) will be compared against, op by op.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common/fp16.h"
+#include "core/common/status.h"
+#include "core/kernels/cpu/cpu_backend.h"
+#include "core/kernels/types.h"
+
+static int failures = 0;
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (!(cond)) {                                         \
+      failures++;                                          \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                        \
+      fprintf(stderr, "\n");                               \
+    }                                                      \
+  } while (0)
+
+static uint64_t rs = 0x2545F4914F6CDD1Dull;
+static double urand(void) {
+  rs ^= rs << 13;
+  rs ^= rs >> 7;
+  rs ^= rs << 17;
+  return (double)(rs >> 11) * 0x1.0p-53;
+}
+static float frand(void) { return (float)(2.0 * urand() - 1.0); }
+
+/* Quantize a [n_out][n_in] float matrix to `type` with the scalar reference quantizer; also return
+ * its dequantized values (what the reference multiplies by). */
+static void *make_weight(mlxr_dtype type, int64_t n_in, int64_t n_out, mlxr_weight *w, double *deq) {
+  const mlxr_type_traits *tt = mlxr_type_traits_get(type, MLXR_SIMD_SCALAR);
+  size_t rb;
+  mlxr_dtype_row_size(type, n_in, &rb);
+  uint8_t *data = malloc(rb * (size_t)n_out);
+  float *row = malloc(sizeof(float) * (size_t)n_in);
+  for (int64_t o = 0; o < n_out; o++) {
+    for (int64_t i = 0; i < n_in; i++) row[i] = frand();
+    if (type == MLXR_DTYPE_F32) memcpy(data + o * rb, row, rb);
+    else tt->from_float(row, data + o * rb, n_in);
+    tt->to_float(data + o * rb, row, n_in);
+    for (int64_t i = 0; i < n_in; i++) deq[o * n_in + i] = row[i];
+  }
+  free(row);
+  *w = (mlxr_weight){.type = type, .n_in = n_in, .n_out = n_out, .row_bytes = rb, .data = data};
+  return data;
+}
+
+static void test_matmul(mlxr_backend *be, const char *tag) {
+  const mlxr_dtype types[] = {MLXR_DTYPE_F32, MLXR_DTYPE_F16, MLXR_DTYPE_BF16, MLXR_DTYPE_Q8_0,
+                              MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q4_K, MLXR_DTYPE_Q6_K};
+  for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
+    const int64_t n_in = 512, n_out = 37;
+    for (int rows = 1; rows <= 7; rows += 6) {
+      double *deq = malloc(sizeof(double) * n_in * n_out);
+      mlxr_weight w;
+      void *data = make_weight(types[ti], n_in, n_out, &w, deq);
+      float *x = malloc(sizeof(float) * n_in * rows), *y = malloc(sizeof(float) * n_out * rows);
+      float *bias = malloc(sizeof(float) * n_out);
+      for (int64_t i = 0; i < n_in * rows; i++) x[i] = frand();
+      for (int64_t i = 0; i < n_out; i++) bias[i] = frand();
+      mlxr_weight bw = {.type = MLXR_DTYPE_F32, .n_in = n_out, .n_out = 1, .row_bytes = 4 * n_out, .data = bias};
+      for (int use_bias = 0; use_bias < 2; use_bias++) {
+        CHECK(be->iface->matmul(be, &w, use_bias ? &bw : NULL, x, rows, y) == MLXR_OK, "matmul");
+        /* activations may be quantized to 8 bits: relative to sum |w||x| */
+        const bool quant_act = mlxr_type_traits_get(types[ti], MLXR_SIMD_SCALAR)->vec_dot_type != MLXR_DTYPE_F32;
+        double worst = 0;
+        for (int r = 0; r < rows; r++) {
+          for (int64_t o = 0; o < n_out; o++) {
+            double ref = use_bias ? bias[o] : 0, mag = 0;
+            for (int64_t i = 0; i < n_in; i++) {
+              ref += deq[o * n_in + i] * x[r * n_in + i];
+              mag += fabs(deq[o * n_in + i] * x[r * n_in + i]);
+            }
+            worst = fmax(worst, fabs(y[r * n_out + o] - ref) / mag);
+          }
+        }
+        CHECK(worst < (quant_act ? 1e-2 : 1e-6), "%s matmul %s rows %d bias %d: rel err %g", tag,
+              mlxr_dtype_name(types[ti]), rows, use_bias, worst);
+      }
+      free(deq); free(data); free(x); free(y); free(bias);
+    }
+  }
+}
+
+static void test_elementwise(mlxr_backend *be, const char *tag) {
+  const int64_t rows = 3, dim = 40;
+  float x[3 * 40], y[3 * 40], w[40];
+  for (int i = 0; i < rows * dim; i++) x[i] = 3 * frand();
+  for (int i = 0; i < dim; i++) w[i] = frand();
+  be->iface->rms_norm(be, x, w, rows, dim, 1e-5f, y);
+  for (int r = 0; r < rows; r++) {
+    double ss = 0;
+    for (int i = 0; i < dim; i++) ss += (double)x[r * dim + i] * x[r * dim + i];
+    double s = 1.0 / sqrt(ss / dim + 1e-5);
+    for (int i = 0; i < dim; i++) {
+      CHECK(fabs(y[r * dim + i] - x[r * dim + i] * s * w[i]) < 1e-5, "%s rms_norm", tag);
+    }
+  }
+  /* rope: 2 rows x 3 heads x head_dim 8, rotating the first 6 dims */
+  for (int mode = 0; mode < 2; mode++) {
+    const int heads = 3, hd = 8, rot = 6, half = 3;
+    float v[2 * 3 * 8], orig[2 * 3 * 8], ct[2 * 3], st[2 * 3];
+    for (int i = 0; i < 48; i++) orig[i] = v[i] = frand();
+    double ang[6];
+    for (int i = 0; i < 6; i++) {
+      ang[i] = 10 * urand();
+      ct[i] = (float)cos(ang[i]);
+      st[i] = (float)sin(ang[i]);
+    }
+    mlxr_rope_mode rm = mode ? MLXR_ROPE_NEOX : MLXR_ROPE_NORM;
+    be->iface->rope(be, v, 2, heads, hd, rot, rm, ct, st);
+    for (int r = 0; r < 2; r++) {
+      for (int h = 0; h < heads; h++) {
+        const float *o = orig + (r * heads + h) * hd;
+        const float *got = v + (r * heads + h) * hd;
+        for (int i = 0; i < half; i++) {
+          int i0 = mode ? i : 2 * i, i1 = mode ? i + half : 2 * i + 1;
+          double a = ang[r * half + i];
+          double e0 = o[i0] * cos(a) - o[i1] * sin(a), e1 = o[i0] * sin(a) + o[i1] * cos(a);
+          CHECK(fabs(got[i0] - e0) < 1e-5 && fabs(got[i1] - e1) < 1e-5, "%s rope mode %d", tag, mode);
+        }
+        for (int i = rot; i < hd; i++) CHECK(got[i] == o[i], "%s rope touched unrotated dims", tag);
+      }
+    }
+  }
+  float g[64], u[64], out[64];
+  for (int i = 0; i < 64; i++) { g[i] = 6 * frand(); u[i] = frand(); }
+  be->iface->swiglu(be, g, u, out, 64);
+  for (int i = 0; i < 64; i++) CHECK(fabs(out[i] - g[i] / (1 + exp(-(double)g[i])) * u[i]) < 1e-5, "%s swiglu", tag);
+  float a[5] = {1, 2, 3, 4, 5}, b[5] = {.5f, -1, 0, 2, 1};
+  be->iface->add(be, a, b, 5);
+  CHECK(a[0] == 1.5f && a[1] == 1 && a[4] == 6, "%s add", tag);
+  /* get_rows on F16 */
+  double deq[10 * 32];
+  mlxr_weight t;
+  void *data = make_weight(MLXR_DTYPE_F16, 32, 10, &t, deq);
+  int32_t ids[3] = {7, 0, 7};
+  float rowsout[3 * 32];
+  CHECK(be->iface->get_rows(be, &t, ids, 3, rowsout) == MLXR_OK, "get_rows");
+  for (int r = 0; r < 3; r++) {
+    for (int i = 0; i < 32; i++) CHECK(rowsout[r * 32 + i] == (float)deq[ids[r] * 32 + i], "%s get_rows", tag);
+  }
+  int32_t bad = 10;
+  CHECK(be->iface->get_rows(be, &t, &bad, 1, rowsout) == MLXR_ERR_RANGE, "get_rows range check");
+  free(data);
+}
+
+static void test_attention(mlxr_backend *be, const char *tag) {
+  const int n_head = 4, n_kv = 2, hd = 16, bs = 4, n_blocks = 12;
+  const int kvd = n_kv * hd;
+  for (int kvt = 0; kvt < 2; kvt++) {
+    mlxr_dtype type = kvt ? MLXR_DTYPE_F16 : MLXR_DTYPE_F32;
+    size_t esz = kvt ? 2 : 4;
+    void *kp = calloc((size_t)n_blocks * bs * kvd, esz), *vp = calloc((size_t)n_blocks * bs * kvd, esz);
+    /* sequence A: 11 tokens in blocks {5, 2, 9}; sequence B: 6 tokens in blocks {0, 7} */
+    int32_t ta[3] = {5, 2, 9}, tb[2] = {0, 7};
+    const int la = 11, lb = 6;
+    double *ka = malloc(sizeof(double) * la * kvd), *va = malloc(sizeof(double) * la * kvd);
+    double *kb = malloc(sizeof(double) * lb * kvd), *vb = malloc(sizeof(double) * lb * kvd);
+    float krow[32], vrow[32];
+    for (int s = 0; s < 2; s++) {
+      int len = s ? lb : la;
+      int32_t *tab = s ? tb : ta;
+      double *K = s ? kb : ka, *V = s ? vb : va;
+      for (int t = 0; t < len; t++) {
+        for (int i = 0; i < kvd; i++) {
+          krow[i] = frand();
+          vrow[i] = frand();
+          /* the reference sees exactly what the cache stores */
+          K[t * kvd + i] = kvt ? mlxr_f16_to_f32(mlxr_f32_to_f16(krow[i])) : krow[i];
+          V[t * kvd + i] = kvt ? mlxr_f16_to_f32(mlxr_f32_to_f16(vrow[i])) : vrow[i];
+        }
+        int64_t slot = (int64_t)tab[t / bs] * bs + t % bs;
+        be->iface->kv_store(be, krow, vrow, 1, kvd, kvd, &slot, kp, vp, type);
+      }
+    }
+    /* batch: last 3 rows of A (positions 8, 9, 10) and the last row of B (position 5) */
+    const int n_rows = 4;
+    const int32_t *tables[4] = {ta, ta, ta, tb};
+    int32_t n_ctx[4] = {9, 10, 11, 6};
+    float q[4 * 4 * 16], out[4 * 4 * 16];
+    for (int i = 0; i < n_rows * n_head * hd; i++) q[i] = 2 * frand();
+    mlxr_attn_args args = {.n_rows = n_rows, .n_head = n_head, .n_head_kv = n_kv, .head_dim_k = hd,
+                           .head_dim_v = hd, .q = q, .out = out, .k_pool = kp, .v_pool = vp,
+                           .kv_type = type, .block_size = bs, .block_tables = tables, .n_ctx = n_ctx,
+                           .scale = 0.25f};
+    CHECK(be->iface->attention(be, &args) == MLXR_OK, "attention");
+    double worst = 0;
+    for (int r = 0; r < n_rows; r++) {
+      const double *K = r == 3 ? kb : ka, *V = r == 3 ? vb : va;
+      for (int h = 0; h < n_head; h++) {
+        int kh = h / (n_head / n_kv);
+        double sc[16], mx = -1e300, z = 0;
+        for (int t = 0; t < n_ctx[r]; t++) {
+          double s = 0;
+          for (int i = 0; i < hd; i++) s += q[(r * n_head + h) * hd + i] * K[t * kvd + kh * hd + i];
+          sc[t] = s * 0.25;
+          mx = fmax(mx, sc[t]);
+        }
+        for (int t = 0; t < n_ctx[r]; t++) z += (sc[t] = exp(sc[t] - mx));
+        for (int i = 0; i < hd; i++) {
+          double o = 0;
+          for (int t = 0; t < n_ctx[r]; t++) o += sc[t] / z * V[t * kvd + kh * hd + i];
+          worst = fmax(worst, fabs(out[(r * n_head + h) * hd + i] - o));
+        }
+      }
+    }
+    CHECK(worst < 2e-6, "%s attention kv %s: max err %g", tag, mlxr_dtype_name(type), worst);
+    free(kp); free(vp); free(ka); free(va); free(kb); free(vb);
+  }
+}
+
+int main(void) {
+  const mlxr_simd_level best = mlxr_cpu_detect_simd();
+  for (int level = 0; level <= (int)best; level += (best > 0 ? (int)best : 1)) {
+    for (int threads = 1; threads <= 3; threads += 2) {
+      mlxr_cpu_backend_params p = mlxr_cpu_backend_default_params();
+      p.n_threads = threads;
+      p.simd_level = level;
+      mlxr_backend *be = mlxr_cpu_backend_new(p);
+      char tag[64];
+      snprintf(tag, sizeof(tag), "[%s, %d threads]", mlxr_simd_level_name((mlxr_simd_level)level), threads);
+      test_matmul(be, tag);
+      test_elementwise(be, tag);
+      test_attention(be, tag);
+      mlxr_backend_free(be);
+    }
+    if (best == 0) break;
+  }
+  printf("%s\n", failures ? "test_cpu_ops: FAILED" : "test_cpu_ops: ok");
+  return failures ? 1 : 0;
+}
