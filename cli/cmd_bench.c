@@ -69,7 +69,7 @@ int mlxr_cmd_bench(int argc, char **argv) {
   bool json = false;
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "+p:n:t:r:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "p:n:t:r:h", opts, NULL)) != -1) {
     bool ok = true;
     switch (c) {
     case 'p': ok = mlxr_cli_parse_int(optarg, 0, 1 << 16, &v); p = v; break;

@@ -29,7 +29,7 @@ int mlxr_cmd_logits(int argc, char **argv) {
   long long v;
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "+t:o:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "t:o:h", opts, NULL)) != -1) {
     switch (c) {
     case 'k': tokens_arg = optarg; break;
     case 'o': out_path = optarg; break;

@@ -41,7 +41,7 @@ int mlxr_cmd_tokenize(int argc, char **argv) {
   mlxr_tokenize_params tp = {.add_special = true, .parse_special = true};
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 'b': tp.add_special = false; break;
     case 's': tp.parse_special = false; break;
