@@ -238,7 +238,11 @@ static int load_tensors(mlxr_model *m, char *err, size_t err_len) {
   if ((rc = bind_weight(m, "token_embd.weight", E, V, true, &m->token_embd, err, err_len))) return rc;
   if ((rc = bind_vector(m, "output_norm.weight", E, true, &m->output_norm, err, err_len))) return rc;
   if ((rc = bind_weight(m, "output.weight", E, V, false, &m->output, err, err_len))) return rc;
-  if (!m->output.data) m->output = m->token_embd; /* tied embeddings */
+  if (!m->output.data) {
+    m->output = m->token_embd; /* tied embeddings: the table is also the output head */
+  } else {
+    m->weight_bytes -= emb->nbytes; /* untied: decoding reads one embedding row, not the table */
+  }
 
   m->layers = calloc((size_t)hp->n_layer, sizeof(mlxr_layer));
   if (!m->layers) return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");

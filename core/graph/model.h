@@ -73,7 +73,8 @@ void mlxr_model_free(mlxr_model *m);
 
 const mlxr_hparams *mlxr_model_hparams(const mlxr_model *m);
 const mlxr_gguf *mlxr_model_gguf(const mlxr_model *m);
-/* Bytes of all weight tensors (for the bandwidth roofline). */
+/* Weight bytes one decoded token reads: every tensor except an untied embedding table (of which a
+ * token reads one row). The numerator of the bandwidth roofline. */
 size_t mlxr_model_weight_bytes(const mlxr_model *m);
 /* The dominant stored type of the 2-D weights. */
 mlxr_dtype mlxr_model_weight_type(const mlxr_model *m);

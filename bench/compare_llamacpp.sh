@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# compare_llamacpp.sh: MLXR vs llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU binaries) on the same
+# GGUF file, in one invocation, alternating the two engines ROUNDS times so that machine noise hits
+# both alike. Prints each round's tok/s, the median ratio MLXR/llama.cpp for prompt processing (pp)
+# and generation (tg), and the fraction of the memory-bandwidth roofline that tg reaches
+# (tg tok/s * weight bytes / measured read bandwidth).
+#
+#   bash bench/compare_llamacpp.sh MODEL.gguf [-t THREADS] [-p 512] [-n 128] [-r ROUNDS]
+#
+# Needs build/bin/mlxr (scripts/setup.sh) and node-llama-cpp (scripts/fetch_test_deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:?usage: compare_llamacpp.sh MODEL.gguf [-t T] [-p P] [-n N] [-r ROUNDS]}
+shift
+threads=$(nproc); p=512; n=128; rounds=3
+while getopts "t:p:n:r:" o; do
+  case $o in t) threads=$OPTARG ;; p) p=$OPTARG ;; n) n=$OPTARG ;; r) rounds=$OPTARG ;; *) exit 2 ;; esac
+done
+[ -x build/bin/mlxr ] || { echo "build/bin/mlxr missing: run scripts/setup.sh" >&2; exit 1; }
+bash scripts/fetch.d/20-llamacpp.sh >/dev/null
+mkdir -p build/bench
+gcc -O2 -mavx2 -pthread bench/membw.c -o build/bench/membw
+bw=$(build/bench/membw "$threads" 1024)
+out=build/bench/rounds.jsonl
+: >"$out"
+for r in $(seq 1 "$rounds"); do
+  m=$(build/bin/mlxr bench "$model" -p "$p" -n "$n" -t "$threads" -r 1 --json)
+  l=$(node bench/llamacpp_bench.mjs "$model" --threads "$threads" --p "$p" --n "$n" --reps 1)
+  echo "{\"round\": $r, \"mlxr\": $m, \"llamacpp\": $l}" >>"$out"
+done
+/usr/bin/python3 - "$out" "$bw" "$model" "$threads" <<'PY'
+import json, statistics, subprocess, sys, datetime, platform
+rows = [json.loads(l) for l in open(sys.argv[1])]
+bw = float(sys.argv[2])
+m0 = rows[0]["mlxr"]
+print(f"model {sys.argv[3]}: {m0['arch']} {m0['weight_type']} weights, {m0['weight_bytes']/2**20:.1f} MiB; threads {sys.argv[4]}; read bandwidth {bw:.1f} GB/s")
+print(f"{'round':>5} {'mlxr pp':>10} {'llama pp':>10} {'mlxr tg':>9} {'llama tg':>9}")
+rp, rt = [], []
+for r in rows:
+    a, b = r["mlxr"], r["llamacpp"]
+    print(f"{r['round']:>5} {a['pp']['tok_s']:>10.2f} {b['pp']['tok_s']:>10.2f} {a['tg']['tok_s']:>9.2f} {b['tg']['tok_s']:>9.2f}")
+    rp.append(a["pp"]["tok_s"] / b["pp"]["tok_s"]); rt.append(a["tg"]["tok_s"] / b["tg"]["tok_s"])
+tg = statistics.median(r["mlxr"]["tg"]["tok_s"] for r in rows)
+tgl = statistics.median(r["llamacpp"]["tg"]["tok_s"] for r in rows)
+roof = bw * 1e9 / m0["weight_bytes"]
+print(f"ratio mlxr/llama.cpp: pp {statistics.median(rp):.2f}x, tg {statistics.median(rt):.2f}x")
+print(f"tg roofline {roof:.1f} tok/s: mlxr {tg/roof*100:.0f}%, llama.cpp {tgl/roof*100:.0f}%")
+PY
