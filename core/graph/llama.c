@@ -121,6 +121,10 @@ int mlxr_llama_forward(mlxr_model *m, const mlxr_kv_view *kv, const mlxr_batch *
   for (int32_t i = 0; i < n_out; i++) {
     if (ws->out_rows[i] != i) memcpy(ws->x + (int64_t)i * E, ws->x + (int64_t)ws->out_rows[i] * E, (size_t)E * sizeof(float));
   }
+  if (b->output_hidden) {
+    op->rms_norm(be, ws->x, m->output_norm.data, n_out, E, hp->rms_eps, logits);
+    return MLXR_OK;
+  }
   op->rms_norm(be, ws->x, m->output_norm.data, n_out, E, hp->rms_eps, ws->xn);
   if ((rc = op->matmul(be, &m->output, NULL, ws->xn, n_out, logits)) != MLXR_OK) {
     return mlxr_errf(err, err_len, rc, "output head failed");

@@ -96,10 +96,12 @@ typedef struct mlxr_batch {
   const int32_t *const *block_tables; /* the row's sequence block table */
   const int64_t *slots;               /* KV slot of this row: block * block_size + pos % block_size */
   const bool *want_logits;            /* NULL: only the last row */
+  bool output_hidden;                 /* write final normed hidden states [n_want][n_embd]
+                                         instead of logits (embeddings) */
 } mlxr_batch;
 
 /* Run the batch. logits receives [n_want][n_vocab] float32 for the rows that want logits, in row
- * order. */
+ * order (or [n_want][n_embd] hidden states if batch->output_hidden). */
 int mlxr_model_forward(mlxr_model *m, const mlxr_kv_view *kv, const mlxr_batch *batch, float *logits,
                        char *err, size_t err_len);
 

@@ -9,6 +9,7 @@
  */
 #include "core/runtime/engine.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,8 +147,8 @@ int32_t mlxr_engine_n_ctx(const mlxr_engine *e) { return e->p.n_ctx; }
 int32_t mlxr_engine_n_batch(const mlxr_engine *e) { return e->p.n_batch; }
 int mlxr_engine_n_threads(const mlxr_engine *e) { return e->n_threads; }
 
-int mlxr_engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n, float *logits,
-                       char *err, size_t err_len) {
+static int engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n, float *out,
+                         bool hidden, char *err, size_t err_len) {
   if (n <= 0 || n > e->p.n_batch) {
     return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "batch of %d rows (max %d)", (int)n, (int)e->p.n_batch);
   }
@@ -180,8 +181,51 @@ int mlxr_engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n, f
       .block_tables = e->b_tables,
       .slots = e->b_slots,
       .want_logits = e->b_want,
+      .output_hidden = hidden,
   };
-  return mlxr_model_forward(e->model, mlxr_kv_cache_view(e->kv), &batch, logits, err, err_len);
+  return mlxr_model_forward(e->model, mlxr_kv_cache_view(e->kv), &batch, out, err, err_len);
+}
+
+int mlxr_engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n, float *logits,
+                       char *err, size_t err_len) {
+  return engine_decode(e, rows, n, logits, false, err, err_len);
+}
+
+int mlxr_engine_embed(mlxr_engine *e, int seq, const int32_t *tokens, int32_t n, bool mean_pool,
+                      float *out, char *err, size_t err_len) {
+  const int32_t E = mlxr_model_hparams(e->model)->n_embd;
+  if (n <= 0) return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "nothing to embed");
+  const size_t chunk_floats = (size_t)e->p.n_batch * (size_t)E;
+  float *hidden = malloc(chunk_floats * sizeof(float));
+  double *acc = calloc((size_t)E, sizeof(double));
+  if (!hidden || !acc) {
+    free(hidden);
+    free(acc);
+    return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
+  }
+  int rc = MLXR_OK;
+  for (int32_t start = 0; start < n && rc == MLXR_OK; start += e->p.n_batch) {
+    const int32_t m = n - start < e->p.n_batch ? n - start : e->p.n_batch;
+    for (int32_t i = 0; i < m; i++) {
+      e->rows_tmp[i] = (mlxr_engine_row){.seq = seq, .pos = start + i, .token = tokens[start + i],
+                                         .want_logits = mean_pool || start + i == n - 1};
+    }
+    rc = engine_decode(e, e->rows_tmp, m, hidden, true, err, err_len);
+    if (rc != MLXR_OK) break;
+    const int32_t rows_out = mean_pool ? m : (start + m == n ? 1 : 0);
+    for (int32_t r = 0; r < rows_out; r++) {
+      for (int32_t i = 0; i < E; i++) acc[i] += hidden[(size_t)r * E + i];
+    }
+  }
+  if (rc == MLXR_OK) {
+    double norm = 0.0;
+    for (int32_t i = 0; i < E; i++) norm += acc[i] * acc[i];
+    norm = norm > 0.0 ? 1.0 / sqrt(norm) : 0.0;
+    for (int32_t i = 0; i < E; i++) out[i] = (float)(acc[i] * norm);
+  }
+  free(hidden);
+  free(acc);
+  return rc;
 }
 
 int mlxr_engine_eval(mlxr_engine *e, int seq, const int32_t *tokens, int32_t n, int32_t n_past,

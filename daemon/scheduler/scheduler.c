@@ -1,0 +1,597 @@
+/*
+ * scheduler.c: see scheduler.h. The worker thread's step loop:
+ *
+ *   1. under the lock: admit waiting requests into free running slots (a KV sequence each), take
+ *      the pending embedding jobs, finish cancelled requests;
+ *   2. embeddings: each job runs on a sequence of its own, then frees it;
+ *   3. build one batch under max_batch_tokens: one row per decoding sequence first (its last
+ *      sampled token), then prompt chunks of prefilling sequences (chunked prefill), logits only for
+ *      rows that end a prompt or decode;
+ *   4. one forward (mlxr_engine_decode), then for each row with logits: logprobs if asked, sample,
+ *      detokenize, stop strings, limits; events to the request's callback.
+ *
+ * Requests live in a fixed array of running slots plus a FIFO of waiting ones. A handle is shared
+ * by the caller and the worker (refs); it is freed when both are done with it. Callbacks run on the
+ * worker without the lock held; `in_callback` lets mlxr_sched_release wait for a running callback.
+ */
+#include "daemon/scheduler/scheduler.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/common/status.h"
+#include "daemon/scheduler/stop_text.h"
+
+typedef enum req_state { REQ_WAITING, REQ_RUNNING, REQ_DONE } req_state;
+
+struct mlxr_gen_handle {
+  mlxr_sched *s;
+  /* immutable after submit */
+  int32_t *prompt;
+  int32_t n_prompt;
+  mlxr_gen_params params; /* stop / bias pointers cleared: copies live below */
+  int32_t *bias_ids;
+  float *bias_values;
+  mlxr_gen_callback cb;
+  void *user;
+  /* shared, under s->lock */
+  req_state state;
+  int refs;              /* caller + worker */
+  bool released;         /* caller gave the handle back: no more callbacks */
+  bool in_callback;      /* worker is inside cb right now */
+  atomic_bool cancelled;
+  struct mlxr_gen_handle *next_waiting;
+  /* worker-only */
+  int seq;
+  int32_t n_prefilled;   /* prompt tokens already in the KV */
+  int32_t n_generated;
+  int32_t last_token;    /* sampled, not yet fed back */
+  mlxr_sampler *sampler;
+  mlxr_detok detok;
+  mlxr_stop_text stop;
+  int64_t t_submit, t_start, t_first;
+};
+
+typedef struct embed_job {
+  const int32_t *tokens;
+  int32_t n;
+  bool mean;
+  float *out;
+  int rc;
+  char *err;
+  size_t err_len;
+  bool done;
+  struct embed_job *next;
+} embed_job;
+
+struct mlxr_sched {
+  mlxr_sched_params p;
+  mlxr_engine *engine;
+  int32_t n_vocab;
+  pthread_t worker;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;      /* worker waits for work */
+  pthread_cond_t done_cond; /* callers wait for embed jobs / released callbacks */
+  bool stopping;
+  mlxr_gen_handle *wait_head, *wait_tail;
+  int32_t n_waiting;
+  mlxr_gen_handle **running; /* [max_running], NULL = free slot */
+  int32_t n_running;
+  embed_job *embed_head;
+  mlxr_sched_stats stats;
+  /* worker-only buffers */
+  mlxr_engine_row *rows;    /* [max_batch_tokens] */
+  mlxr_gen_handle **row_req;/* [max_batch_tokens] request of each row that wants logits */
+  float *logits;            /* [max_running][n_vocab] */
+  mlxr_token_logprob *top;  /* [MLXR_MAX_TOP_LOGPROBS] */
+  char *text;               /* detok output scratch */
+  size_t text_cap;
+};
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+mlxr_sched_params mlxr_sched_default_params(void) {
+  mlxr_sched_params p = {
+      .engine = mlxr_engine_default_params(),
+      .max_running = 8,
+      .max_queue = 64,
+      .max_batch_tokens = 512,
+  };
+  return p;
+}
+
+mlxr_gen_params mlxr_gen_default_params(void) {
+  mlxr_gen_params p;
+  memset(&p, 0, sizeof(p));
+  p.sampling = mlxr_sampler_default_params();
+  p.max_tokens = 128;
+  p.top_logprobs = -1;
+  return p;
+}
+
+/* ---- handle lifetime ---- */
+
+static void handle_free(mlxr_gen_handle *h) {
+  free(h->prompt);
+  free(h->bias_ids);
+  free(h->bias_values);
+  mlxr_sampler_free(h->sampler);
+  mlxr_stop_text_free(&h->stop);
+  free(h);
+}
+
+/* Drop one reference; caller holds s->lock. Returns true if freed. */
+static bool handle_unref_locked(mlxr_gen_handle *h) {
+  if (--h->refs == 0) {
+    handle_free(h);
+    return true;
+  }
+  return false;
+}
+
+/* Deliver an event unless the caller released the handle. Worker thread, lock not held. */
+static void emit(mlxr_sched *s, mlxr_gen_handle *h, const mlxr_gen_event *ev) {
+  pthread_mutex_lock(&s->lock);
+  if (h->released) {
+    pthread_mutex_unlock(&s->lock);
+    return;
+  }
+  h->in_callback = true;
+  pthread_mutex_unlock(&s->lock);
+  h->cb(h->user, ev);
+  pthread_mutex_lock(&s->lock);
+  h->in_callback = false;
+  pthread_cond_broadcast(&s->done_cond);
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* End a running or waiting request: final event, KV freed, worker's reference dropped. */
+static void finish(mlxr_sched *s, mlxr_gen_handle *h, mlxr_finish_reason reason, const char *error) {
+  mlxr_gen_event ev = {.kind = error ? MLXR_GEN_ERROR : MLXR_GEN_DONE, .message = error};
+  const char *tail = "";
+  size_t tail_len = 0;
+  if (!error && reason != MLXR_FINISH_STOP && h->sampler) {
+    /* flush held-back bytes and text: nothing more can complete them */
+    char buf[64];
+    int w = mlxr_detok_flush(&h->detok, buf, sizeof(buf));
+    if (w > 0) mlxr_stop_text_append(&h->stop, buf, (size_t)w);
+    bool stopped;
+    mlxr_stop_text_take(&h->stop, true, &tail, &tail_len, &stopped);
+  }
+  const int64_t t = now_ns();
+  ev.text = tail;
+  ev.text_len = tail_len;
+  ev.finish_reason = reason;
+  ev.prompt_tokens = h->n_prompt;
+  ev.completion_tokens = h->n_generated;
+  ev.queue_ns = h->t_start ? h->t_start - h->t_submit : t - h->t_submit;
+  ev.prompt_ns = h->t_first ? h->t_first - h->t_start : (h->t_start ? t - h->t_start : 0);
+  ev.gen_ns = h->t_first ? t - h->t_first : 0;
+  emit(s, h, &ev);
+  if (h->seq >= 0) {
+    mlxr_kv_seq_free(mlxr_engine_kv(s->engine), h->seq);
+    h->seq = -1;
+  }
+  pthread_mutex_lock(&s->lock);
+  if (h->state == REQ_RUNNING) {
+    for (int32_t i = 0; i < s->p.max_running; i++) {
+      if (s->running[i] == h) s->running[i] = NULL;
+    }
+    s->n_running--;
+  }
+  h->state = REQ_DONE;
+  s->stats.kv_blocks_free = mlxr_kv_cache_n_free_blocks(mlxr_engine_kv(s->engine));
+  pthread_cond_broadcast(&s->done_cond);
+  handle_unref_locked(h);
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- per-token work ---- */
+
+static void compute_logprobs(mlxr_sched *s, const float *logits, int32_t token, int32_t n_top,
+                             float *lp_token, int32_t *n_top_out) {
+  float mx = logits[0];
+  for (int32_t i = 1; i < s->n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
+  double z = 0.0;
+  for (int32_t i = 0; i < s->n_vocab; i++) z += exp((double)logits[i] - mx);
+  const double lz = log(z) + mx;
+  *lp_token = (float)(logits[token] - lz);
+  if (n_top > MLXR_MAX_TOP_LOGPROBS) n_top = MLXR_MAX_TOP_LOGPROBS;
+  if (n_top > s->n_vocab) n_top = s->n_vocab;
+  int32_t k = 0;
+  for (int32_t i = 0; i < s->n_vocab; i++) { /* insertion into a small sorted list */
+    const float v = logits[i];
+    if (k == n_top && (n_top == 0 || v <= s->top[k - 1].logprob)) continue;
+    int32_t j = k < n_top ? k++ : k - 1;
+    while (j > 0 && s->top[j - 1].logprob < v) {
+      s->top[j] = s->top[j - 1];
+      j--;
+    }
+    s->top[j] = (mlxr_token_logprob){i, v};
+  }
+  for (int32_t i = 0; i < k; i++) s->top[i].logprob = (float)(s->top[i].logprob - lz);
+  *n_top_out = k;
+}
+
+/* Sample the next token of h from its logits row and report it. Returns true if h finished. */
+static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
+  const mlxr_tokenizer *tok = mlxr_engine_tokenizer(s->engine);
+  const int32_t id = mlxr_sampler_sample(h->sampler, logits);
+  mlxr_sampler_accept(h->sampler, id);
+  if (!h->t_first) h->t_first = now_ns();
+  h->n_generated++;
+  h->last_token = id;
+  if (!h->params.ignore_eos && mlxr_tokenizer_is_eog(tok, id)) {
+    h->n_generated--; /* the end token is not part of the completion */
+    finish(s, h, MLXR_FINISH_STOP, NULL);
+    return true;
+  }
+  mlxr_gen_event ev = {.kind = MLXR_GEN_TOKEN, .token = id};
+  if (h->params.top_logprobs >= 0) {
+    compute_logprobs(s, logits, id, h->params.top_logprobs, &ev.logprob, &ev.n_top);
+    ev.top = s->top;
+  }
+  int w = mlxr_detok_push(&h->detok, id, s->text, s->text_cap);
+  if (w > 0) mlxr_stop_text_append(&h->stop, s->text, (size_t)w);
+  bool stopped;
+  mlxr_stop_text_take(&h->stop, false, &ev.text, &ev.text_len, &stopped);
+  emit(s, h, &ev);
+  if (stopped) {
+    finish(s, h, MLXR_FINISH_STOP, NULL);
+    return true;
+  }
+  const int32_t pos_next = h->n_prompt + h->n_generated - 1; /* where last_token goes */
+  if ((h->params.max_tokens > 0 && h->n_generated >= h->params.max_tokens) ||
+      pos_next >= mlxr_engine_n_ctx(s->engine)) {
+    finish(s, h, MLXR_FINISH_LENGTH, NULL);
+    return true;
+  }
+  return false;
+}
+
+/* ---- the step loop ---- */
+
+static int start_request(mlxr_sched *s, mlxr_gen_handle *h, char *err, size_t err_len) {
+  h->seq = mlxr_kv_seq_new(mlxr_engine_kv(s->engine));
+  if (h->seq < 0) return mlxr_errf(err, err_len, MLXR_ERR_NO_SPACE, "no free KV sequence");
+  h->sampler = mlxr_sampler_new(&h->params.sampling, s->n_vocab);
+  if (!h->sampler) return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
+  if (h->params.n_bias > 0 &&
+      mlxr_sampler_set_logit_bias(h->sampler, h->bias_ids, h->bias_values, h->params.n_bias) != MLXR_OK) {
+    return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "logit_bias names a token outside the vocabulary");
+  }
+  for (int32_t i = 0; i < h->n_prompt; i++) mlxr_sampler_accept(h->sampler, h->prompt[i]);
+  mlxr_detok_init(&h->detok, mlxr_engine_tokenizer(s->engine), false);
+  h->t_start = now_ns();
+  return MLXR_OK;
+}
+
+static void run_embed_jobs(mlxr_sched *s, embed_job *jobs) {
+  mlxr_kv_cache *kv = mlxr_engine_kv(s->engine);
+  for (embed_job *j = jobs; j; j = j->next) {
+    int seq = mlxr_kv_seq_new(kv);
+    if (seq < 0) {
+      j->rc = mlxr_errf(j->err, j->err_len, MLXR_ERR_NO_SPACE, "no free KV sequence for embedding");
+    } else {
+      j->rc = mlxr_engine_embed(s->engine, seq, j->tokens, j->n, j->mean, j->out, j->err, j->err_len);
+      mlxr_kv_seq_free(kv, seq);
+    }
+  }
+  pthread_mutex_lock(&s->lock);
+  for (embed_job *j = jobs; j; j = j->next) j->done = true;
+  pthread_cond_broadcast(&s->done_cond);
+  pthread_mutex_unlock(&s->lock);
+}
+
+static void *worker_main(void *arg) {
+  mlxr_sched *s = arg;
+  char err[256];
+  for (;;) {
+    /* 1. admission, cancellations, embed jobs */
+    pthread_mutex_lock(&s->lock);
+    while (!s->stopping && s->n_running == 0 && s->n_waiting == 0 && !s->embed_head) {
+      pthread_cond_wait(&s->wake, &s->lock);
+    }
+    if (s->stopping) {
+      pthread_mutex_unlock(&s->lock);
+      break;
+    }
+    embed_job *jobs = s->embed_head;
+    s->embed_head = NULL;
+    mlxr_gen_handle *admitted[64];
+    int n_admitted = 0;
+    while (s->wait_head && s->n_running < s->p.max_running && n_admitted < 64) {
+      mlxr_gen_handle *h = s->wait_head;
+      s->wait_head = h->next_waiting;
+      if (!s->wait_head) s->wait_tail = NULL;
+      s->n_waiting--;
+      for (int32_t i = 0; i < s->p.max_running; i++) {
+        if (!s->running[i]) {
+          s->running[i] = h;
+          break;
+        }
+      }
+      s->n_running++;
+      h->state = REQ_RUNNING;
+      admitted[n_admitted++] = h;
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    if (jobs) run_embed_jobs(s, jobs);
+    for (int i = 0; i < n_admitted; i++) {
+      if (start_request(s, admitted[i], err, sizeof(err)) != MLXR_OK) finish(s, admitted[i], MLXR_FINISH_NONE, err);
+    }
+    /* cancellations (any thread may have set the flag) */
+    for (int32_t i = 0; i < s->p.max_running; i++) {
+      mlxr_gen_handle *h = s->running[i];
+      if (h && atomic_load(&h->cancelled)) finish(s, h, MLXR_FINISH_CANCELLED, NULL);
+    }
+
+    /* 2. one batch: decodes first, then prompt chunks */
+    int32_t n_rows = 0, n_want = 0, n_decode = 0, budget = s->p.max_batch_tokens;
+    for (int32_t i = 0; i < s->p.max_running && budget > 0; i++) {
+      mlxr_gen_handle *h = s->running[i];
+      if (!h || h->n_prefilled < h->n_prompt) continue;
+      s->rows[n_rows++] = (mlxr_engine_row){h->seq, h->n_prompt + h->n_generated - 1, h->last_token, true};
+      s->row_req[n_want++] = h;
+      n_decode++;
+      budget--;
+    }
+    for (int32_t i = 0; i < s->p.max_running && budget > 0; i++) {
+      mlxr_gen_handle *h = s->running[i];
+      if (!h || h->n_prefilled >= h->n_prompt) continue;
+      int32_t take = h->n_prompt - h->n_prefilled;
+      if (take > budget) take = budget;
+      for (int32_t k = 0; k < take; k++) {
+        const int32_t pos = h->n_prefilled + k;
+        const bool last = pos == h->n_prompt - 1;
+        s->rows[n_rows++] = (mlxr_engine_row){h->seq, pos, h->prompt[pos], last};
+        if (last) s->row_req[n_want++] = h;
+      }
+      h->n_prefilled += take;
+      budget -= take;
+    }
+    if (n_rows == 0) continue;
+
+    /* 3. forward, then sample every sequence that got logits */
+    int rc = mlxr_engine_decode(s->engine, s->rows, n_rows, s->logits, err, sizeof(err));
+    if (rc != MLXR_OK) {
+      for (int32_t i = 0; i < n_want; i++) finish(s, s->row_req[i], MLXR_FINISH_NONE, err);
+      continue;
+    }
+    for (int32_t i = 0; i < n_want; i++) {
+      on_logits(s, s->row_req[i], s->logits + (size_t)i * (size_t)s->n_vocab);
+    }
+    pthread_mutex_lock(&s->lock);
+    s->stats.steps_total++;
+    s->stats.generated_tokens_total += (uint64_t)n_want;
+    s->stats.prompt_tokens_total += (uint64_t)(n_rows - n_decode);
+    s->stats.kv_blocks_free = mlxr_kv_cache_n_free_blocks(mlxr_engine_kv(s->engine));
+    pthread_mutex_unlock(&s->lock);
+  }
+  /* shutting down: end everything */
+  for (int32_t i = 0; i < s->p.max_running; i++) {
+    if (s->running[i]) finish(s, s->running[i], MLXR_FINISH_NONE, "the server is shutting down");
+  }
+  for (;;) {
+    pthread_mutex_lock(&s->lock);
+    mlxr_gen_handle *h = s->wait_head;
+    if (h) {
+      s->wait_head = h->next_waiting;
+      s->n_waiting--;
+    }
+    embed_job *jobs = s->embed_head;
+    s->embed_head = NULL;
+    for (embed_job *j = jobs; j; j = j->next) {
+      j->rc = mlxr_errf(j->err, j->err_len, MLXR_ERR_INVALID, "the server is shutting down");
+      j->done = true;
+    }
+    pthread_cond_broadcast(&s->done_cond);
+    pthread_mutex_unlock(&s->lock);
+    if (!h) break;
+    h->seq = -1;
+    finish(s, h, MLXR_FINISH_NONE, "the server is shutting down");
+  }
+  return NULL;
+}
+
+/* ---- public API ---- */
+
+int mlxr_sched_open(const char *gguf_path, const mlxr_sched_params *params, mlxr_sched **out,
+                    char *err, size_t err_len) {
+  *out = NULL;
+  mlxr_sched *s = calloc(1, sizeof(*s));
+  if (!s) return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
+  s->p = *params;
+  if (s->p.max_running <= 0) s->p.max_running = 1;
+  if (s->p.max_batch_tokens < s->p.max_running) s->p.max_batch_tokens = s->p.max_running;
+  mlxr_engine_params ep = s->p.engine;
+  ep.max_seqs = s->p.max_running + 1; /* + one for embedding jobs */
+  ep.n_batch = s->p.max_batch_tokens;
+  ep.load_tokenizer = true;
+  int rc = mlxr_engine_open(gguf_path, &ep, &s->engine, err, err_len);
+  if (rc != MLXR_OK) {
+    free(s);
+    return rc;
+  }
+  s->n_vocab = mlxr_engine_hparams(s->engine)->n_vocab;
+  s->stats.kv_blocks_total = mlxr_kv_cache_params(mlxr_engine_kv(s->engine))->n_blocks;
+  s->stats.kv_blocks_free = mlxr_kv_cache_n_free_blocks(mlxr_engine_kv(s->engine));
+  s->running = calloc((size_t)s->p.max_running, sizeof(*s->running));
+  s->rows = malloc((size_t)s->p.max_batch_tokens * sizeof(*s->rows));
+  s->row_req = malloc((size_t)s->p.max_batch_tokens * sizeof(*s->row_req));
+  s->logits = malloc((size_t)s->p.max_running * (size_t)s->n_vocab * sizeof(float));
+  s->top = malloc(MLXR_MAX_TOP_LOGPROBS * sizeof(*s->top));
+  s->text_cap = 4096;
+  s->text = malloc(s->text_cap);
+  if (!s->running || !s->rows || !s->row_req || !s->logits || !s->top || !s->text) {
+    mlxr_engine_close(s->engine);
+    free(s->running); free(s->rows); free(s->row_req); free(s->logits); free(s->top); free(s->text);
+    free(s);
+    return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
+  }
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_cond_init(&s->wake, NULL);
+  pthread_cond_init(&s->done_cond, NULL);
+  if (pthread_create(&s->worker, NULL, worker_main, s) != 0) {
+    mlxr_engine_close(s->engine);
+    free(s->running); free(s->rows); free(s->row_req); free(s->logits); free(s->top); free(s->text);
+    free(s);
+    return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "cannot start the scheduler thread");
+  }
+  *out = s;
+  return MLXR_OK;
+}
+
+void mlxr_sched_close(mlxr_sched *s) {
+  if (!s) return;
+  pthread_mutex_lock(&s->lock);
+  s->stopping = true;
+  pthread_cond_broadcast(&s->wake);
+  pthread_mutex_unlock(&s->lock);
+  pthread_join(s->worker, NULL);
+  mlxr_engine_close(s->engine);
+  pthread_mutex_destroy(&s->lock);
+  pthread_cond_destroy(&s->wake);
+  pthread_cond_destroy(&s->done_cond);
+  free(s->running); free(s->rows); free(s->row_req); free(s->logits); free(s->top); free(s->text);
+  free(s);
+}
+
+const mlxr_tokenizer *mlxr_sched_tokenizer(const mlxr_sched *s) { return mlxr_engine_tokenizer(s->engine); }
+const mlxr_hparams *mlxr_sched_hparams(const mlxr_sched *s) { return mlxr_engine_hparams(s->engine); }
+const mlxr_gguf *mlxr_sched_gguf(const mlxr_sched *s) {
+  return mlxr_model_gguf(mlxr_engine_model(s->engine));
+}
+int32_t mlxr_sched_n_ctx(const mlxr_sched *s) { return mlxr_engine_n_ctx(s->engine); }
+
+int mlxr_sched_submit(mlxr_sched *s, const int32_t *prompt, int32_t n_prompt,
+                      const mlxr_gen_params *params, mlxr_gen_callback cb, void *user,
+                      mlxr_gen_handle **handle, char *err, size_t err_len) {
+  *handle = NULL;
+  if (n_prompt <= 0 || !cb) return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "empty prompt");
+  if (n_prompt >= mlxr_sched_n_ctx(s)) {
+    return mlxr_errf(err, err_len, MLXR_ERR_RANGE,
+                     "the prompt has %d tokens; the context holds %d", (int)n_prompt, (int)mlxr_sched_n_ctx(s));
+  }
+  for (int32_t i = 0; i < n_prompt; i++) {
+    if (prompt[i] < 0 || prompt[i] >= s->n_vocab) {
+      return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "token id %d is outside the vocabulary (%d)",
+                       (int)prompt[i], (int)s->n_vocab);
+    }
+  }
+  if (params->n_stop < 0 || params->n_stop > MLXR_MAX_STOP || params->n_bias < 0) {
+    return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "too many stop strings");
+  }
+  mlxr_gen_handle *h = calloc(1, sizeof(*h));
+  if (!h) return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
+  h->s = s;
+  h->seq = -1;
+  h->params = *params;
+  h->prompt = malloc((size_t)n_prompt * sizeof(int32_t));
+  int rc = mlxr_stop_text_init(&h->stop, params->stop, params->n_stop);
+  if (params->n_bias > 0) {
+    h->bias_ids = malloc((size_t)params->n_bias * sizeof(int32_t));
+    h->bias_values = malloc((size_t)params->n_bias * sizeof(float));
+    if (h->bias_ids && h->bias_values) {
+      memcpy(h->bias_ids, params->bias_ids, (size_t)params->n_bias * sizeof(int32_t));
+      memcpy(h->bias_values, params->bias_values, (size_t)params->n_bias * sizeof(float));
+    }
+  }
+  if (!h->prompt || rc != MLXR_OK || (params->n_bias > 0 && (!h->bias_ids || !h->bias_values))) {
+    handle_free(h);
+    return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
+  }
+  memset(h->params.stop, 0, sizeof(h->params.stop));
+  h->params.bias_ids = NULL;
+  h->params.bias_values = NULL;
+  memcpy(h->prompt, prompt, (size_t)n_prompt * sizeof(int32_t));
+  h->n_prompt = n_prompt;
+  h->cb = cb;
+  h->user = user;
+  h->refs = 2;
+  h->t_submit = now_ns();
+  atomic_init(&h->cancelled, false);
+  pthread_mutex_lock(&s->lock);
+  if (s->stopping || s->n_waiting >= s->p.max_queue) {
+    pthread_mutex_unlock(&s->lock);
+    handle_free(h);
+    return mlxr_errf(err, err_len, MLXR_ERR_NO_SPACE, "server busy: %d requests are waiting", (int)s->p.max_queue);
+  }
+  h->state = REQ_WAITING;
+  if (s->wait_tail) s->wait_tail->next_waiting = h;
+  else s->wait_head = h;
+  s->wait_tail = h;
+  s->n_waiting++;
+  s->stats.requests_total++;
+  pthread_cond_broadcast(&s->wake);
+  pthread_mutex_unlock(&s->lock);
+  *handle = h;
+  return MLXR_OK;
+}
+
+void mlxr_sched_cancel(mlxr_gen_handle *h) {
+  if (!h) return;
+  atomic_store(&h->cancelled, true);
+  mlxr_sched *s = h->s;
+  pthread_mutex_lock(&s->lock);
+  pthread_cond_broadcast(&s->wake); /* the worker finishes it at its next step */
+  pthread_mutex_unlock(&s->lock);
+}
+
+void mlxr_sched_release(mlxr_gen_handle *h) {
+  if (!h) return;
+  mlxr_sched *s = h->s;
+  pthread_mutex_lock(&s->lock);
+  bool ended = h->state == REQ_DONE;
+  pthread_mutex_unlock(&s->lock);
+  if (!ended) mlxr_sched_cancel(h);
+  pthread_mutex_lock(&s->lock);
+  h->released = true;
+  while (h->in_callback) pthread_cond_wait(&s->done_cond, &s->lock);
+  handle_unref_locked(h);
+  pthread_mutex_unlock(&s->lock);
+}
+
+int mlxr_sched_embed(mlxr_sched *s, const int32_t *tokens, int32_t n, mlxr_pooling pooling,
+                     float *out, char *err, size_t err_len) {
+  if (n <= 0) return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "nothing to embed");
+  if (n > mlxr_sched_n_ctx(s)) {
+    return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "the input has %d tokens; the context holds %d",
+                     (int)n, (int)mlxr_sched_n_ctx(s));
+  }
+  for (int32_t i = 0; i < n; i++) {
+    if (tokens[i] < 0 || tokens[i] >= s->n_vocab) {
+      return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "token id %d is outside the vocabulary", (int)tokens[i]);
+    }
+  }
+  embed_job job = {.tokens = tokens, .n = n, .mean = pooling != MLXR_POOL_LAST, .out = out,
+                   .err = err, .err_len = err_len};
+  pthread_mutex_lock(&s->lock);
+  if (s->stopping) {
+    pthread_mutex_unlock(&s->lock);
+    return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "the server is shutting down");
+  }
+  job.next = s->embed_head;
+  s->embed_head = &job;
+  pthread_cond_broadcast(&s->wake);
+  while (!job.done) pthread_cond_wait(&s->done_cond, &s->lock);
+  pthread_mutex_unlock(&s->lock);
+  return job.rc;
+}
+
+void mlxr_sched_get_stats(mlxr_sched *s, mlxr_sched_stats *out) {
+  pthread_mutex_lock(&s->lock);
+  *out = s->stats;
+  out->running = s->n_running;
+  out->waiting = s->n_waiting;
+  pthread_mutex_unlock(&s->lock);
+}
