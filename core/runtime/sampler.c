@@ -183,6 +183,34 @@ static int32_t argmax(const float *v, int32_t n) {
   return best;
 }
 
+/* Min-heap helpers over cand[0..k) ordered by cmp_desc (the root is the worst kept candidate). */
+static void heap_sift_down(candidate *h, int32_t k, int32_t i) {
+  for (;;) {
+    int32_t l = 2 * i + 1, r = l + 1, w = i;
+    if (l < k && cmp_desc(&h[l], &h[w]) > 0) w = l;
+    if (r < k && cmp_desc(&h[r], &h[w]) > 0) w = r;
+    if (w == i) return;
+    candidate t = h[i];
+    h[i] = h[w];
+    h[w] = t;
+    i = w;
+  }
+}
+
+/* The k best of s->work into cand[0..k) (unordered), in O(n log k). */
+static int32_t select_top_k(mlxr_sampler *s, int32_t k) {
+  for (int32_t i = 0; i < k; i++) s->cand[i] = (candidate){i, s->work[i], 0.0f};
+  for (int32_t i = k / 2 - 1; i >= 0; i--) heap_sift_down(s->cand, k, i);
+  for (int32_t i = k; i < s->n_vocab; i++) {
+    candidate c = {i, s->work[i], 0.0f};
+    if (cmp_desc(&c, &s->cand[0]) < 0) { /* better than the worst kept */
+      s->cand[0] = c;
+      heap_sift_down(s->cand, k, 0);
+    }
+  }
+  return k;
+}
+
 /* Softmax over cand[0..n) at temperature t, into .p; returns n. */
 static void softmax_candidates(candidate *c, int32_t n, float t) {
   float maxl = c[0].logit;
@@ -199,12 +227,15 @@ static void softmax_candidates(candidate *c, int32_t n, float t) {
  * sampling temperature. */
 static int32_t filter_chain(mlxr_sampler *s) {
   int32_t n = s->n_vocab;
-  for (int32_t i = 0; i < n; i++) {
-    s->cand[i].id = i;
-    s->cand[i].logit = s->work[i];
+  if (s->p.top_k > 0 && s->p.top_k < n) {
+    n = select_top_k(s, s->p.top_k);
+  } else {
+    for (int32_t i = 0; i < n; i++) {
+      s->cand[i].id = i;
+      s->cand[i].logit = s->work[i];
+    }
   }
   qsort(s->cand, (size_t)n, sizeof(candidate), cmp_desc);
-  if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
   if (s->p.top_p < 1.0f) {
     softmax_candidates(s->cand, n, 1.0f);
     double cum = 0.0;
