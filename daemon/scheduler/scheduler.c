@@ -30,9 +30,10 @@ typedef enum req_state { REQ_WAITING, REQ_RUNNING, REQ_DONE } req_state;
 
 struct mlxr_gen_handle {
   mlxr_sched *s;
-  /* immutable after submit */
-  int32_t *prompt;
+  /* immutable after submit (the prompt part) */
+  int32_t *prompt;       /* [n_ctx]: the prompt, then each generated token as it is fed back */
   int32_t n_prompt;
+  int32_t n_cached;      /* prompt positions served by the prefix cache */
   mlxr_gen_params params; /* stop / bias pointers cleared: copies live below */
   int32_t *bias_ids;
   float *bias_values;
@@ -171,6 +172,7 @@ static void finish(mlxr_sched *s, mlxr_gen_handle *h, mlxr_finish_reason reason,
   ev.text_len = tail_len;
   ev.finish_reason = reason;
   ev.prompt_tokens = h->n_prompt;
+  ev.cached_tokens = h->n_cached;
   ev.completion_tokens = h->n_generated;
   ev.queue_ns = h->t_start ? h->t_start - h->t_submit : t - h->t_submit;
   ev.prompt_ns = h->t_first ? h->t_first - h->t_start : (h->t_start ? t - h->t_start : 0);
@@ -260,8 +262,10 @@ static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
 /* ---- the step loop ---- */
 
 static int start_request(mlxr_sched *s, mlxr_gen_handle *h, char *err, size_t err_len) {
-  h->seq = mlxr_kv_seq_new(mlxr_engine_kv(s->engine));
+  h->seq = mlxr_kv_seq_new_prefixed(mlxr_engine_kv(s->engine), h->prompt, h->n_prompt,
+                                    h->n_prompt - 1, &h->n_cached);
   if (h->seq < 0) return mlxr_errf(err, err_len, MLXR_ERR_NO_SPACE, "no free KV sequence");
+  h->n_prefilled = h->n_cached;
   h->sampler = mlxr_sampler_new(&h->params.sampling, s->n_vocab);
   if (!h->sampler) return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
   if (h->params.n_bias > 0 &&
@@ -326,8 +330,13 @@ static void *worker_main(void *arg) {
     pthread_mutex_unlock(&s->lock);
 
     if (jobs) run_embed_jobs(s, jobs);
+    uint64_t cached_now = 0;
     for (int i = 0; i < n_admitted; i++) {
-      if (start_request(s, admitted[i], err, sizeof(err)) != MLXR_OK) finish(s, admitted[i], MLXR_FINISH_NONE, err);
+      if (start_request(s, admitted[i], err, sizeof(err)) != MLXR_OK) {
+        finish(s, admitted[i], MLXR_FINISH_NONE, err);
+      } else {
+        cached_now += (uint64_t)admitted[i]->n_cached;
+      }
     }
     /* cancellations (any thread may have set the flag) */
     for (int32_t i = 0; i < s->p.max_running; i++) {
@@ -340,7 +349,9 @@ static void *worker_main(void *arg) {
     for (int32_t i = 0; i < s->p.max_running && budget > 0; i++) {
       mlxr_gen_handle *h = s->running[i];
       if (!h || h->n_prefilled < h->n_prompt) continue;
-      s->rows[n_rows++] = (mlxr_engine_row){h->seq, h->n_prompt + h->n_generated - 1, h->last_token, true};
+      const int32_t pos = h->n_prompt + h->n_generated - 1;
+      h->prompt[pos] = h->last_token;
+      s->rows[n_rows++] = (mlxr_engine_row){h->seq, pos, h->last_token, true};
       s->row_req[n_want++] = h;
       n_decode++;
       budget--;
@@ -367,6 +378,13 @@ static void *worker_main(void *arg) {
       for (int32_t i = 0; i < n_want; i++) finish(s, s->row_req[i], MLXR_FINISH_NONE, err);
       continue;
     }
+    /* register newly filled blocks in the prefix cache before sampling can end a request */
+    for (int32_t i = 0; i < s->p.max_running; i++) {
+      mlxr_gen_handle *h = s->running[i];
+      if (!h || h->seq < 0) continue;
+      const int32_t computed = h->n_prefilled < h->n_prompt ? h->n_prefilled : h->n_prompt + h->n_generated;
+      mlxr_kv_seq_commit(mlxr_engine_kv(s->engine), h->seq, h->prompt, computed);
+    }
     for (int32_t i = 0; i < n_want; i++) {
       on_logits(s, s->row_req[i], s->logits + (size_t)i * (size_t)s->n_vocab);
     }
@@ -374,6 +392,7 @@ static void *worker_main(void *arg) {
     s->stats.steps_total++;
     s->stats.generated_tokens_total += (uint64_t)n_want;
     s->stats.prompt_tokens_total += (uint64_t)(n_rows - n_decode);
+    s->stats.cached_tokens_total += cached_now;
     s->stats.kv_blocks_free = mlxr_kv_cache_n_free_blocks(mlxr_engine_kv(s->engine));
     pthread_mutex_unlock(&s->lock);
   }
@@ -496,7 +515,7 @@ int mlxr_sched_submit(mlxr_sched *s, const int32_t *prompt, int32_t n_prompt,
   h->s = s;
   h->seq = -1;
   h->params = *params;
-  h->prompt = malloc((size_t)n_prompt * sizeof(int32_t));
+  h->prompt = malloc((size_t)mlxr_sched_n_ctx(s) * sizeof(int32_t)); /* prompt, then generated */
   int rc = mlxr_stop_text_init(&h->stop, params->stop, params->n_stop);
   if (params->n_bias > 0) {
     h->bias_ids = malloc((size_t)params->n_bias * sizeof(int32_t));

@@ -125,7 +125,9 @@ int mlxr_sched_embed(mlxr_sched *s, const int32_t *tokens, int32_t n, mlxr_pooli
 typedef struct mlxr_sched_stats {
   int32_t running, waiting;
   int32_t kv_blocks_total, kv_blocks_free;
-  uint64_t prompt_tokens_total, generated_tokens_total, requests_total, steps_total;
+  uint64_t prompt_tokens_total;    /* prompt tokens prefilled (cache hits excluded) */
+  uint64_t cached_tokens_total;    /* prompt tokens served by the prefix cache */
+  uint64_t generated_tokens_total, requests_total, steps_total;
 } mlxr_sched_stats;
 void mlxr_sched_get_stats(mlxr_sched *s, mlxr_sched_stats *out);
 

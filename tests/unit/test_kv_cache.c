@@ -88,6 +88,51 @@ int main(void) {
   for (int i = 0; i < 4; i++) ids[i] = mlxr_kv_seq_new(kv);
   ids[4] = mlxr_kv_seq_new(kv);
   CHECK(ids[3] >= 0 && ids[4] == MLXR_ERR_NO_SPACE, "max_seqs enforced");
+  for (int i = 0; i < 4; i++) mlxr_kv_seq_free(kv, ids[i]);
+
+  /* prefix caching: a computed, committed prefix is found again by a new sequence */
+  int32_t toks[12] = {5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  int s1 = mlxr_kv_seq_new(kv);
+  CHECK(mlxr_kv_seq_reserve(kv, s1, 10) == MLXR_OK, "reserve");
+  mlxr_kv_seq_commit(kv, s1, toks, 10); /* blocks 0 and 1 full */
+  const int32_t b0 = mlxr_kv_seq_block_table(kv, s1)[0], b1 = mlxr_kv_seq_block_table(kv, s1)[1];
+  int32_t cached = -1;
+  int s2 = mlxr_kv_seq_new_prefixed(kv, toks, 12, 11, &cached);
+  CHECK(s2 >= 0 && cached == 8, "reuses two full blocks (got %d positions)", cached);
+  CHECK(mlxr_kv_seq_block_table(kv, s2)[0] == b0 && mlxr_kv_seq_block_table(kv, s2)[1] == b1, "same blocks");
+  CHECK(mlxr_kv_seq_len(kv, s2) == 8, "length starts after the reused prefix");
+  int s3 = mlxr_kv_seq_new_prefixed(kv, toks, 12, 7, &cached);
+  CHECK(cached == 4, "max_reuse caps reuse at whole blocks below it (got %d)", cached);
+  mlxr_kv_seq_free(kv, s3);
+  int32_t other[12];
+  memcpy(other, toks, sizeof(other));
+  other[5] = 99; /* differs inside the second block */
+  int s4 = mlxr_kv_seq_new_prefixed(kv, other, 12, 11, &cached);
+  CHECK(cached == 4, "a difference in block 1 stops reuse after block 0 (got %d)", cached);
+  mlxr_kv_seq_free(kv, s4);
+  /* truncating s2 into a shared block copies it */
+  CHECK(mlxr_kv_seq_truncate(kv, s2, 6) == MLXR_OK, "truncate");
+  CHECK(mlxr_kv_seq_block_table(kv, s2)[1] != b1, "copy-on-write when truncating into a shared block");
+  mlxr_kv_seq_free(kv, s2);
+  mlxr_kv_seq_free(kv, s1);
+  CHECK(mlxr_kv_cache_n_cached_blocks(kv) >= 2, "freed registered blocks stay cached");
+  CHECK(mlxr_kv_cache_n_free_blocks(kv) == 10, "cached blocks count as available");
+  int s5 = mlxr_kv_seq_new_prefixed(kv, toks, 12, 11, &cached);
+  CHECK(cached == 8 && mlxr_kv_seq_block_table(kv, s5)[0] == b0, "found again after its sequences ended");
+  mlxr_kv_seq_free(kv, s5);
+  /* exhaust the pool: cached blocks are evicted, then nothing is found */
+  int big = mlxr_kv_seq_new(kv), big2 = mlxr_kv_seq_new(kv);
+  CHECK(mlxr_kv_seq_reserve(kv, big, 32) == MLXR_OK && mlxr_kv_seq_reserve(kv, big2, 8) == MLXR_OK,
+        "the whole pool, evicting cached blocks");
+  CHECK(mlxr_kv_cache_n_cached_blocks(kv) == 0, "all cached blocks evicted");
+  CHECK(mlxr_kv_seq_reserve(kv, big2, 12) == MLXR_ERR_NO_SPACE, "then the pool is empty");
+  mlxr_kv_seq_free(kv, big);
+  mlxr_kv_seq_free(kv, big2);
+  int s6 = mlxr_kv_seq_new_prefixed(kv, toks, 12, 11, &cached);
+  CHECK(cached == 0, "evicted blocks are not found");
+  mlxr_kv_seq_free(kv, s6);
+  CHECK(mlxr_kv_cache_n_free_blocks(kv) == 10, "all blocks back at the end");
+
   mlxr_kv_cache_free(kv);
   mlxr_backend_free(be);
   printf("%s\n", failures ? "test_kv_cache: FAILED" : "test_kv_cache: ok");

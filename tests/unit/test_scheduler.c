@@ -6,6 +6,8 @@
  *   - the tokens of a lone request equal a plain engine loop (prefill + argmax + one-row decodes);
  *   - stop strings are never emitted and end the request with STOP; max_tokens gives LENGTH;
  *   - cancellation and release of running and waiting requests; a full queue says NO_SPACE;
+ *   - prefix caching: a prompt run a second time reuses its whole computed blocks and gives the
+ *     same tokens;
  *   - every KV block is back in the pool afterwards; embeddings are unit vectors and match a
  *     direct engine call.
  * The model is the Qwen3 transformers fixture (tests/fixtures/hf/qwen3) converted to f32.
@@ -43,6 +45,7 @@ typedef struct collector {
   mlxr_gen_event_kind end_kind;
   mlxr_finish_reason finish;
   int32_t completion_tokens;
+  int32_t cached_tokens;
 } collector;
 
 static void collect(void *user, const mlxr_gen_event *ev) {
@@ -58,6 +61,7 @@ static void collect(void *user, const mlxr_gen_event *ev) {
     c->end_kind = ev->kind;
     c->finish = ev->finish_reason;
     c->completion_tokens = ev->completion_tokens;
+    c->cached_tokens = ev->cached_tokens;
     pthread_cond_broadcast(&c->cond);
   }
   pthread_mutex_unlock(&c->lock);
@@ -144,6 +148,12 @@ int main(void) {
     CHECK(together[r].n_tokens == alone[r].n_tokens &&
               memcmp(together[r].tokens, alone[r].tokens, sizeof(int32_t) * (size_t)alone[r].n_tokens) == 0,
           "request %d: batched tokens differ from the lone run", r);
+    /* the second run of each prompt reuses the whole blocks the first one computed (block size
+     * 16; at most n_prompt - 1 positions) */
+    const int32_t expect_cached = (plen[r] - 1) / 16 * 16;
+    CHECK(alone[r].cached_tokens == 0, "request %d: nothing cached on the first run", r);
+    CHECK(together[r].cached_tokens == expect_cached, "request %d: %d cached tokens, expected %d", r,
+          together[r].cached_tokens, expect_cached);
   }
 
   /* stop string: take the text a lone run produced, stop at a piece in its middle */

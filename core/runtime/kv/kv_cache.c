@@ -1,7 +1,14 @@
 /*
- * kv_cache.c: see kv_cache.h. The free list is a stack of block ids; refcount[b] counts the
- * sequences whose tables hold b. A sequence's table is an int32 array of ceil(max_seq_len /
- * block_size) entries, of which n_blocks are in use.
+ * kv_cache.c: see kv_cache.h. refcount[b] counts the sequences whose tables hold b. Unused blocks
+ * are either plain free (a stack) or registered in the prefix cache (a doubly linked LRU list,
+ * oldest first, evicted only when the stack is empty). A sequence's table is an int32 array of
+ * ceil(max_seq_len / block_size) entries, of which n_blocks are in use.
+ *
+ * Prefix-cache identity: every registration gets a fresh serial number; a block's key is
+ * (its parent's serial, its block_size token ids), hashed for an open-addressing table (linear
+ * probing, backward-shift deletion). Lookups compare the key exactly, so two different prefixes
+ * can never share KV even if their hashes collide, and a child registered under a parent that was
+ * since evicted can never be reached through the parent's new content (new serial).
  */
 #include "core/runtime/kv/kv_cache.h"
 
@@ -17,6 +24,14 @@ typedef struct kv_seq {
   int32_t *table;   /* [max_blocks_per_seq] */
 } kv_seq;
 
+typedef struct kv_block_meta {
+  uint64_t serial;        /* registration number; 0 = not registered */
+  uint64_t parent_serial; /* serial of the previous block in the chain; 0 for the first */
+  uint64_t hash;          /* hash(parent_serial, tokens) */
+  int32_t lru_prev, lru_next; /* cached-free list links (-1 = none) */
+  bool in_lru;
+} kv_block_meta;
+
 struct mlxr_kv_cache {
   mlxr_kv_params p;
   mlxr_backend *be;        /* borrowed */
@@ -30,6 +45,14 @@ struct mlxr_kv_cache {
   int32_t n_free;
   int32_t max_blocks_per_seq;
   kv_seq *seqs;            /* [max_seqs] */
+  /* prefix cache */
+  kv_block_meta *meta;     /* [n_blocks] */
+  int32_t *block_tokens;   /* [n_blocks][block_size] token ids of registered blocks */
+  int32_t *table;          /* [table_cap] block ids, -1 empty */
+  uint32_t table_mask;     /* table_cap - 1 */
+  int32_t lru_head, lru_tail; /* oldest, newest cached-free block */
+  int32_t n_lru;
+  uint64_t next_serial;
 };
 
 int mlxr_kv_cache_new(mlxr_backend *be, const mlxr_kv_params *params, mlxr_kv_cache **out,
@@ -55,7 +78,14 @@ int mlxr_kv_cache_new(mlxr_backend *be, const mlxr_kv_params *params, mlxr_kv_ca
   kv->refcount = calloc((size_t)p->n_blocks, sizeof(int32_t));
   kv->free_stack = malloc((size_t)p->n_blocks * sizeof(int32_t));
   kv->seqs = calloc((size_t)p->max_seqs, sizeof(kv_seq));
-  int ok = kv->k_pools && kv->v_pools && kv->refcount && kv->free_stack && kv->seqs;
+  uint32_t cap = 16;
+  while (cap < 2u * (uint32_t)p->n_blocks) cap *= 2;
+  kv->table_mask = cap - 1;
+  kv->table = malloc((size_t)cap * sizeof(int32_t));
+  kv->meta = calloc((size_t)p->n_blocks, sizeof(kv_block_meta));
+  kv->block_tokens = malloc((size_t)p->n_blocks * (size_t)p->block_size * sizeof(int32_t));
+  int ok = kv->k_pools && kv->v_pools && kv->refcount && kv->free_stack && kv->seqs && kv->table &&
+           kv->meta && kv->block_tokens;
   for (int32_t l = 0; ok && l < p->n_layer; l++) {
     kv->k_pools[l] = mlxr_backend_alloc(be, slots * kv->row_bytes_k);
     kv->v_pools[l] = mlxr_backend_alloc(be, slots * kv->row_bytes_v);
@@ -73,6 +103,10 @@ int mlxr_kv_cache_new(mlxr_backend *be, const mlxr_kv_params *params, mlxr_kv_ca
   /* lowest ids on top of the stack */
   for (int32_t i = 0; i < p->n_blocks; i++) kv->free_stack[i] = p->n_blocks - 1 - i;
   kv->n_free = p->n_blocks;
+  for (uint32_t i = 0; i <= kv->table_mask; i++) kv->table[i] = -1;
+  for (int32_t b = 0; b < p->n_blocks; b++) kv->meta[b].lru_prev = kv->meta[b].lru_next = -1;
+  kv->lru_head = kv->lru_tail = -1;
+  kv->next_serial = 1;
   kv->view.k_pools = kv->k_pools;
   kv->view.v_pools = kv->v_pools;
   kv->view.type = p->type;
@@ -95,12 +129,16 @@ void mlxr_kv_cache_free(mlxr_kv_cache *kv) {
   free(kv->refcount);
   free(kv->free_stack);
   free(kv->seqs);
+  free(kv->table);
+  free(kv->meta);
+  free(kv->block_tokens);
   free(kv);
 }
 
 const mlxr_kv_view *mlxr_kv_cache_view(const mlxr_kv_cache *kv) { return &kv->view; }
 const mlxr_kv_params *mlxr_kv_cache_params(const mlxr_kv_cache *kv) { return &kv->p; }
-int32_t mlxr_kv_cache_n_free_blocks(const mlxr_kv_cache *kv) { return kv->n_free; }
+int32_t mlxr_kv_cache_n_free_blocks(const mlxr_kv_cache *kv) { return kv->n_free + kv->n_lru; }
+int32_t mlxr_kv_cache_n_cached_blocks(const mlxr_kv_cache *kv) { return kv->n_lru; }
 
 size_t mlxr_kv_cache_bytes(const mlxr_kv_cache *kv) {
   return (size_t)kv->p.n_layer * (size_t)kv->p.n_blocks * (size_t)kv->p.block_size *
@@ -112,13 +150,100 @@ static kv_seq *seq_get(const mlxr_kv_cache *kv, int seq) {
   return &kv->seqs[seq];
 }
 
+/* ---- prefix-cache table ---- */
+
+static uint64_t key_hash(uint64_t parent_serial, const int32_t *tokens, int32_t n) {
+  uint64_t h = 0xcbf29ce484222325ull ^ (parent_serial * 0x9e3779b97f4a7c15ull);
+  for (int32_t i = 0; i < n; i++) {
+    h ^= (uint32_t)tokens[i];
+    h *= 0x100000001b3ull;
+    h ^= h >> 29;
+  }
+  return h;
+}
+
+/* Registered block with exactly this key, or -1. */
+static int32_t table_find(const mlxr_kv_cache *kv, uint64_t hash, uint64_t parent_serial,
+                          const int32_t *tokens) {
+  const int32_t bs = kv->p.block_size;
+  for (uint32_t i = (uint32_t)hash & kv->table_mask;; i = (i + 1) & kv->table_mask) {
+    const int32_t b = kv->table[i];
+    if (b < 0) return -1;
+    const kv_block_meta *m = &kv->meta[b];
+    if (m->hash == hash && m->parent_serial == parent_serial &&
+        memcmp(kv->block_tokens + (size_t)b * bs, tokens, (size_t)bs * sizeof(int32_t)) == 0) {
+      return b;
+    }
+  }
+}
+
+static void table_insert(mlxr_kv_cache *kv, int32_t b) {
+  uint32_t i = (uint32_t)kv->meta[b].hash & kv->table_mask;
+  while (kv->table[i] >= 0) i = (i + 1) & kv->table_mask;
+  kv->table[i] = b;
+}
+
+static void table_remove(mlxr_kv_cache *kv, int32_t b) {
+  uint32_t i = (uint32_t)kv->meta[b].hash & kv->table_mask;
+  while (kv->table[i] != b) i = (i + 1) & kv->table_mask;
+  /* backward-shift deletion keeps every probe chain unbroken */
+  for (uint32_t j = (i + 1) & kv->table_mask; kv->table[j] >= 0; j = (j + 1) & kv->table_mask) {
+    const uint32_t home = (uint32_t)kv->meta[kv->table[j]].hash & kv->table_mask;
+    const bool movable = ((j - home) & kv->table_mask) >= ((j - i) & kv->table_mask);
+    if (movable) {
+      kv->table[i] = kv->table[j];
+      i = j;
+    }
+  }
+  kv->table[i] = -1;
+}
+
+static void lru_unlink(mlxr_kv_cache *kv, int32_t b) {
+  kv_block_meta *m = &kv->meta[b];
+  if (m->lru_prev >= 0) kv->meta[m->lru_prev].lru_next = m->lru_next;
+  else kv->lru_head = m->lru_next;
+  if (m->lru_next >= 0) kv->meta[m->lru_next].lru_prev = m->lru_prev;
+  else kv->lru_tail = m->lru_prev;
+  m->lru_prev = m->lru_next = -1;
+  m->in_lru = false;
+  kv->n_lru--;
+}
+
+static void lru_push_newest(mlxr_kv_cache *kv, int32_t b) {
+  kv_block_meta *m = &kv->meta[b];
+  m->lru_prev = kv->lru_tail;
+  m->lru_next = -1;
+  if (kv->lru_tail >= 0) kv->meta[kv->lru_tail].lru_next = b;
+  else kv->lru_head = b;
+  kv->lru_tail = b;
+  m->in_lru = true;
+  kv->n_lru++;
+}
+
+/* ---- block references ---- */
+
 static void block_release(mlxr_kv_cache *kv, int32_t b) {
-  if (--kv->refcount[b] == 0) kv->free_stack[kv->n_free++] = b;
+  if (--kv->refcount[b] > 0) return;
+  if (kv->meta[b].serial) lru_push_newest(kv, b); /* stays cached until evicted */
+  else kv->free_stack[kv->n_free++] = b;
+}
+
+static void block_acquire(mlxr_kv_cache *kv, int32_t b) {
+  if (kv->refcount[b]++ == 0 && kv->meta[b].in_lru) lru_unlink(kv, b);
 }
 
 static int32_t block_take(mlxr_kv_cache *kv) {
-  if (kv->n_free == 0) return -1;
-  int32_t b = kv->free_stack[--kv->n_free];
+  int32_t b;
+  if (kv->n_free > 0) {
+    b = kv->free_stack[--kv->n_free];
+  } else if (kv->n_lru > 0) {
+    b = kv->lru_head; /* evict the least recently used cached block */
+    lru_unlink(kv, b);
+    table_remove(kv, b);
+    kv->meta[b].serial = 0;
+  } else {
+    return -1;
+  }
   kv->refcount[b] = 1;
   return b;
 }
@@ -150,17 +275,31 @@ int mlxr_kv_seq_reserve(mlxr_kv_cache *kv, int seq, int32_t n_tokens) {
   if (!s || n_tokens < 0) return MLXR_ERR_INVALID;
   if (n_tokens > kv->p.max_seq_len) return MLXR_ERR_RANGE;
   const int32_t need = (n_tokens + kv->p.block_size - 1) / kv->p.block_size;
-  if (need - s->n_blocks > kv->n_free) return MLXR_ERR_NO_SPACE;
+  if (need - s->n_blocks > kv->n_free + kv->n_lru) return MLXR_ERR_NO_SPACE;
   while (s->n_blocks < need) s->table[s->n_blocks++] = block_take(kv);
   if (n_tokens > s->n_tokens) s->n_tokens = n_tokens;
   return MLXR_OK;
 }
+
+static void copy_block(mlxr_kv_cache *kv, int32_t dst, int32_t src, int32_t n_slots);
 
 int mlxr_kv_seq_truncate(mlxr_kv_cache *kv, int seq, int32_t n_tokens) {
   kv_seq *s = seq_get(kv, seq);
   if (!s || n_tokens < 0) return MLXR_ERR_INVALID;
   if (n_tokens >= s->n_tokens) return MLXR_OK;
   const int32_t keep = (n_tokens + kv->p.block_size - 1) / kv->p.block_size;
+  const int32_t partial = n_tokens % kv->p.block_size;
+  if (partial) {
+    /* the kept part of the last block will be appended to: it must be ours alone */
+    const int32_t last = s->table[keep - 1];
+    if (kv->refcount[last] > 1 || kv->meta[last].serial) {
+      int32_t fresh = block_take(kv);
+      if (fresh < 0) return MLXR_ERR_NO_SPACE;
+      copy_block(kv, fresh, last, partial);
+      s->table[keep - 1] = fresh;
+      block_release(kv, last);
+    }
+  }
   while (s->n_blocks > keep) block_release(kv, s->table[--s->n_blocks]);
   s->n_tokens = n_tokens;
   return MLXR_OK;
@@ -182,13 +321,13 @@ int mlxr_kv_seq_fork(mlxr_kv_cache *kv, int src, int32_t n_tokens) {
   if (!s || n_tokens < 0 || n_tokens > s->n_tokens) return MLXR_ERR_INVALID;
   const int32_t full = n_tokens / kv->p.block_size;
   const int32_t partial = n_tokens % kv->p.block_size;
-  if (partial && kv->n_free == 0) return MLXR_ERR_NO_SPACE;
+  if (partial && kv->n_free + kv->n_lru == 0) return MLXR_ERR_NO_SPACE;
   int id = mlxr_kv_seq_new(kv);
   if (id < 0) return id;
   kv_seq *d = &kv->seqs[id];
   for (int32_t i = 0; i < full; i++) {
     d->table[i] = s->table[i];
-    kv->refcount[s->table[i]]++;
+    block_acquire(kv, s->table[i]);
   }
   d->n_blocks = full;
   if (partial) {
@@ -214,4 +353,53 @@ int64_t mlxr_kv_seq_slot(const mlxr_kv_cache *kv, int seq, int32_t pos) {
   const kv_seq *s = seq_get(kv, seq);
   if (!s || pos < 0 || pos >= s->n_blocks * kv->p.block_size) return -1;
   return (int64_t)s->table[pos / kv->p.block_size] * kv->p.block_size + pos % kv->p.block_size;
+}
+
+int mlxr_kv_seq_new_prefixed(mlxr_kv_cache *kv, const int32_t *tokens, int32_t n_tokens,
+                             int32_t max_reuse, int32_t *n_cached) {
+  *n_cached = 0;
+  int id = mlxr_kv_seq_new(kv);
+  if (id < 0) return id;
+  kv_seq *s = &kv->seqs[id];
+  const int32_t bs = kv->p.block_size;
+  if (max_reuse > n_tokens) max_reuse = n_tokens;
+  if (max_reuse > kv->p.max_seq_len) max_reuse = kv->p.max_seq_len;
+  uint64_t parent = 0;
+  for (int32_t i = 0; (i + 1) * bs <= max_reuse; i++) {
+    const int32_t *blk = tokens + (size_t)i * bs;
+    const int32_t b = table_find(kv, key_hash(parent, blk, bs), parent, blk);
+    if (b < 0) break;
+    block_acquire(kv, b);
+    s->table[s->n_blocks++] = b;
+    parent = kv->meta[b].serial;
+  }
+  s->n_tokens = s->n_blocks * bs;
+  *n_cached = s->n_tokens;
+  return id;
+}
+
+void mlxr_kv_seq_commit(mlxr_kv_cache *kv, int seq, const int32_t *tokens, int32_t n_computed) {
+  kv_seq *s = seq_get(kv, seq);
+  if (!s) return;
+  const int32_t bs = kv->p.block_size;
+  int32_t full = n_computed / bs;
+  if (full > s->n_blocks) full = s->n_blocks;
+  uint64_t parent = 0;
+  for (int32_t i = 0; i < full; i++) {
+    const int32_t b = s->table[i];
+    kv_block_meta *m = &kv->meta[b];
+    if (m->serial) { /* already registered (computed here or reused from the cache) */
+      parent = m->serial;
+      continue;
+    }
+    const int32_t *blk = tokens + (size_t)i * bs;
+    const uint64_t h = key_hash(parent, blk, bs);
+    if (table_find(kv, h, parent, blk) >= 0) return; /* an identical block is cached already */
+    m->serial = kv->next_serial++;
+    m->parent_serial = parent;
+    m->hash = h;
+    memcpy(kv->block_tokens + (size_t)b * bs, blk, (size_t)bs * sizeof(int32_t));
+    table_insert(kv, b);
+    parent = m->serial;
+  }
 }

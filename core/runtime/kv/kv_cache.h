@@ -7,6 +7,15 @@
  * back on the free list when its count drops to zero. The manager says "no room"
  * (MLXR_ERR_NO_SPACE) instead of failing hard, so a scheduler can wait or preempt.
  *
+ * Automatic prefix caching (vLLM's design): once a block is full and computed, the caller commits
+ * it (mlxr_kv_seq_commit) and it is registered under hash(parent block's hash, its token ids). A new
+ * sequence started with mlxr_kv_seq_new_prefixed() takes the longest chain of registered blocks
+ * matching its tokens by reference, so those positions need no prefill. Registered blocks whose
+ * count drops to zero stay cached and are evicted least-recently-used first, only when no plain
+ * free block is left. The token ids of every registered block are kept and compared on lookup, so
+ * a hash collision can never hand out the wrong KV. Shared blocks are never written: appends go to
+ * fresh blocks, and truncating into a shared block copies it first.
+ *
  * Memory: the pools come from the backend (device memory on a GPU backend); the tables are host
  * memory. Everything is sized at creation; reserving positions allocates nothing but blocks from
  * the pool (the per-sequence tables are sized for max_seq_len up front).
@@ -41,6 +50,7 @@ void mlxr_kv_cache_free(mlxr_kv_cache *kv);
 /* The view the model's forward reads (pool pointers per layer, type, block size). */
 const mlxr_kv_view *mlxr_kv_cache_view(const mlxr_kv_cache *kv);
 const mlxr_kv_params *mlxr_kv_cache_params(const mlxr_kv_cache *kv);
+/* Blocks that can be handed out now: plain free blocks plus evictable cached ones. */
 int32_t mlxr_kv_cache_n_free_blocks(const mlxr_kv_cache *kv);
 /* Bytes of the K and V pools together. */
 size_t mlxr_kv_cache_bytes(const mlxr_kv_cache *kv);
@@ -56,6 +66,18 @@ int mlxr_kv_seq_fork(mlxr_kv_cache *kv, int src, int32_t n_tokens);
 int mlxr_kv_seq_reserve(mlxr_kv_cache *kv, int seq, int32_t n_tokens);
 /* Keep positions [0, n_tokens); release blocks past them (speculative-decoding rollback). */
 int mlxr_kv_seq_truncate(mlxr_kv_cache *kv, int seq, int32_t n_tokens);
+/* A new sequence whose first positions reuse cached blocks matching tokens[0..n_tokens) (only
+ * whole blocks, and at most max_reuse positions: callers pass n_prompt - 1 so the last prompt
+ * token is always computed). *n_cached receives the positions reused. Returns the id or a
+ * negative status. */
+int mlxr_kv_seq_new_prefixed(mlxr_kv_cache *kv, const int32_t *tokens, int32_t n_tokens,
+                             int32_t max_reuse, int32_t *n_cached);
+/* Register the blocks of seq that are full within positions [0, n_computed) (their K/V written by
+ * a completed forward); tokens are the sequence's ids from position 0. Idempotent. */
+void mlxr_kv_seq_commit(mlxr_kv_cache *kv, int seq, const int32_t *tokens, int32_t n_computed);
+/* Blocks registered in the prefix cache and not used by any sequence (evictable). */
+int32_t mlxr_kv_cache_n_cached_blocks(const mlxr_kv_cache *kv);
+
 /* Positions reserved for seq (its length as far as the cache is concerned). */
 int32_t mlxr_kv_seq_len(const mlxr_kv_cache *kv, int seq);
 /* The block table of seq (valid until the next reserve/truncate/free of that seq). */
