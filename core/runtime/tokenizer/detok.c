@@ -164,12 +164,14 @@ static int token_raw(const mlxr_tokenizer *t, int32_t id, bool render_special, m
   const char *s = t->text[id];
   size_t n = t->text_len[id];
   if (t->type[id] == MLXR_TOK_TYPE_CONTROL) return render_special ? mlxr_tok_buf_add(out, s, n) : MLXR_OK;
-  if (mlxr_tok_is_added(t, id)) return mlxr_tok_buf_add(out, s, n);
   if (t->kind == MLXR_TOK_KIND_GPT2) {
+    /* Added tokens pass the ByteLevel decoder as written. */
+    if (mlxr_tok_is_added(t, id)) return mlxr_tok_buf_add(out, s, n);
     if (unbyte(s, n, out)) return MLXR_OK;
     return mlxr_tok_buf_add(out, s, n);
   }
-  int b = byte_token(s, n);
+  /* "llama": added tokens go through the decoder's U+2581 -> space like any other. */
+  int b = mlxr_tok_is_added(t, id) ? -1 : byte_token(s, n);
   if (b >= 0) return mlxr_tok_buf_addc(out, (char)b);
   for (size_t i = 0; i < n;) {
     int rc;
@@ -194,7 +196,7 @@ int mlxr_tokenizer_token_bytes(const mlxr_tokenizer *t, int32_t id, bool render_
     free(b.s);
     return rc;
   }
-  if (buf && cap) memcpy(buf, b.s, b.n < cap ? b.n : cap);
+  if (buf && cap && b.n) memcpy(buf, b.s, b.n < cap ? b.n : cap);
   int n = (int)b.n;
   free(b.s);
   return n;
@@ -378,7 +380,7 @@ static int emit(mlxr_detok *d, const char *bytes, size_t n, bool flush, char *ou
   }
   if (!rc && o.n > cap) rc = MLXR_ERR_NO_SPACE;
   if (!rc) {
-    memcpy(out, o.s, o.n);
+    if (o.n) memcpy(out, o.s, o.n);
     if (keep) memmove(d->pending, in.s + in.n - keep, keep);
     d->n_pending = keep;
     rc = (int)o.n;
