@@ -1,7 +1,8 @@
 /*
  * engine.c: open a GGUF into backend + model + tokenizer + KV cache, and run batches.
  *
- * KV sizing: enough blocks for max_seqs sequences of n_ctx positions. The KV type follows the
+ * KV sizing: kv_blocks if set (the scheduler preempts when they run out), else enough blocks for
+ * max_seqs sequences of n_ctx positions. The KV type follows the
  * weights' precision unless set: F32 for an F32 model (so an F32 model computes in F32 end to end),
  * F16 otherwise (llama.cpp's default).
  * The batch arrays (tokens, positions, block-table pointers, slots, flags) are allocated once for
@@ -98,6 +99,7 @@ int mlxr_engine_open(const char *gguf_path, const mlxr_engine_params *params, ml
       .max_seq_len = e->p.n_ctx,
   };
   kp.n_blocks = (int32_t)(((int64_t)e->p.n_ctx + kp.block_size - 1) / kp.block_size * e->p.max_seqs);
+  if (e->p.kv_blocks > 0) kp.n_blocks = e->p.kv_blocks;
   if (e->p.kv_type < 0) {
     kp.type = mlxr_model_weight_type(e->model) == MLXR_DTYPE_F32 ? MLXR_DTYPE_F32 : MLXR_DTYPE_F16;
   } else {

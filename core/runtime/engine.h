@@ -25,6 +25,7 @@ typedef struct mlxr_engine_params {
   int32_t n_batch;        /* max rows per forward (prefill chunk size) */
   int32_t max_seqs;       /* sequences at once */
   int32_t kv_block_size;  /* tokens per KV block */
+  int32_t kv_blocks;      /* blocks in the KV pool; <= 0: enough for max_seqs full contexts */
   int kv_type;            /* -1: F32 for F32 models, else F16; or MLXR_DTYPE_F32 / _F16 */
   bool load_tokenizer;    /* false: logits-only use (no tokenizer needed) */
   int simd_level;         /* -1: best available (tests may pin a lower one) */

@@ -48,7 +48,11 @@ struct mlxr_gen_handle {
   struct mlxr_gen_handle *next_waiting;
   /* worker-only */
   int seq;
-  int32_t n_prefilled;   /* prompt tokens already in the KV */
+  int32_t n_prefilled;   /* positions already in the KV */
+  int32_t prefill_target;/* positions to compute before decoding: n_prompt, or after a preemption
+                            everything known but the last sampled token */
+  uint64_t admit_order;  /* when it (last) became running: preemption takes the newest */
+  int32_t n_computed;    /* positions whose K/V the last forward left in the cache */
   int32_t n_generated;
   int32_t last_token;    /* sampled, not yet fed back */
   mlxr_sampler *sampler;
@@ -83,10 +87,12 @@ struct mlxr_sched {
   mlxr_gen_handle **running; /* [max_running], NULL = free slot */
   int32_t n_running;
   embed_job *embed_head;
+  uint64_t admit_counter;
   mlxr_sched_stats stats;
   /* worker-only buffers */
   mlxr_engine_row *rows;    /* [max_batch_tokens] */
   mlxr_gen_handle **row_req;/* [max_batch_tokens] request of each row that wants logits */
+  mlxr_gen_handle **order;  /* [max_running] running requests by admission, this step */
   float *logits;            /* [max_running][n_vocab] */
   mlxr_token_logprob *top;  /* [MLXR_MAX_TOP_LOGPROBS] */
   char *text;               /* detok output scratch */
@@ -262,10 +268,18 @@ static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
 /* ---- the step loop ---- */
 
 static int start_request(mlxr_sched *s, mlxr_gen_handle *h, char *err, size_t err_len) {
-  h->seq = mlxr_kv_seq_new_prefixed(mlxr_engine_kv(s->engine), h->prompt, h->n_prompt,
-                                    h->n_prompt - 1, &h->n_cached);
+  const bool resumed = h->sampler != NULL;
+  int32_t cached = 0;
+  /* a fresh request must compute its last prompt token (its logits start the completion); a
+   * resumed one already holds its next token, so every known position may come from the cache */
+  const int32_t max_reuse = resumed ? h->prefill_target : h->n_prompt - 1;
+  h->seq = mlxr_kv_seq_new_prefixed(mlxr_engine_kv(s->engine), h->prompt, h->prefill_target,
+                                    max_reuse, &cached);
   if (h->seq < 0) return mlxr_errf(err, err_len, MLXR_ERR_NO_SPACE, "no free KV sequence");
-  h->n_prefilled = h->n_cached;
+  h->n_prefilled = cached;
+  h->n_computed = cached;
+  if (resumed) return MLXR_OK;
+  h->n_cached = cached;
   h->sampler = mlxr_sampler_new(&h->params.sampling, s->n_vocab);
   if (!h->sampler) return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
   if (h->params.n_bias > 0 &&
@@ -292,6 +306,28 @@ static void run_embed_jobs(mlxr_sched *s, embed_job *jobs) {
   pthread_mutex_lock(&s->lock);
   for (embed_job *j = jobs; j; j = j->next) j->done = true;
   pthread_cond_broadcast(&s->done_cond);
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* Give a running request's KV back and queue it first in line; it resumes later by recomputing
+ * (mostly from the prefix cache, since its full blocks were committed). Worker thread. */
+static void preempt(mlxr_sched *s, mlxr_gen_handle *h) {
+  mlxr_kv_seq_free(mlxr_engine_kv(s->engine), h->seq);
+  h->seq = -1;
+  h->prefill_target = h->n_generated > 0 ? h->n_prompt + h->n_generated - 1 : h->n_prompt;
+  h->n_prefilled = 0;
+  h->n_computed = 0;
+  pthread_mutex_lock(&s->lock);
+  for (int32_t i = 0; i < s->p.max_running; i++) {
+    if (s->running[i] == h) s->running[i] = NULL;
+  }
+  s->n_running--;
+  h->state = REQ_WAITING;
+  h->next_waiting = s->wait_head;
+  s->wait_head = h;
+  if (!s->wait_tail) s->wait_tail = h;
+  s->n_waiting++;
+  s->stats.preemptions_total++;
   pthread_mutex_unlock(&s->lock);
 }
 
@@ -325,6 +361,7 @@ static void *worker_main(void *arg) {
       }
       s->n_running++;
       h->state = REQ_RUNNING;
+      h->admit_order = ++s->admit_counter;
       admitted[n_admitted++] = h;
     }
     pthread_mutex_unlock(&s->lock);
@@ -334,8 +371,8 @@ static void *worker_main(void *arg) {
     for (int i = 0; i < n_admitted; i++) {
       if (start_request(s, admitted[i], err, sizeof(err)) != MLXR_OK) {
         finish(s, admitted[i], MLXR_FINISH_NONE, err);
-      } else {
-        cached_now += (uint64_t)admitted[i]->n_cached;
+      } else if (admitted[i]->n_generated == 0) {
+        cached_now += (uint64_t)admitted[i]->n_prefilled;
       }
     }
     /* cancellations (any thread may have set the flag) */
@@ -344,30 +381,57 @@ static void *worker_main(void *arg) {
       if (h && atomic_load(&h->cancelled)) finish(s, h, MLXR_FINISH_CANCELLED, NULL);
     }
 
-    /* 2. one batch: decodes first, then prompt chunks */
-    int32_t n_rows = 0, n_want = 0, n_decode = 0, budget = s->p.max_batch_tokens;
-    for (int32_t i = 0; i < s->p.max_running && budget > 0; i++) {
-      mlxr_gen_handle *h = s->running[i];
-      if (!h || h->n_prefilled < h->n_prompt) continue;
-      const int32_t pos = h->n_prompt + h->n_generated - 1;
-      h->prompt[pos] = h->last_token;
-      s->rows[n_rows++] = (mlxr_engine_row){h->seq, pos, h->last_token, true};
-      s->row_req[n_want++] = h;
-      n_decode++;
-      budget--;
+    /* 2. one batch, oldest request first: a decode row for each decoding sequence, prompt chunks
+     * for prefilling ones, under the token budget; KV blocks reserved as we go, preempting the
+     * newest requests (not yet placed in this batch) when the pool runs out */
+    int32_t n_order = 0;
+    for (int32_t i = 0; i < s->p.max_running; i++) {
+      if (s->running[i]) s->order[n_order++] = s->running[i];
     }
-    for (int32_t i = 0; i < s->p.max_running && budget > 0; i++) {
-      mlxr_gen_handle *h = s->running[i];
-      if (!h || h->n_prefilled >= h->n_prompt) continue;
-      int32_t take = h->n_prompt - h->n_prefilled;
+    for (int32_t i = 1; i < n_order; i++) { /* insertion sort by admission */
+      mlxr_gen_handle *h = s->order[i];
+      int32_t j = i;
+      for (; j > 0 && s->order[j - 1]->admit_order > h->admit_order; j--) s->order[j] = s->order[j - 1];
+      s->order[j] = h;
+    }
+    int32_t n_rows = 0, n_want = 0, n_decode = 0, budget = s->p.max_batch_tokens;
+    for (int32_t oi = 0; oi < n_order && budget > 0; oi++) {
+      mlxr_gen_handle *h = s->order[oi];
+      const bool decoding = h->n_prefilled >= h->prefill_target;
+      int32_t take = decoding ? 1 : h->prefill_target - h->n_prefilled;
       if (take > budget) take = budget;
-      for (int32_t k = 0; k < take; k++) {
-        const int32_t pos = h->n_prefilled + k;
-        const bool last = pos == h->n_prompt - 1;
-        s->rows[n_rows++] = (mlxr_engine_row){h->seq, pos, h->prompt[pos], last};
-        if (last) s->row_req[n_want++] = h;
+      const int32_t end = decoding ? h->n_prompt + h->n_generated : h->n_prefilled + take;
+      int rc_r;
+      while ((rc_r = mlxr_kv_seq_reserve(mlxr_engine_kv(s->engine), h->seq, end)) == MLXR_ERR_NO_SPACE &&
+             n_order - 1 > oi) {
+        preempt(s, s->order[--n_order]); /* the newest request not yet in this batch */
       }
-      h->n_prefilled += take;
+      if (rc_r != MLXR_OK) {
+        if (oi == 0) { /* alone, and still does not fit: it never will */
+          finish(s, h, MLXR_FINISH_NONE, "the KV cache is too small for this request");
+        } else {
+          preempt(s, h);
+        }
+        n_order = oi; /* nothing after it runs this step */
+        break;
+      }
+      h->n_computed = end;
+      if (decoding) {
+        const int32_t pos = h->n_prompt + h->n_generated - 1;
+        h->prompt[pos] = h->last_token;
+        s->rows[n_rows++] = (mlxr_engine_row){h->seq, pos, h->last_token, true};
+        s->row_req[n_want++] = h;
+        n_decode++;
+      } else {
+        for (int32_t k = 0; k < take; k++) {
+          const int32_t pos = h->n_prefilled + k;
+          /* the last prompt position of a fresh request gives the first token's logits */
+          const bool last = h->n_generated == 0 && pos == h->n_prompt - 1;
+          s->rows[n_rows++] = (mlxr_engine_row){h->seq, pos, h->prompt[pos], last};
+          if (last) s->row_req[n_want++] = h;
+        }
+        h->n_prefilled += take;
+      }
       budget -= take;
     }
     if (n_rows == 0) continue;
@@ -375,15 +439,14 @@ static void *worker_main(void *arg) {
     /* 3. forward, then sample every sequence that got logits */
     int rc = mlxr_engine_decode(s->engine, s->rows, n_rows, s->logits, err, sizeof(err));
     if (rc != MLXR_OK) {
-      for (int32_t i = 0; i < n_want; i++) finish(s, s->row_req[i], MLXR_FINISH_NONE, err);
+      for (int32_t i = 0; i < n_order; i++) finish(s, s->order[i], MLXR_FINISH_NONE, err);
       continue;
     }
     /* register newly filled blocks in the prefix cache before sampling can end a request */
     for (int32_t i = 0; i < s->p.max_running; i++) {
       mlxr_gen_handle *h = s->running[i];
       if (!h || h->seq < 0) continue;
-      const int32_t computed = h->n_prefilled < h->n_prompt ? h->n_prefilled : h->n_prompt + h->n_generated;
-      mlxr_kv_seq_commit(mlxr_engine_kv(s->engine), h->seq, h->prompt, computed);
+      mlxr_kv_seq_commit(mlxr_engine_kv(s->engine), h->seq, h->prompt, h->n_computed);
     }
     for (int32_t i = 0; i < n_want; i++) {
       on_logits(s, s->row_req[i], s->logits + (size_t)i * (size_t)s->n_vocab);
@@ -447,13 +510,14 @@ int mlxr_sched_open(const char *gguf_path, const mlxr_sched_params *params, mlxr
   s->running = calloc((size_t)s->p.max_running, sizeof(*s->running));
   s->rows = malloc((size_t)s->p.max_batch_tokens * sizeof(*s->rows));
   s->row_req = malloc((size_t)s->p.max_batch_tokens * sizeof(*s->row_req));
+  s->order = malloc((size_t)s->p.max_running * sizeof(*s->order));
   s->logits = malloc((size_t)s->p.max_running * (size_t)s->n_vocab * sizeof(float));
   s->top = malloc(MLXR_MAX_TOP_LOGPROBS * sizeof(*s->top));
   s->text_cap = 4096;
   s->text = malloc(s->text_cap);
-  if (!s->running || !s->rows || !s->row_req || !s->logits || !s->top || !s->text) {
+  if (!s->running || !s->rows || !s->row_req || !s->order || !s->logits || !s->top || !s->text) {
     mlxr_engine_close(s->engine);
-    free(s->running); free(s->rows); free(s->row_req); free(s->logits); free(s->top); free(s->text);
+    free(s->running); free(s->rows); free(s->row_req); free(s->order); free(s->logits); free(s->top); free(s->text);
     free(s);
     return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
   }
@@ -462,7 +526,7 @@ int mlxr_sched_open(const char *gguf_path, const mlxr_sched_params *params, mlxr
   pthread_cond_init(&s->done_cond, NULL);
   if (pthread_create(&s->worker, NULL, worker_main, s) != 0) {
     mlxr_engine_close(s->engine);
-    free(s->running); free(s->rows); free(s->row_req); free(s->logits); free(s->top); free(s->text);
+    free(s->running); free(s->rows); free(s->row_req); free(s->order); free(s->logits); free(s->top); free(s->text);
     free(s);
     return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "cannot start the scheduler thread");
   }
@@ -481,7 +545,7 @@ void mlxr_sched_close(mlxr_sched *s) {
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->wake);
   pthread_cond_destroy(&s->done_cond);
-  free(s->running); free(s->rows); free(s->row_req); free(s->logits); free(s->top); free(s->text);
+  free(s->running); free(s->rows); free(s->row_req); free(s->order); free(s->logits); free(s->top); free(s->text);
   free(s);
 }
 
@@ -534,6 +598,7 @@ int mlxr_sched_submit(mlxr_sched *s, const int32_t *prompt, int32_t n_prompt,
   h->params.bias_values = NULL;
   memcpy(h->prompt, prompt, (size_t)n_prompt * sizeof(int32_t));
   h->n_prompt = n_prompt;
+  h->prefill_target = n_prompt;
   h->cb = cb;
   h->user = user;
   h->refs = 2;

@@ -128,6 +128,7 @@ typedef struct mlxr_sched_stats {
   uint64_t prompt_tokens_total;    /* prompt tokens prefilled (cache hits excluded) */
   uint64_t cached_tokens_total;    /* prompt tokens served by the prefix cache */
   uint64_t generated_tokens_total, requests_total, steps_total;
+  uint64_t preemptions_total;      /* running requests sent back to wait for KV room */
 } mlxr_sched_stats;
 void mlxr_sched_get_stats(mlxr_sched *s, mlxr_sched_stats *out);
 

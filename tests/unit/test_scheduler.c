@@ -8,6 +8,7 @@
  *   - cancellation and release of running and waiting requests; a full queue says NO_SPACE;
  *   - prefix caching: a prompt run a second time reuses its whole computed blocks and gives the
  *     same tokens;
+ *   - a KV pool too small for everything at once: preemption and recompute, same tokens;
  *   - every KV block is back in the pool afterwards; embeddings are unit vectors and match a
  *     direct engine call.
  * The model is the Qwen3 transformers fixture (tests/fixtures/hf/qwen3) converted to f32.
@@ -154,6 +155,36 @@ int main(void) {
     CHECK(alone[r].cached_tokens == 0, "request %d: nothing cached on the first run", r);
     CHECK(together[r].cached_tokens == expect_cached, "request %d: %d cached tokens, expected %d", r,
           together[r].cached_tokens, expect_cached);
+  }
+
+  /* a KV pool too small for all running requests at once: the newest are preempted and resumed,
+   * and every output is still exactly the lone run's */
+  {
+    mlxr_sched_params sp2 = sp;
+    sp2.engine.kv_blocks = 10; /* 160 positions; 6 running requests want up to 6 x 48 */
+    mlxr_sched *s2 = NULL;
+    CHECK(mlxr_sched_open(path, &sp2, &s2, err, sizeof(err)) == MLXR_OK, "open small: %s", err);
+    static collector small[N_REQ];
+    for (int r = 0; r < N_REQ; r++) {
+      collector_init(&small[r]);
+      CHECK(mlxr_sched_submit(s2, prompts[r], plen[r], &gp, collect, &small[r], &hs[r], err, sizeof(err)) == MLXR_OK, "submit");
+    }
+    for (int r = 0; r < N_REQ; r++) {
+      collector_wait(&small[r]);
+      mlxr_sched_release(hs[r]);
+      CHECK(small[r].n_tokens == alone[r].n_tokens &&
+                memcmp(small[r].tokens, alone[r].tokens, sizeof(int32_t) * (size_t)alone[r].n_tokens) == 0,
+            "request %d: tokens under preemption differ from the lone run", r);
+    }
+    mlxr_sched_stats st2;
+    for (int i = 0; i < 200; i++) { /* the DONE event comes just before the blocks are freed */
+      mlxr_sched_get_stats(s2, &st2);
+      if (st2.running == 0 && st2.kv_blocks_free == st2.kv_blocks_total) break;
+      usleep(10000);
+    }
+    CHECK(st2.preemptions_total > 0, "the small pool forced preemptions (%llu)", (unsigned long long)st2.preemptions_total);
+    CHECK(st2.kv_blocks_free == st2.kv_blocks_total, "every block back after preemptions");
+    mlxr_sched_close(s2);
   }
 
   /* stop string: take the text a lone run produced, stop at a piece in its middle */
