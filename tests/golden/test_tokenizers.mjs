@@ -28,7 +28,7 @@ const SRC = process.env.MLXR_SRC || process.cwd();
 const BIN = process.env.MLXR_BIN || path.join(SRC, "build", "bin");
 const CACHE = path.join(SRC, "tests/.cache/tokenizers");
 const NAMES = ["llama3_1", "qwen3", "gemma3", "llama2"];
-const CLI_SAMPLE_EVERY = 20; // every Nth corpus entry also goes through the real CLI
+const CLI_SAMPLE_EVERY = 40; // every Nth corpus entry also goes through the real CLI
 
 function die(msg) {
   console.error(`test_tokenizers: ${msg}`);
