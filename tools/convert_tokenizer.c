@@ -257,6 +257,17 @@ int mlxr_convert_tokenizer(const char *hf_dir, mlxr_gguf_writer *w, char *err, s
     rc = mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "tokenizer.json: empty vocabulary");
     goto done;
   }
+  {
+    /* Models often have more embedding rows than tokens (config.json vocab_size): the token list
+     * is padded to match, as llama.cpp's converter does, so the GGUF's token count equals the
+     * embedding rows and llama.cpp accepts the file. */
+    cJSON *model_cfg = NULL;
+    if ((rc = load_json(hf_dir, "config.json", false, &model_cfg, err, err_len))) goto done;
+    const cJSON *vs = model_cfg ? get(model_cfg, "vocab_size") : NULL;
+    if (!vs && model_cfg) vs = get(get(model_cfg, "text_config"), "vocab_size");
+    if (cJSON_IsNumber(vs) && vs->valuedouble > n && vs->valuedouble < (1 << 24)) n = (int32_t)vs->valuedouble;
+    cJSON_Delete(model_cfg);
+  }
   toks = calloc((size_t)n, sizeof *toks);
   types = malloc((size_t)n * sizeof *types);
   scores = calloc((size_t)n, sizeof *scores);

@@ -346,10 +346,11 @@ def main():
         if kvp:
             toks = kvp.get("tokenizer.ggml.tokens") or []
             check(tp["token_embd.weight"].ne[1] == cfgp["vocab_size"], "pad: token_embd rows")
-            if len(toks) != cfgp["vocab_size"]:
-                # Padding belongs to tools/convert_tokenizer.c; reported, not yet enforced.
-                print("WARN: %d tokens for vocab_size %d (tokenizer not padded to vocab_size)"
-                      % (len(toks), cfgp["vocab_size"]))
+            check(len(toks) == cfgp["vocab_size"],
+                  "pad: %d tokens for vocab_size %d" % (len(toks), cfgp["vocab_size"]))
+            check(toks[-1] == "[PAD%d]" % (cfgp["vocab_size"] - 1), "pad: last token %r" % toks[-1:])
+            types = kvp.get("tokenizer.ggml.token_type") or []
+            check(len(types) == len(toks) and types[-1] == 5, "pad: padding tokens are type 5 (unused)")
 
         # 7. Malformed inputs.
         out = os.path.join(tmp, "bad.gguf")

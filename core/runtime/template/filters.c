@@ -106,7 +106,7 @@ static bool merge_sort(tctx *c, size_t *idx, size_t *tmp, size_t n, tv **keys, b
   if (!merge_sort(c, idx, tmp, h, keys, reverse) || !merge_sort(c, idx + h, tmp, n - h, keys, reverse)) return false;
   size_t i = 0, j = h, k = 0;
   while (i < h && j < n) {
-    bool less;
+    bool less = false;
     /* take from the right only if strictly before the left */
     if (!key_less(c, reverse ? keys[idx[i]] : keys[idx[j]], reverse ? keys[idx[j]] : keys[idx[i]], &less)) return false;
     tmp[k++] = less ? idx[j++] : idx[i++];
@@ -425,7 +425,7 @@ static tv *f_minmax(tctx *c, tv *in, tv **a, bool want_max) {
     }
     bool take = !best;
     if (best) {
-      bool less;
+      bool less = false;
       ok = key_less(c, want_max ? bestk : k, want_max ? k : bestk, &less);
       take = ok && less;
     }
