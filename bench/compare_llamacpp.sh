@@ -8,6 +8,8 @@
 #   bash bench/compare_llamacpp.sh MODEL.gguf [-t THREADS] [-p 512] [-n 128] [-r ROUNDS]
 #
 # Needs build/bin/mlxr (scripts/setup.sh) and node-llama-cpp (scripts/fetch_test_deps.sh).
+# MLXR_BIN overrides the mlxr binary: the bin directory (as the golden tests take it) or the
+# executable itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: compare_llamacpp.sh MODEL.gguf [-t T] [-p P] [-n N] [-r ROUNDS]}
@@ -16,7 +18,9 @@ threads=$(nproc); p=512; n=128; rounds=3
 while getopts "t:p:n:r:" o; do
   case $o in t) threads=$OPTARG ;; p) p=$OPTARG ;; n) n=$OPTARG ;; r) rounds=$OPTARG ;; *) exit 2 ;; esac
 done
-[ -x build/bin/mlxr ] || { echo "build/bin/mlxr missing: run scripts/setup.sh" >&2; exit 1; }
+mlxr=${MLXR_BIN:-build/bin}
+[ -d "$mlxr" ] && mlxr=$mlxr/mlxr
+[ -x "$mlxr" ] || { echo "$mlxr missing: run scripts/setup.sh or set MLXR_BIN" >&2; exit 1; }
 bash scripts/fetch.d/20-llamacpp.sh >/dev/null
 mkdir -p build/bench
 gcc -O2 -mavx2 -pthread bench/membw.c -o build/bench/membw
@@ -24,7 +28,7 @@ bw=$(build/bench/membw "$threads" 1024)
 out=build/bench/rounds.jsonl
 : >"$out"
 for r in $(seq 1 "$rounds"); do
-  m=$(build/bin/mlxr bench "$model" -p "$p" -n "$n" -t "$threads" -r 1 --json)
+  m=$("$mlxr" bench "$model" -p "$p" -n "$n" -t "$threads" -r 1 --json)
   l=$(node bench/llamacpp_bench.mjs "$model" --threads "$threads" --p "$p" --n "$n" --reps 1)
   echo "{\"round\": $r, \"mlxr\": $m, \"llamacpp\": $l}" >>"$out"
 done

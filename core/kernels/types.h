@@ -17,6 +17,7 @@
 #define MLXR_KERNELS_TYPES_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/common/dtype.h"
@@ -34,6 +35,12 @@ typedef void (*mlxr_to_float_fn)(const void *src, float *dst, int64_t n);
 typedef void (*mlxr_from_float_fn)(const float *src, void *dst, int64_t n);
 /* *out = sum_i x[i] * y[i], x of the row's type, y of vec_dot_type. */
 typedef void (*mlxr_vec_dot_fn)(int64_t n, float *out, const void *x, const void *y);
+/* Multi-row product for prompt processing: out[r * ldo + c] = vec_dot(n, x row c, y row r) for
+ * r < nr, c < nc; x rows (this type) are bx bytes apart, y rows (vec_dot_type) by bytes apart.
+ * Equal to vec_dot up to float summation order, but decodes each weight block once per tile of
+ * activation rows instead of once per row. */
+typedef void (*mlxr_gemm_fn)(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                             const void *y, size_t by, float *out, int64_t ldo);
 
 typedef struct mlxr_type_traits {
   mlxr_dtype type;
@@ -43,6 +50,7 @@ typedef struct mlxr_type_traits {
   mlxr_from_float_fn from_float;
   mlxr_dtype vec_dot_type;    /* activation type for vec_dot */
   mlxr_vec_dot_fn vec_dot;    /* NULL if the type is not a matmul weight type */
+  mlxr_gemm_fn gemm;          /* NULL where not written: callers loop over vec_dot */
 } mlxr_type_traits;
 
 /* The CPU's best level, by cpuid (x86) or compile target (Arm). */

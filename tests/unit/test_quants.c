@@ -9,7 +9,8 @@
  *      kernels round each element once);
  *   2. vec_dot of random weight blocks against activations quantized by from_float equals the
  *      float64 sum of dequant(x) * dequant(y) within a tolerance relative to sum |x||y|;
- *      the SIMD level agrees with the scalar level on identical inputs;
+ *      the SIMD level agrees with the scalar level on identical inputs; every gemm (multi-row
+ *      product) agrees with the same reference and with vec_dot, for 1..9 rows and columns;
  *   3. from_float of the activation types (Q8_0, Q8_K) and of F16/BF16 is byte-identical across
  *      levels; f16/bf16 conversions agree with core/common/fp16.h on all 65536 patterns and on
  *      random float32 bit patterns;
@@ -361,6 +362,99 @@ static void test_vec_dot(rng *r, mlxr_simd_level best) {
   }
 }
 
+/* ---------------------------------------------------------------- 2b. gemm */
+
+/* Every gemm (multi-row product) at every level this CPU runs, for row counts 1..9, column counts
+ * 1..9 and awkward lengths (one block, an odd number of blocks, long rows; plain types with
+ * lengths that are no multiple of 8): each output against the float64 sum of the dequantized
+ * operands, and against the same level's vec_dot; the padding beyond nc in each output row must
+ * stay untouched. */
+static void test_gemm(rng *r, mlxr_simd_level best) {
+  static const int64_t sizes_legacy[] = {32, 96, 160, 4128};
+  static const int64_t sizes_k[] = {256, 768};
+  static const int64_t sizes_plain[] = {1, 7, 33, 100, 1030};
+  enum { MAX_R = 9, MAX_C = 9, LDO = MAX_C + 3 };
+  int n_checked = 0;
+  for (int k = 0; k < N_TYPES; k++) {
+    const mlxr_dtype t = k_all_types[k];
+    const mlxr_type_traits *base = mlxr_type_traits_get(t, MLXR_SIMD_SCALAR);
+    if (!base || !base->vec_dot) continue;
+    const int64_t bs = base->block_size;
+    const int64_t *sizes = bs == 1 ? sizes_plain : bs == 32 ? sizes_legacy : sizes_k;
+    const int nsizes = bs == 1 ? 5 : bs == 32 ? 4 : 2;
+    const mlxr_dtype yt = base->vec_dot_type;
+    const mlxr_type_traits *ytr = mlxr_type_traits_get(yt, MLXR_SIMD_SCALAR);
+    for (int s = 0; s < nsizes; s++) {
+      const int64_t n = sizes[s];
+      const size_t bx = row_bytes(t, n), by = row_bytes(yt, n);
+      uint8_t *x = xmalloc(bx * MAX_C);
+      uint8_t *y = xmalloc(by * MAX_R);
+      float *act = xmalloc((size_t)n * sizeof(float));
+      double *dx = xmalloc((size_t)n * MAX_C * sizeof(double));
+      double *dy = xmalloc((size_t)n * MAX_R * sizeof(double));
+      float *out = xmalloc(sizeof(float) * MAX_R * LDO);
+      for (int c = 0; c < MAX_C; c++) {
+        random_blocks(r, t, x + c * bx, n);
+        ref_dequant(t, x + c * bx, dx + c * n, n);
+      }
+      for (int i = 0; i < MAX_R; i++) {
+        for (int64_t e = 0; e < n; e++) act[e] = rng_gauss(r) * (i == 2 ? 1000.0f : 1.0f);
+        ytr->from_float(act, y + i * by, n);
+        ref_dequant(yt, y + i * by, dy + i * n, n);
+      }
+      for (int l = 0; l < MLXR_SIMD_COUNT; l++) {
+        if (!level_runs((mlxr_simd_level)l, best)) continue;
+        const mlxr_type_traits *tr = mlxr_type_traits_get(t, (mlxr_simd_level)l);
+        if (!tr->gemm) continue;
+        for (int nr = 1; nr <= MAX_R; nr++) {
+          for (int nc = 1; nc <= MAX_C; nc++) {
+            for (int e = 0; e < MAX_R * LDO; e++) out[e] = -777.0f;
+            tr->gemm(n, nr, nc, x, bx, y, by, out, LDO);
+            int bad = 0;
+            for (int i = 0; i < nr && bad < 3; i++) {
+              for (int c = 0; c < LDO && bad < 3; c++) {
+                const float got = out[i * LDO + c];
+                if (c >= nc) {
+                  if (got != -777.0f) bad++;
+                  CHECK(got == -777.0f, "gemm %s [%s] n=%lld nr=%d nc=%d wrote column %d of row %d",
+                        mlxr_dtype_name(t), mlxr_simd_level_name((mlxr_simd_level)l), (long long)n,
+                        nr, nc, c, i);
+                  continue;
+                }
+                double want = 0.0, mag = 0.0;
+                for (int64_t e = 0; e < n; e++) {
+                  want += dx[c * n + e] * dy[i * n + e];
+                  mag += fabs(dx[c * n + e] * dy[i * n + e]);
+                }
+                float vd = NAN;
+                tr->vec_dot(n, &vd, x + c * bx, y + i * by);
+                const double tol = (bs == 1 ? 2e-6 : 1e-5) * mag + 1e-30;
+                const bool ok = fabs((double)got - want) <= tol &&
+                                fabs((double)got - (double)vd) <= 2e-6 * mag + 1e-30;
+                if (!ok) bad++;
+                CHECK(ok, "gemm %s [%s] n=%lld nr=%d nc=%d out[%d][%d]: got %.9g want %.9g vec_dot %.9g",
+                      mlxr_dtype_name(t), mlxr_simd_level_name((mlxr_simd_level)l), (long long)n, nr,
+                      nc, i, c, (double)got, want, (double)vd);
+                n_checked++;
+              }
+            }
+            for (int i = nr; i < MAX_R; i++) {
+              CHECK(out[i * LDO] == -777.0f, "gemm %s wrote row %d of %d", mlxr_dtype_name(t), i, nr);
+            }
+          }
+        }
+      }
+      free(x);
+      free(y);
+      free(act);
+      free(dx);
+      free(dy);
+      free(out);
+    }
+  }
+  printf("gemm: %d outputs checked\n", n_checked);
+}
+
 /* ---------------------------------------------------------------- 3. conversions across levels */
 
 static void test_from_float_levels(rng *r, mlxr_simd_level best) {
@@ -546,6 +640,7 @@ int main(void) {
   test_tables(best);
   test_dequant(&r, best);
   test_vec_dot(&r, best);
+  test_gemm(&r, best);
   test_from_float_levels(&r, best);
   test_half_conversions(&r, best);
   test_quant_error(&r);

@@ -6,7 +6,9 @@
  * Matmul: activations are first converted to the weight type's vec_dot_type (e.g. Q8_0 for Q4_0
  * weights; nothing for F32/F16/BF16 weights, whose dots take float32 activations), then each thread
  * computes a contiguous range of output features for every row, in tiles of output rows so that
- * the weight tile stays in cache while the activation rows stream past.
+ * the weight tile stays in cache while the activation rows stream past. With several rows and a
+ * gemm kernel for the type (core/kernels/types.h), a tile is one register-blocked gemm call;
+ * otherwise one vec_dot per (row, output).
  *
  * Scratch (quantized activations, attention scores) belongs to the backend context and only grows;
  * after the first forward of the largest batch, ops allocate nothing.
@@ -26,6 +28,7 @@
 
 typedef struct cpu_context {
   mlxr_simd_level level;
+  const mlxr_type_traits *traits[MLXR_DTYPE_COUNT]; /* of `level`, looked up once (CPUID inside) */
   mlxr_threadpool *pool;
   void *xq;             /* activations converted to a vec_dot_type */
   size_t xq_cap;
@@ -34,6 +37,10 @@ typedef struct cpu_context {
 } cpu_context;
 
 static cpu_context *cpu_ctx(mlxr_backend *be) { return be->context; }
+
+static const mlxr_type_traits *cpu_traits(const cpu_context *c, mlxr_dtype t) {
+  return (unsigned)t < MLXR_DTYPE_COUNT ? c->traits[t] : NULL;
+}
 
 static bool grow_buffer(void **buf, size_t *cap, size_t need) {
   if (need <= *cap) return true;
@@ -63,7 +70,7 @@ static void cpu_buf_free(mlxr_backend *be, void *buf) {
 }
 
 static bool cpu_supports_weight(mlxr_backend *be, mlxr_dtype type) {
-  const mlxr_type_traits *tt = mlxr_type_traits_get(type, cpu_ctx(be)->level);
+  const mlxr_type_traits *tt = cpu_traits(cpu_ctx(be), type);
   return tt && tt->vec_dot && tt->to_float;
 }
 
@@ -93,7 +100,7 @@ static void get_rows_worker(void *arg, int ith, int nth) {
 
 static int cpu_get_rows(mlxr_backend *be, const mlxr_weight *table, const int32_t *ids, int64_t n,
                         float *out) {
-  const mlxr_type_traits *tt = mlxr_type_traits_get(table->type, cpu_ctx(be)->level);
+  const mlxr_type_traits *tt = cpu_traits(cpu_ctx(be), table->type);
   if (!tt || !tt->to_float) return MLXR_ERR_UNSUPPORTED;
   for (int64_t r = 0; r < n; r++) {
     if (ids[r] < 0 || ids[r] >= table->n_out) return MLXR_ERR_RANGE;
@@ -136,6 +143,16 @@ static void matmul_dot_worker(void *arg, int ith, int nth) {
   for (int64_t t = t0; t < t1; t++) {
     const int64_t o0 = t * CPU_MATMUL_TILE;
     const int64_t o1 = o0 + CPU_MATMUL_TILE < n_out ? o0 + CPU_MATMUL_TILE : n_out;
+    if (j->tt->gemm && j->n_rows > 1) {
+      j->tt->gemm(j->w->n_in, j->n_rows, o1 - o0, wdata + (size_t)o0 * j->w->row_bytes,
+                  j->w->row_bytes, act, act_row, j->y + o0, n_out);
+      if (j->bias) {
+        for (int64_t r = 0; r < j->n_rows; r++) {
+          for (int64_t o = o0; o < o1; o++) j->y[r * n_out + o] += j->bias[o];
+        }
+      }
+      continue;
+    }
     for (int64_t r = 0; r < j->n_rows; r++) {
       const void *xr = act + r * act_row;
       float *yr = j->y + r * n_out;
@@ -151,7 +168,7 @@ static void matmul_dot_worker(void *arg, int ith, int nth) {
 static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight *bias,
                       const float *x, int64_t n_rows, float *y) {
   cpu_context *c = cpu_ctx(be);
-  const mlxr_type_traits *tt = mlxr_type_traits_get(w->type, c->level);
+  const mlxr_type_traits *tt = cpu_traits(c, w->type);
   if (!tt || !tt->vec_dot) return MLXR_ERR_UNSUPPORTED;
   matmul_job job = {.tt = tt, .w = w, .x = x, .n_rows = n_rows, .y = y};
   if (bias && bias->data) {
@@ -159,7 +176,7 @@ static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight 
     job.bias = bias->data;
   }
   if (tt->vec_dot_type != MLXR_DTYPE_F32) {
-    job.act_tt = mlxr_type_traits_get(tt->vec_dot_type, c->level);
+    job.act_tt = cpu_traits(c, tt->vec_dot_type);
     if (!job.act_tt || !job.act_tt->from_float) return MLXR_ERR_UNSUPPORTED;
     if (!mlxr_dtype_row_size(tt->vec_dot_type, w->n_in, &job.xq_row_bytes)) return MLXR_ERR_INVALID;
     if (!grow_buffer(&c->xq, &c->xq_cap, job.xq_row_bytes * (size_t)n_rows)) return MLXR_ERR_NOMEM;
@@ -317,7 +334,7 @@ static int cpu_attention(mlxr_backend *be, const mlxr_attn_args *a) {
     c->scores = p;
     c->scores_cap = cap;
   }
-  attn_job job = {a, mlxr_type_traits_get(a->kv_type, c->level), c->scores, c->scores_cap};
+  attn_job job = {a, cpu_traits(c, a->kv_type), c->scores, c->scores_cap};
   if (!job.kv_tt) return MLXR_ERR_UNSUPPORTED;
   mlxr_threadpool_run(c->pool, attn_worker, &job);
   return MLXR_OK;
@@ -376,6 +393,7 @@ mlxr_backend *mlxr_cpu_backend_new(mlxr_cpu_backend_params params) {
   mlxr_simd_level best = mlxr_cpu_detect_simd();
   c->level = (params.simd_level < 0 || params.simd_level > (int)best) ? best
                                                                        : (mlxr_simd_level)params.simd_level;
+  for (int t = 0; t < MLXR_DTYPE_COUNT; t++) c->traits[t] = mlxr_type_traits_get((mlxr_dtype)t, c->level);
   c->pool = mlxr_threadpool_new(n);
   if (!c->pool) {
     cpu_free(be);

@@ -207,6 +207,21 @@ void mlxr_quant_q5_K_vec_dot_avx2(int64_t n, float *out, const void *x, const vo
 void mlxr_quant_q6_K_to_float_avx2(const void *src, float *dst, int64_t n);
 void mlxr_quant_q6_K_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
 void mlxr_quant_q8_K_from_float_avx2(const float *src, void *dst, int64_t n);
+
+/* gemm_avx2.c */
+void mlxr_quant_q4_0_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                               const void *y, size_t by, float *out, int64_t ldo);
+void mlxr_quant_q8_0_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                               const void *y, size_t by, float *out, int64_t ldo);
+void mlxr_quant_f16_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                              const void *y, size_t by, float *out, int64_t ldo);
+
+/* ---- AVX-512 F/BW/VL/DQ + VNNI (gemm_avx512.c; x86 only, after the CPUID check) ---- */
+bool mlxr_quant_cpu_has_avx512_vnni(void);
+void mlxr_quant_q4_0_gemm_avx512vnni(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                                     const void *y, size_t by, float *out, int64_t ldo);
+void mlxr_quant_q8_0_gemm_avx512vnni(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                                     const void *y, size_t by, float *out, int64_t ldo);
 #endif
 
 #endif

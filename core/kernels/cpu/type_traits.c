@@ -10,6 +10,9 @@
  * vec_dot_type choices: F32 activations for F32/F16/BF16 weights; Q8_0 for all 32-element legacy
  * types (Q4_1/Q5_1 add mx * dy * sum(qy) themselves, so one activation format serves them all);
  * Q8_K for the K-quants. Activation-only types (Q8_1, Q8_K) have no vec_dot.
+ * gemm (multi-row products) exists for F16, Q4_0 and Q8_0 at AVX2 (gemm_avx2.c); at AVX512, when
+ * CPUID also reports AVX512_VNNI (checked on each call: callers on hot paths keep the pointer),
+ * Q4_0 and Q8_0 use gemm_avx512.c. Elsewhere gemm is NULL and callers loop over vec_dot.
  */
 #include "core/kernels/cpu/quants_impl.h"
 
@@ -17,62 +20,71 @@
 
 static const mlxr_type_traits scalar_traits[TRAITS_SIZE] = {
     [MLXR_DTYPE_F32] = {MLXR_DTYPE_F32, 1, 4, mlxr_quant_f32_to_float, mlxr_quant_f32_from_float,
-                        MLXR_DTYPE_F32, mlxr_quant_f32_vec_dot},
+                        MLXR_DTYPE_F32, mlxr_quant_f32_vec_dot, NULL},
     [MLXR_DTYPE_F16] = {MLXR_DTYPE_F16, 1, 2, mlxr_quant_f16_to_float, mlxr_quant_f16_from_float,
-                        MLXR_DTYPE_F32, mlxr_quant_f16_vec_dot},
+                        MLXR_DTYPE_F32, mlxr_quant_f16_vec_dot, NULL},
     [MLXR_DTYPE_BF16] = {MLXR_DTYPE_BF16, 1, 2, mlxr_quant_bf16_to_float, mlxr_quant_bf16_from_float,
-                         MLXR_DTYPE_F32, mlxr_quant_bf16_vec_dot},
+                         MLXR_DTYPE_F32, mlxr_quant_bf16_vec_dot, NULL},
     [MLXR_DTYPE_Q4_0] = {MLXR_DTYPE_Q4_0, 32, 18, mlxr_quant_q4_0_to_float, mlxr_quant_q4_0_from_float,
-                         MLXR_DTYPE_Q8_0, mlxr_quant_q4_0_vec_dot},
+                         MLXR_DTYPE_Q8_0, mlxr_quant_q4_0_vec_dot, NULL},
     [MLXR_DTYPE_Q4_1] = {MLXR_DTYPE_Q4_1, 32, 20, mlxr_quant_q4_1_to_float, mlxr_quant_q4_1_from_float,
-                         MLXR_DTYPE_Q8_0, mlxr_quant_q4_1_vec_dot},
+                         MLXR_DTYPE_Q8_0, mlxr_quant_q4_1_vec_dot, NULL},
     [MLXR_DTYPE_Q5_0] = {MLXR_DTYPE_Q5_0, 32, 22, mlxr_quant_q5_0_to_float, mlxr_quant_q5_0_from_float,
-                         MLXR_DTYPE_Q8_0, mlxr_quant_q5_0_vec_dot},
+                         MLXR_DTYPE_Q8_0, mlxr_quant_q5_0_vec_dot, NULL},
     [MLXR_DTYPE_Q5_1] = {MLXR_DTYPE_Q5_1, 32, 24, mlxr_quant_q5_1_to_float, mlxr_quant_q5_1_from_float,
-                         MLXR_DTYPE_Q8_0, mlxr_quant_q5_1_vec_dot},
+                         MLXR_DTYPE_Q8_0, mlxr_quant_q5_1_vec_dot, NULL},
     [MLXR_DTYPE_Q8_0] = {MLXR_DTYPE_Q8_0, 32, 34, mlxr_quant_q8_0_to_float, mlxr_quant_q8_0_from_float,
-                         MLXR_DTYPE_Q8_0, mlxr_quant_q8_0_vec_dot},
+                         MLXR_DTYPE_Q8_0, mlxr_quant_q8_0_vec_dot, NULL},
     [MLXR_DTYPE_Q8_1] = {MLXR_DTYPE_Q8_1, 32, 36, mlxr_quant_q8_1_to_float, mlxr_quant_q8_1_from_float,
-                         MLXR_DTYPE_Q8_1, NULL},
+                         MLXR_DTYPE_Q8_1, NULL, NULL},
     [MLXR_DTYPE_Q4_K] = {MLXR_DTYPE_Q4_K, 256, 144, mlxr_quant_q4_K_to_float, mlxr_quant_q4_K_from_float,
-                         MLXR_DTYPE_Q8_K, mlxr_quant_q4_K_vec_dot},
+                         MLXR_DTYPE_Q8_K, mlxr_quant_q4_K_vec_dot, NULL},
     [MLXR_DTYPE_Q5_K] = {MLXR_DTYPE_Q5_K, 256, 176, mlxr_quant_q5_K_to_float, mlxr_quant_q5_K_from_float,
-                         MLXR_DTYPE_Q8_K, mlxr_quant_q5_K_vec_dot},
+                         MLXR_DTYPE_Q8_K, mlxr_quant_q5_K_vec_dot, NULL},
     [MLXR_DTYPE_Q6_K] = {MLXR_DTYPE_Q6_K, 256, 210, mlxr_quant_q6_K_to_float, mlxr_quant_q6_K_from_float,
-                         MLXR_DTYPE_Q8_K, mlxr_quant_q6_K_vec_dot},
+                         MLXR_DTYPE_Q8_K, mlxr_quant_q6_K_vec_dot, NULL},
     [MLXR_DTYPE_Q8_K] = {MLXR_DTYPE_Q8_K, 256, 292, mlxr_quant_q8_K_to_float, mlxr_quant_q8_K_from_float,
-                         MLXR_DTYPE_Q8_K, NULL},
+                         MLXR_DTYPE_Q8_K, NULL, NULL},
 };
 
 #if MLXR_QUANTS_X86
-static const mlxr_type_traits avx2_traits[TRAITS_SIZE] = {
-    [MLXR_DTYPE_F32] = {MLXR_DTYPE_F32, 1, 4, mlxr_quant_f32_to_float, mlxr_quant_f32_from_float,
-                        MLXR_DTYPE_F32, mlxr_quant_f32_vec_dot_avx2},
-    [MLXR_DTYPE_F16] = {MLXR_DTYPE_F16, 1, 2, mlxr_quant_f16_to_float_avx2,
-                        mlxr_quant_f16_from_float_avx2, MLXR_DTYPE_F32, mlxr_quant_f16_vec_dot_avx2},
-    [MLXR_DTYPE_BF16] = {MLXR_DTYPE_BF16, 1, 2, mlxr_quant_bf16_to_float_avx2,
-                         mlxr_quant_bf16_from_float_avx2, MLXR_DTYPE_F32, mlxr_quant_bf16_vec_dot_avx2},
-    [MLXR_DTYPE_Q4_0] = {MLXR_DTYPE_Q4_0, 32, 18, mlxr_quant_q4_0_to_float_avx2, mlxr_quant_q4_0_from_float,
-                         MLXR_DTYPE_Q8_0, mlxr_quant_q4_0_vec_dot_avx2},
-    [MLXR_DTYPE_Q4_1] = {MLXR_DTYPE_Q4_1, 32, 20, mlxr_quant_q4_1_to_float, mlxr_quant_q4_1_from_float,
-                         MLXR_DTYPE_Q8_0, mlxr_quant_q4_1_vec_dot_avx2},
-    [MLXR_DTYPE_Q5_0] = {MLXR_DTYPE_Q5_0, 32, 22, mlxr_quant_q5_0_to_float, mlxr_quant_q5_0_from_float,
-                         MLXR_DTYPE_Q8_0, mlxr_quant_q5_0_vec_dot_avx2},
-    [MLXR_DTYPE_Q5_1] = {MLXR_DTYPE_Q5_1, 32, 24, mlxr_quant_q5_1_to_float, mlxr_quant_q5_1_from_float,
-                         MLXR_DTYPE_Q8_0, mlxr_quant_q5_1_vec_dot_avx2},
-    [MLXR_DTYPE_Q8_0] = {MLXR_DTYPE_Q8_0, 32, 34, mlxr_quant_q8_0_to_float_avx2,
-                         mlxr_quant_q8_0_from_float_avx2, MLXR_DTYPE_Q8_0, mlxr_quant_q8_0_vec_dot_avx2},
-    [MLXR_DTYPE_Q8_1] = {MLXR_DTYPE_Q8_1, 32, 36, mlxr_quant_q8_1_to_float, mlxr_quant_q8_1_from_float,
-                         MLXR_DTYPE_Q8_1, NULL},
-    [MLXR_DTYPE_Q4_K] = {MLXR_DTYPE_Q4_K, 256, 144, mlxr_quant_q4_K_to_float_avx2, mlxr_quant_q4_K_from_float,
-                         MLXR_DTYPE_Q8_K, mlxr_quant_q4_K_vec_dot_avx2},
-    [MLXR_DTYPE_Q5_K] = {MLXR_DTYPE_Q5_K, 256, 176, mlxr_quant_q5_K_to_float, mlxr_quant_q5_K_from_float,
-                         MLXR_DTYPE_Q8_K, mlxr_quant_q5_K_vec_dot_avx2},
-    [MLXR_DTYPE_Q6_K] = {MLXR_DTYPE_Q6_K, 256, 210, mlxr_quant_q6_K_to_float_avx2, mlxr_quant_q6_K_from_float,
-                         MLXR_DTYPE_Q8_K, mlxr_quant_q6_K_vec_dot_avx2},
-    [MLXR_DTYPE_Q8_K] = {MLXR_DTYPE_Q8_K, 256, 292, mlxr_quant_q8_K_to_float, mlxr_quant_q8_K_from_float_avx2,
-                         MLXR_DTYPE_Q8_K, NULL},
-};
+/* The x86 table; the AVX-512 VNNI one differs only in its Q4_0/Q8_0 gemm. */
+#define X86_TRAITS(Q4_0_GEMM, Q8_0_GEMM) \
+  { \
+    [MLXR_DTYPE_F32] = {MLXR_DTYPE_F32, 1, 4, mlxr_quant_f32_to_float, mlxr_quant_f32_from_float,              \
+                        MLXR_DTYPE_F32, mlxr_quant_f32_vec_dot_avx2, NULL},                                    \
+    [MLXR_DTYPE_F16] = {MLXR_DTYPE_F16, 1, 2, mlxr_quant_f16_to_float_avx2,                                    \
+                        mlxr_quant_f16_from_float_avx2, MLXR_DTYPE_F32, mlxr_quant_f16_vec_dot_avx2,           \
+                        mlxr_quant_f16_gemm_avx2},                                                             \
+    [MLXR_DTYPE_BF16] = {MLXR_DTYPE_BF16, 1, 2, mlxr_quant_bf16_to_float_avx2,                                 \
+                         mlxr_quant_bf16_from_float_avx2, MLXR_DTYPE_F32, mlxr_quant_bf16_vec_dot_avx2, NULL}, \
+    [MLXR_DTYPE_Q4_0] = {MLXR_DTYPE_Q4_0, 32, 18, mlxr_quant_q4_0_to_float_avx2, mlxr_quant_q4_0_from_float,   \
+                         MLXR_DTYPE_Q8_0, mlxr_quant_q4_0_vec_dot_avx2, Q4_0_GEMM},                            \
+    [MLXR_DTYPE_Q4_1] = {MLXR_DTYPE_Q4_1, 32, 20, mlxr_quant_q4_1_to_float, mlxr_quant_q4_1_from_float,        \
+                         MLXR_DTYPE_Q8_0, mlxr_quant_q4_1_vec_dot_avx2, NULL},                                 \
+    [MLXR_DTYPE_Q5_0] = {MLXR_DTYPE_Q5_0, 32, 22, mlxr_quant_q5_0_to_float, mlxr_quant_q5_0_from_float,        \
+                         MLXR_DTYPE_Q8_0, mlxr_quant_q5_0_vec_dot_avx2, NULL},                                 \
+    [MLXR_DTYPE_Q5_1] = {MLXR_DTYPE_Q5_1, 32, 24, mlxr_quant_q5_1_to_float, mlxr_quant_q5_1_from_float,        \
+                         MLXR_DTYPE_Q8_0, mlxr_quant_q5_1_vec_dot_avx2, NULL},                                 \
+    [MLXR_DTYPE_Q8_0] = {MLXR_DTYPE_Q8_0, 32, 34, mlxr_quant_q8_0_to_float_avx2,                               \
+                         mlxr_quant_q8_0_from_float_avx2, MLXR_DTYPE_Q8_0, mlxr_quant_q8_0_vec_dot_avx2,       \
+                         Q8_0_GEMM},                                                                           \
+    [MLXR_DTYPE_Q8_1] = {MLXR_DTYPE_Q8_1, 32, 36, mlxr_quant_q8_1_to_float, mlxr_quant_q8_1_from_float,        \
+                         MLXR_DTYPE_Q8_1, NULL, NULL},                                                         \
+    [MLXR_DTYPE_Q4_K] = {MLXR_DTYPE_Q4_K, 256, 144, mlxr_quant_q4_K_to_float_avx2, mlxr_quant_q4_K_from_float, \
+                         MLXR_DTYPE_Q8_K, mlxr_quant_q4_K_vec_dot_avx2, NULL},                                 \
+    [MLXR_DTYPE_Q5_K] = {MLXR_DTYPE_Q5_K, 256, 176, mlxr_quant_q5_K_to_float, mlxr_quant_q5_K_from_float,      \
+                         MLXR_DTYPE_Q8_K, mlxr_quant_q5_K_vec_dot_avx2, NULL},                                 \
+    [MLXR_DTYPE_Q6_K] = {MLXR_DTYPE_Q6_K, 256, 210, mlxr_quant_q6_K_to_float_avx2, mlxr_quant_q6_K_from_float, \
+                         MLXR_DTYPE_Q8_K, mlxr_quant_q6_K_vec_dot_avx2, NULL},                                 \
+    [MLXR_DTYPE_Q8_K] = {MLXR_DTYPE_Q8_K, 256, 292, mlxr_quant_q8_K_to_float, mlxr_quant_q8_K_from_float_avx2, \
+                         MLXR_DTYPE_Q8_K, NULL, NULL},                                                         \
+  }
+
+static const mlxr_type_traits avx2_traits[TRAITS_SIZE] =
+    X86_TRAITS(mlxr_quant_q4_0_gemm_avx2, mlxr_quant_q8_0_gemm_avx2);
+static const mlxr_type_traits avx512vnni_traits[TRAITS_SIZE] =
+    X86_TRAITS(mlxr_quant_q4_0_gemm_avx512vnni, mlxr_quant_q8_0_gemm_avx512vnni);
 #endif
 
 const mlxr_type_traits *mlxr_type_traits_get(mlxr_dtype t, mlxr_simd_level level) {
@@ -84,9 +96,10 @@ const mlxr_type_traits *mlxr_type_traits_get(mlxr_dtype t, mlxr_simd_level level
       table = scalar_traits;
       break;
     case MLXR_SIMD_AVX2:
-    case MLXR_SIMD_AVX512: /* no AVX-512 kernels yet: AVX2's */
+    case MLXR_SIMD_AVX512: /* AVX2's kernels, plus the VNNI gemm where the CPU has VNNI */
 #if MLXR_QUANTS_X86
-      table = avx2_traits;
+      table = level == MLXR_SIMD_AVX512 && mlxr_quant_cpu_has_avx512_vnni() ? avx512vnni_traits
+                                                                              : avx2_traits;
 #else
       table = scalar_traits;
 #endif
