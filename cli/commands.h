@@ -14,6 +14,7 @@ int mlxr_cmd_detokenize(int argc, char **argv); /* cmd_tokenize.c */
 int mlxr_cmd_bench(int argc, char **argv);      /* cmd_bench.c */
 int mlxr_cmd_convert(int argc, char **argv);    /* cmd_convert.c */
 int mlxr_cmd_quantize(int argc, char **argv);   /* cmd_quantize.c */
+int mlxr_cmd_serve(int argc, char **argv);      /* cmd_serve.c */
 int mlxr_cmd_render_template(int argc, char **argv); /* cmd_render_template.c */
 
 #endif

@@ -21,6 +21,7 @@ static const subcommand commands[] = {
     {"bench", mlxr_cmd_bench, "prompt and generation speed: bench MODEL [-p 512] [-n 128]"},
     {"convert", mlxr_cmd_convert, "Hugging Face directory to GGUF: convert HF_DIR -o OUT.gguf"},
     {"quantize", mlxr_cmd_quantize, "requantize a GGUF: quantize IN.gguf OUT.gguf TYPE"},
+    {"serve", mlxr_cmd_serve, "run the OpenAI/Ollama API daemon: serve --model PATH [--port P]"},
     {"render-template", mlxr_cmd_render_template, "chat template + JSON variables -> prompt text"},
 };
 

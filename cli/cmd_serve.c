@@ -1,0 +1,23 @@
+/*
+ * cmd_serve.c: `mlxr serve [OPTIONS] --model PATH ...`: runs the daemon in the foreground, with
+ * exactly mlxrd's options (daemon/server/server.h). The serve command is the program's entry for
+ * this mode, so it reads the MLXR_* environment here, like mlxrd's main().
+ */
+#include <stdlib.h>
+
+#include "cli/commands.h"
+#include "daemon/server/server.h"
+
+int mlxr_cmd_serve(int argc, char **argv) {
+  mlxr_server_env env = {
+      .host = getenv("MLXR_HOST"),
+      .port = getenv("MLXR_PORT"),
+      .socket = getenv("MLXR_SOCKET"),
+      .config = getenv("MLXR_CONFIG"),
+      .api_key = getenv("MLXR_API_KEY"),
+      .models = getenv("MLXR_MODELS"),
+      .origins = getenv("MLXR_ORIGINS"),
+      .xdg_runtime_dir = getenv("XDG_RUNTIME_DIR"),
+  };
+  return mlxr_server_main(argc, argv, &env);
+}

@@ -1,0 +1,347 @@
+/*
+ * config.c: the daemon's configuration, in layers: defaults, a server.yaml (libyaml's document
+ * API: the file is loaded into a node tree and walked; unknown keys are errors, so a typo does not
+ * silently fall back to a default), the MLXR_* environment (values handed in by main()), then
+ * command-line flags (getopt_long). List settings (models, API keys, CORS origins) accumulate
+ * across layers; scalar settings are replaced.
+ *
+ * server.yaml:
+ *   host: 127.0.0.1            port: 11435           socket: /path/or/empty-for-none
+ *   models: [a.gguf, b.gguf]   models_dir: DIR       default_model: ID
+ *   api_keys: [KEY]            cors_origins: ["https://app.example"]
+ *   limits: {max_body_bytes, max_prompt_tokens, max_tokens, max_queue, max_running, n_ctx,
+ *            threads, max_connections, conn_timeout_s}
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "core/common/status.h"
+#include "daemon/server/server.h"
+
+static int set_str(char **dst, const char *v) {
+  char *c = strdup(v ? v : "");
+  if (!c) return MLXR_ERR_NOMEM;
+  free(*dst);
+  *dst = c;
+  return 0;
+}
+
+static int push_str(char **arr, int *n, int max, const char *v, const char *what, char *err,
+                    size_t err_len) {
+  if (*n >= max) return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "too many %s (at most %d)", what, max);
+  arr[*n] = strdup(v);
+  if (!arr[*n]) return MLXR_ERR_NOMEM;
+  (*n)++;
+  return 0;
+}
+
+static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+  if (!s || !*s) return MLXR_ERR_INVALID;
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end || v < lo || v > hi) return MLXR_ERR_RANGE;
+  *out = v;
+  return 0;
+}
+
+int mlxr_server_config_init(mlxr_server_config *cfg, const char *xdg_runtime_dir, unsigned uid) {
+  memset(cfg, 0, sizeof(*cfg));
+  char sock[1024];
+  if (xdg_runtime_dir && xdg_runtime_dir[0])
+    snprintf(sock, sizeof sock, "%s/mlxr.sock", xdg_runtime_dir);
+  else
+    snprintf(sock, sizeof sock, "/tmp/mlxr-%u.sock", uid);
+  if (set_str(&cfg->host, "127.0.0.1") < 0 || set_str(&cfg->socket_path, sock) < 0) return MLXR_ERR_NOMEM;
+  cfg->port = MLXR_SERVER_DEFAULT_PORT;
+  cfg->max_body_bytes = 16u << 20;
+  cfg->max_prompt_tokens = 0;
+  cfg->max_tokens = 0;
+  cfg->max_queue = 64;
+  cfg->max_running = 4;
+  cfg->n_ctx = 0;
+  cfg->threads = 0;
+  cfg->max_connections = 256;
+  cfg->conn_timeout_s = 600;
+  return 0;
+}
+
+void mlxr_server_config_free(mlxr_server_config *cfg) {
+  free(cfg->host);
+  free(cfg->socket_path);
+  free(cfg->models_dir);
+  free(cfg->default_model);
+  for (int i = 0; i < cfg->n_models; i++) free(cfg->models[i]);
+  for (int i = 0; i < cfg->n_api_keys; i++) free(cfg->api_keys[i]);
+  for (int i = 0; i < cfg->n_cors_origins; i++) free(cfg->cors_origins[i]);
+  memset(cfg, 0, sizeof(*cfg));
+}
+
+/* One numeric limit by name (shared by YAML and flags). */
+static int set_limit(mlxr_server_config *cfg, const char *key, const char *val, char *err,
+                     size_t err_len) {
+  struct {
+    const char *name;
+    int64_t lo, hi;
+  } lim[] = {
+      {"max_body_bytes", 1024, (int64_t)1 << 32}, {"max_prompt_tokens", 0, 1 << 24},
+      {"max_tokens", 0, 1 << 24},                 {"max_queue", 1, 1 << 20},
+      {"max_running", 1, 4096},                    {"n_ctx", 0, 1 << 24},
+      {"threads", 0, 4096},                        {"max_connections", 1, 65536},
+      {"conn_timeout_s", 1, 86400},
+  };
+  for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
+    if (strcmp(key, lim[i].name) != 0) continue;
+    int64_t v;
+    if (parse_i64(val, lim[i].lo, lim[i].hi, &v) < 0)
+      return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "%s must be an integer in [%lld, %lld], got '%s'", key,
+                       (long long)lim[i].lo, (long long)lim[i].hi, val ? val : "");
+    switch (i) {
+    case 0: cfg->max_body_bytes = (size_t)v; break;
+    case 1: cfg->max_prompt_tokens = (int32_t)v; break;
+    case 2: cfg->max_tokens = (int32_t)v; break;
+    case 3: cfg->max_queue = (int32_t)v; break;
+    case 4: cfg->max_running = (int32_t)v; break;
+    case 5: cfg->n_ctx = (int32_t)v; break;
+    case 6: cfg->threads = (int32_t)v; break;
+    case 7: cfg->max_connections = (int32_t)v; break;
+    default: cfg->conn_timeout_s = (int32_t)v; break;
+    }
+    return 0;
+  }
+  return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "unknown limit '%s'", key);
+}
+
+/* ---------------- YAML ---------------- */
+
+static const char *scalar(yaml_document_t *d, yaml_node_t *n) {
+  (void)d;
+  return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static int yaml_list(yaml_document_t *d, yaml_node_t *n, char **arr, int *cnt, int max,
+                     const char *key, char *err, size_t err_len) {
+  if (n->type == YAML_SCALAR_NODE) return push_str(arr, cnt, max, scalar(d, n), key, err, err_len);
+  if (n->type != YAML_SEQUENCE_NODE)
+    return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "%s must be a list of strings", key);
+  for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+    const char *v = scalar(d, yaml_document_get_node(d, *it));
+    if (!v) return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "%s must be a list of strings", key);
+    int rc = push_str(arr, cnt, max, v, key, err, err_len);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+static int yaml_apply(mlxr_server_config *cfg, yaml_document_t *d, char *err, size_t err_len) {
+  yaml_node_t *root = yaml_document_get_root_node(d);
+  if (!root) return 0; /* empty file */
+  if (root->type != YAML_MAPPING_NODE)
+    return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "server.yaml: the top level must be a mapping");
+  for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+    const char *key = scalar(d, yaml_document_get_node(d, p->key));
+    yaml_node_t *vn = yaml_document_get_node(d, p->value);
+    const char *val = scalar(d, vn);
+    if (!key) return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "server.yaml: keys must be strings");
+    int rc = 0;
+    if (strcmp(key, "host") == 0 && val) rc = set_str(&cfg->host, val);
+    else if (strcmp(key, "socket") == 0 && val) rc = set_str(&cfg->socket_path, val);
+    else if (strcmp(key, "models_dir") == 0 && val) rc = set_str(&cfg->models_dir, val);
+    else if (strcmp(key, "default_model") == 0 && val) rc = set_str(&cfg->default_model, val);
+    else if (strcmp(key, "port") == 0 && val) {
+      int64_t v;
+      if (parse_i64(val, 0, 65535, &v) < 0)
+        return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "server.yaml: port must be 0..65535");
+      cfg->port = (int)v;
+    } else if (strcmp(key, "verbose") == 0 && val) {
+      cfg->verbose = strcmp(val, "true") == 0 || strcmp(val, "1") == 0;
+    } else if (strcmp(key, "models") == 0) {
+      rc = yaml_list(d, vn, cfg->models, &cfg->n_models, MLXR_SERVER_MAX_MODELS, key, err, err_len);
+    } else if (strcmp(key, "api_keys") == 0) {
+      rc = yaml_list(d, vn, cfg->api_keys, &cfg->n_api_keys, MLXR_SERVER_MAX_KEYS, key, err, err_len);
+    } else if (strcmp(key, "cors_origins") == 0) {
+      rc = yaml_list(d, vn, cfg->cors_origins, &cfg->n_cors_origins, MLXR_SERVER_MAX_ORIGINS, key, err, err_len);
+    } else if (strcmp(key, "limits") == 0 && vn->type == YAML_MAPPING_NODE) {
+      for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top; q++) {
+        const char *k2 = scalar(d, yaml_document_get_node(d, q->key));
+        const char *v2 = scalar(d, yaml_document_get_node(d, q->value));
+        if (!k2 || !v2) return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "server.yaml: limits must map names to numbers");
+        rc = set_limit(cfg, k2, v2, err, err_len);
+        if (rc < 0) return rc;
+      }
+    } else {
+      return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "server.yaml: unknown or malformed key '%s'", key);
+    }
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+int mlxr_server_config_load_yaml(mlxr_server_config *cfg, const char *path, char *err,
+                                 size_t err_len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return mlxr_errf(err, err_len, MLXR_ERR_IO, "cannot open config '%s'", path);
+  yaml_parser_t parser;
+  yaml_document_t doc;
+  if (!yaml_parser_initialize(&parser)) {
+    fclose(f);
+    return MLXR_ERR_NOMEM;
+  }
+  yaml_parser_set_input_file(&parser, f);
+  int rc;
+  if (!yaml_parser_load(&parser, &doc)) {
+    rc = mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "%s:%zu: %s", path, parser.problem_mark.line + 1,
+                   parser.problem ? parser.problem : "YAML error");
+  } else {
+    rc = yaml_apply(cfg, &doc, err, err_len);
+    yaml_document_delete(&doc);
+  }
+  yaml_parser_delete(&parser);
+  fclose(f);
+  return rc;
+}
+
+/* ---------------- environment ---------------- */
+
+static int push_csv(char **arr, int *n, int max, const char *csv, const char *what, char *err,
+                    size_t err_len) {
+  char *copy = strdup(csv);
+  if (!copy) return MLXR_ERR_NOMEM;
+  int rc = 0;
+  char *save = NULL;
+  for (char *t = strtok_r(copy, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save)) {
+    while (*t == ' ') t++;
+    size_t l = strlen(t);
+    while (l > 0 && t[l - 1] == ' ') t[--l] = '\0';
+    if (*t) rc = push_str(arr, n, max, t, what, err, err_len);
+  }
+  free(copy);
+  return rc;
+}
+
+int mlxr_server_config_apply_env(mlxr_server_config *cfg, const mlxr_server_env *env, char *err,
+                                 size_t err_len) {
+  int rc = 0;
+  if (env->host && env->host[0]) {
+    /* OLLAMA_HOST-style "host:port" is accepted too */
+    const char *colon = strrchr(env->host, ':');
+    if (colon && env->host[0] != '[' && !strchr(colon + 1, ']') && strchr(env->host, ':') == colon) {
+      char h[256];
+      snprintf(h, sizeof h, "%.*s", (int)(colon - env->host), env->host);
+      int64_t v;
+      if (parse_i64(colon + 1, 0, 65535, &v) < 0)
+        return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "MLXR_HOST: bad port in '%s'", env->host);
+      cfg->port = (int)v;
+      rc = set_str(&cfg->host, h);
+    } else {
+      rc = set_str(&cfg->host, env->host);
+    }
+    if (rc < 0) return rc;
+  }
+  if (env->port && env->port[0]) {
+    int64_t v;
+    if (parse_i64(env->port, 0, 65535, &v) < 0)
+      return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "MLXR_PORT must be 0..65535");
+    cfg->port = (int)v;
+  }
+  if (env->socket && (rc = set_str(&cfg->socket_path, env->socket)) < 0) return rc;
+  if (env->models && env->models[0] && (rc = set_str(&cfg->models_dir, env->models)) < 0) return rc;
+  if (env->api_key && env->api_key[0] &&
+      (rc = push_csv(cfg->api_keys, &cfg->n_api_keys, MLXR_SERVER_MAX_KEYS, env->api_key, "API keys", err, err_len)) < 0)
+    return rc;
+  if (env->origins && env->origins[0] &&
+      (rc = push_csv(cfg->cors_origins, &cfg->n_cors_origins, MLXR_SERVER_MAX_ORIGINS, env->origins, "origins", err, err_len)) < 0)
+    return rc;
+  return 0;
+}
+
+/* ---------------- flags ---------------- */
+
+const char *mlxr_server_usage(void) {
+  return "usage: mlxrd [--host H] [--port P] [--socket PATH] [--config FILE] [--api-key KEY]\n"
+         "             --model PATH [--model PATH ...]\n"
+         "options:\n"
+         "  --host H              listen address (default 127.0.0.1; others need an API key)\n"
+         "  --port P              TCP port (default 11435; 0: no TCP listener)\n"
+         "  --socket PATH         Unix socket, mode 0600 (default $XDG_RUNTIME_DIR/mlxr.sock or\n"
+         "                        /tmp/mlxr-$UID.sock); --no-socket for none\n"
+         "  --config FILE         server.yaml (default: none; MLXR_CONFIG)\n"
+         "  --api-key KEY         require this key (repeatable; MLXR_API_KEY, comma-separated)\n"
+         "  --model PATH          serve a GGUF file as its file name without .gguf (repeatable)\n"
+         "  --models-dir DIR      serve every *.gguf in DIR (MLXR_MODELS)\n"
+         "  --default-model ID    model for routes that name none\n"
+         "  --cors-origin PAT     allow a browser Origin ('*' wildcards; MLXR_ORIGINS)\n"
+         "  --ctx N               context per sequence (default: the model's, at most 4096)\n"
+         "  --threads N           compute threads (default: all CPUs)\n"
+         "  --max-running N       sequences decoding at once per model (default 4)\n"
+         "  --max-queue N         waiting requests per model before 503 (default 64)\n"
+         "  --max-body BYTES      largest request body (default 16 MiB)\n"
+         "  --max-tokens N        cap on generated tokens per request (default: the context)\n"
+         "  --max-prompt-tokens N cap on prompt tokens (default: the context)\n"
+         "  --verbose             log each request to stderr\n";
+}
+
+int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv, bool *help,
+                                  char *err, size_t err_len) {
+  enum { O_HOST = 1000, O_PORT, O_SOCKET, O_NOSOCK, O_CONFIG, O_KEY, O_MODEL, O_DIR, O_DEFAULT,
+         O_ORIGIN, O_CTX, O_THREADS, O_RUNNING, O_QUEUE, O_BODY, O_MAXTOK, O_MAXPROMPT, O_VERBOSE,
+         O_HELP };
+  static const struct option opts[] = {
+      {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
+      {"socket", required_argument, 0, O_SOCKET},    {"no-socket", no_argument, 0, O_NOSOCK},
+      {"config", required_argument, 0, O_CONFIG},    {"api-key", required_argument, 0, O_KEY},
+      {"model", required_argument, 0, O_MODEL},      {"models-dir", required_argument, 0, O_DIR},
+      {"default-model", required_argument, 0, O_DEFAULT},
+      {"cors-origin", required_argument, 0, O_ORIGIN}, {"ctx", required_argument, 0, O_CTX},
+      {"threads", required_argument, 0, O_THREADS},  {"max-running", required_argument, 0, O_RUNNING},
+      {"max-queue", required_argument, 0, O_QUEUE},  {"max-body", required_argument, 0, O_BODY},
+      {"max-tokens", required_argument, 0, O_MAXTOK},
+      {"max-prompt-tokens", required_argument, 0, O_MAXPROMPT},
+      {"verbose", no_argument, 0, O_VERBOSE},        {"help", no_argument, 0, O_HELP},
+      {0, 0, 0, 0},
+  };
+  *help = false;
+  optind = 1;
+  opterr = 0;
+  int c, rc = 0;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case O_HOST: rc = set_str(&cfg->host, optarg); break;
+    case O_PORT: {
+      int64_t v;
+      if (parse_i64(optarg, 0, 65535, &v) < 0)
+        return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "--port must be 0..65535");
+      cfg->port = (int)v;
+      break;
+    }
+    case O_SOCKET: rc = set_str(&cfg->socket_path, optarg); break;
+    case O_NOSOCK: rc = set_str(&cfg->socket_path, ""); break;
+    case O_CONFIG: break; /* read before the environment layer */
+    case O_KEY: rc = push_str(cfg->api_keys, &cfg->n_api_keys, MLXR_SERVER_MAX_KEYS, optarg, "API keys", err, err_len); break;
+    case O_MODEL: rc = push_str(cfg->models, &cfg->n_models, MLXR_SERVER_MAX_MODELS, optarg, "models", err, err_len); break;
+    case O_DIR: rc = set_str(&cfg->models_dir, optarg); break;
+    case O_DEFAULT: rc = set_str(&cfg->default_model, optarg); break;
+    case O_ORIGIN: rc = push_str(cfg->cors_origins, &cfg->n_cors_origins, MLXR_SERVER_MAX_ORIGINS, optarg, "origins", err, err_len); break;
+    case O_CTX: rc = set_limit(cfg, "n_ctx", optarg, err, err_len); break;
+    case O_THREADS: rc = set_limit(cfg, "threads", optarg, err, err_len); break;
+    case O_RUNNING: rc = set_limit(cfg, "max_running", optarg, err, err_len); break;
+    case O_QUEUE: rc = set_limit(cfg, "max_queue", optarg, err, err_len); break;
+    case O_BODY: rc = set_limit(cfg, "max_body_bytes", optarg, err, err_len); break;
+    case O_MAXTOK: rc = set_limit(cfg, "max_tokens", optarg, err, err_len); break;
+    case O_MAXPROMPT: rc = set_limit(cfg, "max_prompt_tokens", optarg, err, err_len); break;
+    case O_VERBOSE: cfg->verbose = true; break;
+    case O_HELP: case 'h': *help = true; return 0;
+    default:
+      return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "unknown or incomplete option '%s'",
+                       argv[optind - 1 > 0 ? optind - 1 : 0]);
+    }
+    if (rc < 0) return rc;
+  }
+  if (optind < argc)
+    return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "unexpected argument '%s' (models go after --model)", argv[optind]);
+  return 0;
+}

@@ -1,0 +1,233 @@
+/*
+ * generate.c: the pieces every generation route shares: the chat prompt, prompt-length checks,
+ * submitting n choices to the scheduler (with the right HTTP error when it refuses), collecting a
+ * generation set into per-choice results for non-streamed responses, logprob entries and the
+ * latency metrics taken from the events.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "core/common/status.h"
+#include "daemon/server/chat.h"
+#include "daemon/server/server_impl.h"
+
+uint64_t mlxr_random_seed(void) {
+  uint64_t s = 0;
+  if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s) s = (uint64_t)mlxr_now_ns() * 0x9E3779B97F4A7C15ull;
+  return s;
+}
+
+const char *mlxr_finish_name(mlxr_finish_reason f) {
+  switch (f) {
+  case MLXR_FINISH_LENGTH: return "length";
+  case MLXR_FINISH_CANCELLED: return "cancelled";
+  default: return "stop";
+  }
+}
+
+int mlxr_tokenize(const mlxr_tokenizer *t, const char *text, bool add_special, int32_t **ids,
+                  size_t *n) {
+  mlxr_tokenize_params tp = {.add_special = add_special, .parse_special = true};
+  return mlxr_tokenizer_encode(t, text, strlen(text), tp, ids, n);
+}
+
+void mlxr_token_piece(const mlxr_tokenizer *t, int32_t id, char *out, size_t cap, int *raw_len,
+                      unsigned char *raw, size_t raw_cap) {
+  char tmp[512];
+  int n = mlxr_tokenizer_token_bytes(t, id, true, tmp, sizeof tmp);
+  if (n < 0) n = 0;
+  if ((size_t)n > sizeof tmp) n = (int)sizeof tmp;
+  if (raw) {
+    size_t k = (size_t)n < raw_cap ? (size_t)n : raw_cap;
+    memcpy(raw, tmp, k);
+    if (raw_len) *raw_len = (int)k;
+  }
+  /* copy, replacing bytes that do not form valid UTF-8 with U+FFFD */
+  size_t o = 0;
+  int i = 0;
+  while (i < n && o + 4 < cap) {
+    unsigned c = (unsigned char)tmp[i];
+    int k = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
+    if (k >= 0 && i + k < n && mlxr_utf8_valid(tmp + i, (size_t)k + 1)) {
+      memcpy(out + o, tmp + i, (size_t)k + 1);
+      o += (size_t)k + 1;
+      i += k + 1;
+    } else {
+      memcpy(out + o, "\xEF\xBF\xBD", 3);
+      o += 3;
+      i++;
+    }
+  }
+  out[o] = '\0';
+}
+
+static cJSON *bytes_array(const unsigned char *raw, int n) {
+  cJSON *a = cJSON_CreateArray();
+  for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(raw[i]));
+  return a;
+}
+
+cJSON *mlxr_logprob_entry(const mlxr_tokenizer *tok, int32_t token, float lp,
+                          const mlxr_token_logprob *top, int n_top) {
+  char piece[1600];
+  unsigned char raw[512];
+  int raw_len = 0;
+  cJSON *e = cJSON_CreateObject();
+  mlxr_token_piece(tok, token, piece, sizeof piece, &raw_len, raw, sizeof raw);
+  cJSON_AddStringToObject(e, "token", piece);
+  cJSON_AddNumberToObject(e, "logprob", lp);
+  cJSON_AddItemToObject(e, "bytes", bytes_array(raw, raw_len));
+  cJSON *tops = cJSON_AddArrayToObject(e, "top_logprobs");
+  for (int i = 0; i < n_top; i++) {
+    cJSON *t = cJSON_CreateObject();
+    mlxr_token_piece(tok, top[i].token, piece, sizeof piece, &raw_len, raw, sizeof raw);
+    cJSON_AddStringToObject(t, "token", piece);
+    cJSON_AddNumberToObject(t, "logprob", top[i].logprob);
+    cJSON_AddItemToObject(t, "bytes", bytes_array(raw, raw_len));
+    cJSON_AddItemToArray(tops, t);
+  }
+  return e;
+}
+
+void mlxr_observe_event(mlxr_server *s, const mlxr_ev *e, int64_t t_start, int64_t *last_ns) {
+  if (e->kind == MLXR_GEN_TOKEN) {
+    if (*last_ns == 0) mlxr_metrics_observe(&s->metrics, &s->metrics.ttft, (double)(e->t_ns - t_start) / 1e9);
+    else mlxr_metrics_observe(&s->metrics, &s->metrics.itl, (double)(e->t_ns - *last_ns) / 1e9);
+    *last_ns = e->t_ns;
+  } else if (e->kind == MLXR_GEN_DONE) {
+    mlxr_metrics_observe(&s->metrics, &s->metrics.queue, (double)e->queue_ns / 1e9);
+    mlxr_metrics_tokens(&s->metrics, e->prompt_tokens, e->completion_tokens, e->finish == MLXR_FINISH_CANCELLED);
+  }
+}
+
+void mlxr_choice_free(mlxr_choice *c) {
+  mlxr_buf_free(&c->text);
+  free(c->error);
+  free(c->tokens);
+  cJSON_Delete(c->logprobs);
+  memset(c, 0, sizeof(*c));
+}
+
+bool mlxr_collect(mlxr_req *r, mlxr_genset *gs, mlxr_choice *ch, const mlxr_tokenizer *tok,
+                  bool want_logprobs) {
+  int64_t *last = calloc((size_t)(gs->n > 0 ? gs->n : 1), sizeof(int64_t));
+  bool gone = false;
+  mlxr_ev *e;
+  while ((e = mlxr_genset_next(gs, r->conn, &gone))) {
+    mlxr_choice *c = &ch[e->choice];
+    if (last) mlxr_observe_event(r->srv, e, r->t_start, &last[e->choice]);
+    if (e->text_len) mlxr_buf_add(&c->text, e->text, e->text_len);
+    if (e->kind == MLXR_GEN_TOKEN) {
+      if (c->n_tokens == c->cap_tokens) {
+        int32_t nc = c->cap_tokens ? c->cap_tokens * 2 : 64;
+        int32_t *nt = realloc(c->tokens, (size_t)nc * sizeof(int32_t));
+        if (nt) c->tokens = nt, c->cap_tokens = nc;
+      }
+      if (c->n_tokens < c->cap_tokens) c->tokens[c->n_tokens++] = e->token;
+      if (want_logprobs) {
+        if (!c->logprobs) c->logprobs = cJSON_CreateArray();
+        cJSON_AddItemToArray(c->logprobs, mlxr_logprob_entry(tok, e->token, e->logprob, e->top, e->n_top));
+      }
+    } else if (e->kind == MLXR_GEN_DONE) {
+      c->finish = e->finish;
+      c->prompt_tokens = e->prompt_tokens;
+      c->completion_tokens = e->completion_tokens;
+      c->cached_tokens = e->cached_tokens;
+      c->queue_ns = e->queue_ns;
+      c->prompt_ns = e->prompt_ns;
+      c->gen_ns = e->gen_ns;
+    } else {
+      c->error = strdup(e->message ? e->message : "generation failed");
+    }
+    mlxr_ev_free(e);
+  }
+  free(last);
+  if (!gone) {
+    double secs = (double)(mlxr_now_ns() - r->t_start) / 1e9;
+    mlxr_metrics_observe(&r->srv->metrics, &r->srv->metrics.e2e, secs);
+  }
+  return !gone;
+}
+
+char *mlxr_chat_prompt(mlxr_req *r, mlxr_model_entry *m, const cJSON *messages,
+                       const cJSON *tools, const cJSON *kwargs, bool ollama, bool add_gen,
+                       enum MHD_Result *res) {
+  char err[1024] = "";
+  if (!m->tmpl) {
+    *res = mlxr_http_error(r, 500, NULL, NULL, NULL, "%s", m->tmpl_error ? m->tmpl_error : "the model has no chat template");
+    return NULL;
+  }
+  cJSON *vars = mlxr_chat_build_vars(messages, tools, kwargs, ollama, add_gen, m->bos_text, m->eos_text, err, sizeof err);
+  if (!vars) {
+    *res = mlxr_http_error(r, 400, NULL, NULL, "messages", "%s", err);
+    return NULL;
+  }
+  char *prompt = NULL;
+  int rc = mlxr_chat_render(m->tmpl, vars, &prompt, err, sizeof err);
+  cJSON_Delete(vars);
+  if (rc < 0) {
+    *res = mlxr_http_error(r, 400, NULL, NULL, "messages", "chat template error: %s", err);
+    return NULL;
+  }
+  return prompt;
+}
+
+bool mlxr_check_prompt(mlxr_req *r, mlxr_model_entry *m, int32_t n_prompt, enum MHD_Result *res) {
+  int32_t n_ctx = m->n_ctx;
+  int32_t cap = r->srv->cfg->max_prompt_tokens;
+  if (n_prompt <= 0) {
+    *res = mlxr_http_error(r, 400, NULL, NULL, "prompt", "the prompt is empty");
+    return false;
+  }
+  if (n_prompt < n_ctx && (cap <= 0 || n_prompt <= cap)) return true;
+  int32_t limit = n_prompt >= n_ctx ? n_ctx : cap;
+  char msg[512];
+  snprintf(msg, sizeof msg,
+           "the request exceeds the available context size: the prompt has %d tokens, the limit is %d "
+           "(context %d tokens, and at least one token must be left to generate)",
+           n_prompt, limit - (n_prompt >= n_ctx ? 1 : 0), n_ctx);
+  cJSON *o = cJSON_CreateObject();
+  if (r->api == MLXR_API_OLLAMA) {
+    cJSON_AddStringToObject(o, "error", msg);
+  } else {
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", "invalid_request_error");
+    cJSON_AddStringToObject(e, "param", "messages");
+    cJSON_AddStringToObject(e, "code", "context_length_exceeded");
+    cJSON_AddNumberToObject(e, "n_prompt_tokens", n_prompt);
+    cJSON_AddNumberToObject(e, "n_ctx", n_ctx);
+  }
+  *res = mlxr_http_send_json(r, 400, o);
+  return false;
+}
+
+int32_t mlxr_cap_max_tokens(const mlxr_server *s, int32_t want) {
+  int32_t cap = s->cfg->max_tokens;
+  if (cap > 0 && (want <= 0 || want > cap)) return cap;
+  return want;
+}
+
+bool mlxr_submit(mlxr_req *r, mlxr_sched *s, mlxr_genset *gs, const int32_t *prompt,
+                 int32_t n_prompt, const mlxr_gen_params *gp, int copies, enum MHD_Result *res) {
+  for (int i = 0; i < copies; i++) {
+    mlxr_gen_params p = *gp;
+    p.sampling.seed = gp->sampling.seed + (uint64_t)i;
+    char err[512] = "";
+    int rc = mlxr_genset_add(gs, s, prompt, n_prompt, &p, err, sizeof err);
+    if (rc < 0) {
+      mlxr_genset_cancel(gs);
+      if (rc == MLXR_ERR_NO_SPACE)
+        *res = mlxr_http_error(r, 503, "unavailable_error", "server_busy", NULL,
+                               "server busy, please try again: maximum pending requests exceeded (%s)", err);
+      else if (rc == MLXR_ERR_RANGE)
+        *res = mlxr_http_error(r, 400, NULL, "context_length_exceeded", NULL, "%s", err);
+      else
+        *res = mlxr_http_error(r, rc == MLXR_ERR_INVALID ? 400 : 500, NULL, NULL, NULL, "%s", err[0] ? err : "submit failed");
+      return false;
+    }
+  }
+  return true;
+}

@@ -1,0 +1,77 @@
+/*
+ * server.h: mlxrd, the HTTP daemon that serves loaded models through the OpenAI and Ollama APIs
+ * (plus llama.cpp's extras and Prometheus /metrics), on loopback TCP and a Unix domain socket at
+ * once.
+ *
+ * Configuration comes in layers, later ones winning: built-in defaults, configs/server.yaml (or
+ * --config FILE, read with libyaml), MLXR_* environment variables (read by the program's main() and
+ * handed in as mlxr_server_env), then command-line flags. mlxr_server_main() does all of it: both
+ * `mlxrd` (daemon/mlxrd.c) and `mlxr serve` (cli/cmd_serve.c) are a call to it.
+ *
+ * Defaults: 127.0.0.1 port 11435 (Ollama has 11434, llama.cpp 8080), socket
+ * $XDG_RUNTIME_DIR/mlxr.sock or /tmp/mlxr-$UID.sock with mode 0600.
+ */
+#ifndef MLXR_DAEMON_SERVER_H
+#define MLXR_DAEMON_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MLXR_SERVER_DEFAULT_PORT 11435
+#define MLXR_SERVER_MAX_MODELS 64
+#define MLXR_SERVER_MAX_KEYS 32
+#define MLXR_SERVER_MAX_ORIGINS 64
+#define MLXR_SERVER_VERSION "0.1.0"
+
+typedef struct mlxr_server_config {
+  char *host;                 /* listen address (IPv4 or IPv6 literal, or "localhost") */
+  int port;                   /* 0: no TCP listener */
+  char *socket_path;          /* "" : no Unix socket */
+  char *models[MLXR_SERVER_MAX_MODELS]; /* GGUF paths; each served as its file name less .gguf */
+  int n_models;
+  char *models_dir;           /* every *.gguf in it is served too (NULL: none) */
+  char *default_model;        /* id used when a request names none (extras routes) */
+  char *api_keys[MLXR_SERVER_MAX_KEYS];
+  int n_api_keys;
+  char *cors_origins[MLXR_SERVER_MAX_ORIGINS]; /* added to Ollama's default allow-list; "*" = any */
+  int n_cors_origins;
+  /* limits */
+  size_t max_body_bytes;      /* request bodies larger than this: 413 */
+  int32_t max_prompt_tokens;  /* 0: the context length */
+  int32_t max_tokens;         /* cap on generated tokens of one request (0: the context) */
+  int32_t max_queue;          /* waiting requests per model before 503 */
+  int32_t max_running;        /* sequences decoding at once per model */
+  int32_t n_ctx;              /* context per sequence (0: model's, capped at 4096) */
+  int32_t threads;            /* compute threads (0: all CPUs) */
+  int32_t max_connections;    /* concurrent HTTP connections per listener */
+  int32_t conn_timeout_s;     /* idle connection timeout */
+  bool verbose;
+} mlxr_server_config;
+
+/* Environment variables as read by a main(): each may be NULL. */
+typedef struct mlxr_server_env {
+  const char *host, *port, *socket, *config, *api_key, *models, *origins, *xdg_runtime_dir;
+} mlxr_server_env;
+
+/* Defaults (allocations owned by cfg; mlxr_server_config_free releases them). uid picks the socket
+ * path when xdg_runtime_dir is NULL. */
+int mlxr_server_config_init(mlxr_server_config *cfg, const char *xdg_runtime_dir, unsigned uid);
+void mlxr_server_config_free(mlxr_server_config *cfg);
+/* Read a server.yaml into cfg (keys it sets replace the current values). */
+int mlxr_server_config_load_yaml(mlxr_server_config *cfg, const char *path, char *err,
+                                 size_t err_len);
+/* Apply the environment layer. */
+int mlxr_server_config_apply_env(mlxr_server_config *cfg, const mlxr_server_env *env, char *err,
+                                 size_t err_len);
+/* Apply command-line flags (argv[0] is the program name); *help is set for --help. */
+int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv, bool *help,
+                                  char *err, size_t err_len);
+/* The usage text of the flags. */
+const char *mlxr_server_usage(void);
+
+/* The whole program: layers the configuration, loads the models, serves until SIGINT/SIGTERM.
+ * Returns the exit status (0 ok, 1 runtime error, 2 usage). */
+int mlxr_server_main(int argc, char **argv, const mlxr_server_env *env);
+
+#endif

@@ -1,0 +1,310 @@
+/*
+ * server_impl.h: what the files of daemon/server share (not a public interface).
+ *
+ *   server.c        libmicrohttpd daemons (TCP + Unix socket), body accumulation, dispatch
+ *   config.c        defaults, server.yaml (libyaml), environment, flags
+ *   auth.c          API keys, CORS allow-list, Host header check
+ *   http_util.c     responses, errors in each API's format, JSON field readers, generation sets
+ *                   (n scheduler requests feeding one event queue), streamed responses
+ *   models.c        the served models: id -> scheduler (loaded lazily, unloadable), chat template
+ *   chat.c / chat.h messages -> prompt through the template; output parsing (tool calls, <think>)
+ *   metrics.c       counters and histograms, Prometheus text
+ *   routes_*.c      the handlers of each API
+ *
+ * Threads: libmicrohttpd runs one thread per connection; a handler runs on its connection's thread
+ * and may block (waiting for the scheduler). Shared state (models, metrics) has its own locks.
+ */
+#ifndef MLXR_DAEMON_SERVER_IMPL_H
+#define MLXR_DAEMON_SERVER_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "core/runtime/template/template.h"
+#include "daemon/scheduler/scheduler.h"
+#include "daemon/server/server.h"
+
+/* ---- growable byte buffer ---- */
+typedef struct mlxr_buf {
+  char *p;
+  size_t len, cap;
+  bool oom;
+} mlxr_buf;
+void mlxr_buf_add(mlxr_buf *b, const char *s, size_t n);
+void mlxr_buf_adds(mlxr_buf *b, const char *s);
+void mlxr_buf_free(mlxr_buf *b);
+
+int64_t mlxr_now_ns(void);      /* monotonic */
+int64_t mlxr_wall_ns(void);     /* realtime */
+/* RFC 3339 UTC with nanoseconds ("2024-05-01T12:00:00.123456789Z") into out[40]. */
+void mlxr_rfc3339(int64_t wall_ns, char *out, size_t cap);
+/* n random alphanumerics + NUL into out (cap > n). */
+void mlxr_random_id(char *out, size_t n);
+bool mlxr_utf8_valid(const char *s, size_t n);
+
+/* ---- models ---- */
+typedef struct mlxr_model_entry {
+  char *id;               /* file name without .gguf */
+  char *path;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  mlxr_sched *sched;      /* NULL while unloaded */
+  int users;              /* requests holding sched */
+  bool loading;
+  bool unload_when_idle;
+  int64_t load_ns;        /* how long the last load took */
+  int64_t loaded_at_wall; /* when it was loaded (ns since epoch) */
+  /* facts read at the first load; immutable afterwards */
+  bool facts_ready;
+  mlxr_template *tmpl;    /* NULL: no usable template (see tmpl_error) */
+  char *tmpl_src;
+  bool tmpl_is_fallback;  /* the model has none: a ChatML template is used */
+  char *tmpl_error;       /* why tmpl is NULL */
+  char *bos_text, *eos_text;
+  int64_t file_size;
+  int64_t mtime_wall;     /* ns since epoch */
+  int64_t n_params;
+  char family[32];
+  char quant[16];
+  int32_t n_ctx;
+  int32_t n_ctx_train;
+  int32_t n_embd;
+} mlxr_model_entry;
+
+typedef struct mlxr_models {
+  mlxr_model_entry *e;
+  int n;
+  mlxr_sched_params sp;
+} mlxr_models;
+
+int mlxr_models_init(mlxr_models *ms, char *const *paths, int n_paths, const char *dir,
+                     const mlxr_sched_params *sp, char *err, size_t err_len);
+void mlxr_models_free(mlxr_models *ms);
+/* By id, "id:latest", or NULL. */
+mlxr_model_entry *mlxr_models_find(mlxr_models *ms, const char *name);
+/* Load if needed and hold the scheduler (release with mlxr_models_release). *load_ns gets the time
+ * spent loading in this call (0 if it was loaded). */
+int mlxr_models_acquire(mlxr_models *ms, mlxr_model_entry *m, mlxr_sched **out, int64_t *load_ns,
+                        char *err, size_t err_len);
+void mlxr_models_release(mlxr_model_entry *m);
+/* Unload now if idle, else when the last user releases it. */
+void mlxr_models_unload(mlxr_model_entry *m);
+bool mlxr_models_loaded(mlxr_model_entry *m);
+
+/* ---- metrics ---- */
+#define MLXR_HIST_BUCKETS 14
+typedef struct mlxr_hist {
+  uint64_t counts[MLXR_HIST_BUCKETS + 1]; /* last: +Inf */
+  double sum;
+  uint64_t n;
+} mlxr_hist;
+
+#define MLXR_METRIC_ROUTES 48
+typedef struct mlxr_route_count {
+  char route[40];
+  char method[8];
+  int status;
+  uint64_t n;
+} mlxr_route_count;
+
+typedef struct mlxr_metrics {
+  pthread_mutex_t lock;
+  mlxr_route_count routes[MLXR_METRIC_ROUTES * 4];
+  int n_routes;
+  mlxr_hist ttft, itl, e2e, queue;
+  uint64_t prompt_tokens, generated_tokens, cancelled;
+  int64_t active_streams;
+} mlxr_metrics;
+
+void mlxr_metrics_init(mlxr_metrics *m);
+void mlxr_metrics_free(mlxr_metrics *m);
+void mlxr_metrics_request(mlxr_metrics *m, const char *method, const char *route, int status);
+void mlxr_metrics_observe(mlxr_metrics *m, mlxr_hist *h, double seconds);
+void mlxr_metrics_tokens(mlxr_metrics *m, int64_t prompt, int64_t generated, bool cancelled);
+
+/* ---- the server ---- */
+typedef struct mlxr_server {
+  mlxr_server_config *cfg;
+  mlxr_models models;
+  mlxr_metrics metrics;
+  struct MHD_Daemon *tcp;
+  struct MHD_Daemon *unix_d;
+  int unix_fd;
+  bool loopback_bind;
+  char hostname[256];
+  int64_t start_wall;
+} mlxr_server;
+
+typedef enum mlxr_api { MLXR_API_OPENAI, MLXR_API_OLLAMA, MLXR_API_PLAIN } mlxr_api;
+
+/* One HTTP request, alive from the first callback to MHD's completion notice. */
+typedef struct mlxr_req {
+  mlxr_server *srv;
+  struct MHD_Connection *conn;
+  const char *method;
+  const char *url;
+  mlxr_buf body;
+  bool body_too_big;
+  bool via_unix;
+  bool is_head;
+  const char *origin;     /* allowed Origin to echo in CORS headers, or NULL */
+  const char *route;      /* for metrics (static string) */
+  mlxr_api api;
+  int status;             /* last status queued */
+  bool streaming;         /* a streamed response will record its own metrics */
+  int64_t t_start;        /* monotonic */
+  cJSON *json;            /* parsed body (owned) */
+} mlxr_req;
+
+/* ---- auth.c ---- */
+/* 0 to go on; else the response was queued (401/403) and the handler returns its result. */
+bool mlxr_auth_host_ok(const mlxr_server *s, const char *host);
+bool mlxr_auth_origin_ok(const mlxr_server *s, const char *origin);
+bool mlxr_auth_key_ok(const mlxr_server *s, struct MHD_Connection *c);
+bool mlxr_auth_is_loopback_host(const char *host);
+
+/* ---- http_util.c: responses ---- */
+enum MHD_Result mlxr_http_send(mlxr_req *r, int status, const char *ctype, const char *body,
+                               size_t len);
+/* Serializes and frees obj. */
+enum MHD_Result mlxr_http_send_json(mlxr_req *r, int status, cJSON *obj);
+/* Error in the API's format. type/code are used for OpenAI (NULL: derived from status). */
+enum MHD_Result mlxr_http_error(mlxr_req *r, int status, const char *type, const char *code,
+                                const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+void mlxr_http_add_common_headers(mlxr_req *r, struct MHD_Response *resp);
+/* Parse the body as a JSON object into r->json; on failure the 400 was sent and false returned
+ * (*result holds the MHD result). */
+bool mlxr_http_parse_body(mlxr_req *r, enum MHD_Result *result);
+/* Does the peer still have the connection open? (false after FIN or reset) */
+bool mlxr_http_peer_alive(struct MHD_Connection *c);
+
+/* ---- http_util.c: reading request fields. Each returns true when the field is absent or valid
+ * (writing *out only when present), false with msg set when it is present and wrong. ---- */
+typedef struct mlxr_field_err {
+  char msg[256];
+  char param[64];
+} mlxr_field_err;
+bool mlxr_get_num(const cJSON *o, const char *key, double lo, double hi, double *out,
+                  mlxr_field_err *fe);
+bool mlxr_get_int(const cJSON *o, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                  mlxr_field_err *fe);
+bool mlxr_get_bool(const cJSON *o, const char *key, bool *out, mlxr_field_err *fe);
+bool mlxr_get_str(const cJSON *o, const char *key, const char **out, mlxr_field_err *fe);
+/* stop: a string or an array of up to max strings */
+bool mlxr_get_stop(const cJSON *o, const char *key, int max, const char **out, int *n,
+                   mlxr_field_err *fe);
+
+/* ---- http_util.c: generation sets ---- */
+typedef struct mlxr_ev {
+  mlxr_gen_event_kind kind;
+  int choice;
+  char *text;
+  size_t text_len;
+  int32_t token;
+  float logprob;
+  mlxr_token_logprob top[MLXR_MAX_TOP_LOGPROBS];
+  int32_t n_top;
+  mlxr_finish_reason finish;
+  int32_t prompt_tokens, cached_tokens, completion_tokens;
+  int64_t queue_ns, prompt_ns, gen_ns;
+  int64_t t_ns; /* when the event was queued (monotonic) */
+  char *message;
+  struct mlxr_ev *next;
+} mlxr_ev;
+void mlxr_ev_free(mlxr_ev *e);
+
+typedef struct mlxr_genset mlxr_genset;
+typedef struct mlxr_genset_cb {
+  mlxr_genset *gs;
+  int choice;
+} mlxr_genset_cb;
+
+struct mlxr_genset {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  mlxr_ev *head, *tail;
+  int n;                  /* choices submitted */
+  int n_open;             /* choices without DONE/ERROR yet */
+  mlxr_gen_handle **h;    /* [cap] */
+  mlxr_genset_cb *cb;     /* [cap] */
+  int cap;
+};
+int mlxr_genset_init(mlxr_genset *gs, int cap);
+/* Submit one more choice; returns the scheduler's status on failure (err set). */
+int mlxr_genset_add(mlxr_genset *gs, mlxr_sched *s, const int32_t *prompt, int32_t n_prompt,
+                    const mlxr_gen_params *p, char *err, size_t err_len);
+/* Next event (caller frees with mlxr_ev_free), waiting while choices are open; NULL when all are
+ * done and the queue is empty, or when the peer went away (*gone set; everything is cancelled). */
+mlxr_ev *mlxr_genset_next(mlxr_genset *gs, struct MHD_Connection *c, bool *gone);
+void mlxr_genset_cancel(mlxr_genset *gs);
+void mlxr_genset_free(mlxr_genset *gs);
+
+/* Streamed responses: the formatter turns events into bytes (ev NULL: the stream's end, write the
+ * tail). Owns ctx (freed by ctx_free) and the genset. */
+typedef void (*mlxr_stream_format)(void *ctx, const mlxr_ev *ev, mlxr_buf *out);
+enum MHD_Result mlxr_http_stream(mlxr_req *r, const char *ctype, mlxr_genset *gs,
+                                 mlxr_stream_format fmt, void *ctx, void (*ctx_free)(void *),
+                                 mlxr_sched *sched_for_release, mlxr_model_entry *m);
+
+/* ---- shared request helpers (routes_openai.c) ---- */
+/* Tokenize text; *ids malloc'd. */
+int mlxr_tokenize(const mlxr_tokenizer *t, const char *text, bool add_special, int32_t **ids,
+                  size_t *n);
+/* UTF-8-safe text of one token (invalid bytes become U+FFFD) into out. */
+void mlxr_token_piece(const mlxr_tokenizer *t, int32_t id, char *out, size_t cap, int *raw_len,
+                      unsigned char *raw, size_t raw_cap);
+
+/* ---- generate.c: shared by the generation routes ---- */
+typedef struct mlxr_choice {
+  mlxr_buf text;                 /* all generated text */
+  mlxr_finish_reason finish;
+  char *error;                   /* set if the generation failed */
+  int32_t prompt_tokens, completion_tokens, cached_tokens;
+  int64_t queue_ns, prompt_ns, gen_ns;
+  int32_t *tokens;               /* generated ids */
+  int32_t n_tokens, cap_tokens;
+  cJSON *logprobs;               /* chat-shaped entries, if asked */
+} mlxr_choice;
+
+/* Metrics for one event (TTFT, inter-token latency, queue time, token counts). */
+void mlxr_observe_event(mlxr_server *s, const mlxr_ev *e, int64_t t_start, int64_t *last_ns);
+/* Run the set to its end into ch[gs->n]; false when the client went away (all cancelled). */
+bool mlxr_collect(mlxr_req *r, mlxr_genset *gs, mlxr_choice *ch, const mlxr_tokenizer *tok,
+                  bool want_logprobs);
+void mlxr_choice_free(mlxr_choice *c);
+/* {token, logprob, bytes, top_logprobs:[...]} for one event. */
+cJSON *mlxr_logprob_entry(const mlxr_tokenizer *tok, int32_t token, float lp,
+                          const mlxr_token_logprob *top, int n_top);
+/* Render the chat prompt of messages for m; on failure sends the error and returns NULL. */
+char *mlxr_chat_prompt(mlxr_req *r, mlxr_model_entry *m, const cJSON *messages,
+                       const cJSON *tools, const cJSON *kwargs, bool ollama, bool add_gen,
+                       enum MHD_Result *res);
+/* Checks the prompt against the context and the caps (400 with the counts on failure). */
+bool mlxr_check_prompt(mlxr_req *r, mlxr_model_entry *m, int32_t n_prompt, enum MHD_Result *res);
+/* Clamp max_tokens by the server's cap. */
+int32_t mlxr_cap_max_tokens(const mlxr_server *s, int32_t want);
+/* Submit copies of a prompt into gs (seed + i for copy i); on failure sends 503/400, cancels
+ * what was submitted, and returns false. */
+bool mlxr_submit(mlxr_req *r, mlxr_sched *s, mlxr_genset *gs, const int32_t *prompt,
+                 int32_t n_prompt, const mlxr_gen_params *gp, int copies, enum MHD_Result *res);
+uint64_t mlxr_random_seed(void);
+const char *mlxr_finish_name(mlxr_finish_reason f);
+
+/* ---- routes ---- */
+enum MHD_Result mlxr_route_openai(mlxr_req *r, const char *path, bool *handled);
+enum MHD_Result mlxr_route_ollama(mlxr_req *r, const char *path, bool *handled);
+enum MHD_Result mlxr_route_extras(mlxr_req *r, const char *path, bool *handled);
+/* Prometheus text exposition of everything. */
+void mlxr_metrics_render(mlxr_server *s, mlxr_buf *out);
+
+/* The model a request names (404 sent when unknown, 400 when missing). */
+mlxr_model_entry *mlxr_req_model(mlxr_req *r, const char *name, enum MHD_Result *res);
+
+#endif
