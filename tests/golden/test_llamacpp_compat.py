@@ -243,8 +243,11 @@ def main():
                       f"{fmt(rel, agree, rms)}, limit {lim:.2e} (vs float64 of dequantized weights: "
                       f"mlxr rel {rel_ref:.2e}, llama.cpp rel {rel_lc:.2e})")
                 check(f"mlxr on {label} no less accurate than llama.cpp (vs float64)",
-                      rel_ref <= 1.5 * rel_lc + 1e-6 and agree_ref >= ARGMAX_QUANT,
-                      f"mlxr rel {rel_ref:.2e} argmax {agree_ref * 100:.0f}%, llama.cpp rel {rel_lc:.2e}")
+                      # argmax agreement with float64 is judged against llama.cpp's own on the same
+                      # file (random-weight models have near-ties), with two positions of slack
+                      rel_ref <= 1.5 * rel_lc + 1e-6 and agree_ref >= min(ARGMAX_QUANT, agree_lc - 2 / 32),
+                      f"mlxr rel {rel_ref:.2e} argmax {agree_ref * 100:.0f}%, "
+                      f"llama.cpp rel {rel_lc:.2e} argmax {agree_lc * 100:.0f}%")
             # quantization quality: MLXR's error no worse than llama.cpp's on the same weights
             if f"lc-{qt}" in qfiles and f"mlxr-{qt}" in qfiles:
                 wl = weights_2d(qfiles[f"lc-{qt}"])
