@@ -504,6 +504,16 @@ static tv *do_slice(tctx *c, tv *obj, tv *start, tv *stop, tv *step) {
   return r ? r : (oom(c), NULL);
 }
 
+static void free_args(tv **args, size_t na, tv **kwv, size_t nk, size_t total) {
+  if (args) {
+    for (size_t i = 0; i < na; i++) tv_unref(args[i]);
+    tv_unref(args[total]);
+  }
+  for (size_t i = 0; kwv && i < nk; i++) tv_unref(kwv[i]);
+  free(args);
+  free(kwv);
+}
+
 static bool eval_args(tctx *c, tscope *s, const tnode *n, tv ***args, size_t *na, tv ***kwv, const char ***kwn,
                       size_t *nk) {
   tv *star = NULL, *dstar = NULL;
@@ -564,18 +574,15 @@ static bool eval_args(tctx *c, tscope *s, const tnode *n, tv ***args, size_t *na
     /* keep the dict alive until the args are freed: park it as an extra positional slot */
     if (ok) (*args)[total] = dstar; else tv_unref(dstar);
   }
-  if (!ok && !c->failed) oom(c);
-  return ok;
-}
-
-static void free_args(tv **args, size_t na, tv **kwv, size_t nk, size_t total) {
-  if (args) {
-    for (size_t i = 0; i < na; i++) tv_unref(args[i]);
-    tv_unref(args[total]);
+  if (!ok) {
+    if (!c->failed) oom(c);
+    free_args(*args, *na, *kwv, *nk, total);
+    free(*kwn);
+    *args = NULL;
+    *kwv = NULL;
+    *kwn = NULL;
   }
-  for (size_t i = 0; kwv && i < nk; i++) tv_unref(kwv[i]);
-  free(args);
-  free(kwv);
+  return ok;
 }
 
 static tv *filter_node(tctx *c, tscope *s, const tnode *n, tv *input) {
@@ -998,31 +1005,11 @@ static tv *apply_filter_chain(tctx *c, tscope *s, const tnode *f, tv *v) {
 }
 
 static tv *make_loop(tctx *c, tv *items, size_t i) {
-  size_t n = items->u.list.n;
-  tv *d = tv_dict();
-  if (!d) return oom(c), NULL;
-  bool ok = tv_dict_setz(d, "index", tv_int((int64_t)i + 1)) && tv_dict_setz(d, "index0", tv_int((int64_t)i)) &&
-            tv_dict_setz(d, "revindex", tv_int((int64_t)(n - i))) &&
-            tv_dict_setz(d, "revindex0", tv_int((int64_t)(n - i - 1))) && tv_dict_setz(d, "first", tv_bool(i == 0)) &&
-            tv_dict_setz(d, "last", tv_bool(i + 1 == n)) && tv_dict_setz(d, "length", tv_int((int64_t)n)) &&
-            tv_dict_setz(d, "depth", tv_int(1)) && tv_dict_setz(d, "depth0", tv_int(0)) &&
-            tv_dict_setz(d, "previtem", i > 0 ? tv_ref(items->u.list.items[i - 1]) : tv_undef("there is no previous item")) &&
-            tv_dict_setz(d, "nextitem", i + 1 < n ? tv_ref(items->u.list.items[i + 1]) : tv_undef("there is no next item"));
-  if (ok) {
-    tv *cyc = tv_new(TV_FUNC);
-    ok = cyc != NULL;
-    if (ok) {
-      cyc->u.func.id = -1; /* loop.cycle: resolved by filters.c with self = index */
-      cyc->u.func.name = "loop.cycle";
-      cyc->u.func.self = tv_int((int64_t)i);
-      ok = tv_dict_setz(d, "cycle", cyc);
-    }
-  }
-  if (!ok) {
-    tv_unref(d);
-    return oom(c), NULL;
-  }
-  return d;
+  tv *l = tv_new(TV_LOOP);
+  if (!l) return oom(c), NULL;
+  l->u.loop.items = tv_ref(items);
+  l->u.loop.i = i;
+  return l;
 }
 
 static bool exec_for(tctx *c, tscope *s, const tnode *n) {
@@ -1204,7 +1191,7 @@ static bool exec(tctx *c, tscope *s, const tnode *n) {
 void mlxr_template_default_params(mlxr_template_params *p) {
   memset(p, 0, sizeof(*p));
   p->max_output_bytes = (size_t)64 << 20;
-  p->max_steps = 20000000;
+  p->max_steps = 2000000;
   p->max_depth = 400;
   p->fixed_time = NULL;
 }

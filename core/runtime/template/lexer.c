@@ -147,14 +147,14 @@ static int unescape(lexer *L, const char *s, size_t n, char **out, size_t *out_l
         if (i + 1 >= n || !isxdigit((unsigned char)s[i + 1])) {
           tbuf_free(&b);
           return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT,
-                           "line %d: truncated \\%c escape in string", L->line, e);
+                           "template syntax error, line %d: truncated \\%c escape in string", L->line, e);
         }
         char h = s[++i];
         v = v * 16 + (uint32_t)(isdigit((unsigned char)h) ? h - '0' : (tolower((unsigned char)h) - 'a' + 10));
       }
       if (v > 0x10FFFF) {
         tbuf_free(&b);
-        return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "line %d: illegal Unicode character",
+        return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "template syntax error, line %d: illegal Unicode character",
                          L->line);
       }
       tv_utf8_put(&b, v);
@@ -256,7 +256,7 @@ static int lex_number(lexer *L) {
   }
   if (overflow || v > INT64_MAX)
     return mlxr_errf(L->err, L->err_len, MLXR_ERR_UNSUPPORTED,
-                     "line %d: integer literal too large", L->line);
+                     "template syntax error, line %d: integer literal too large", L->line);
   int rc = push(L, T_INT, NULL, 0);
   if (rc) return rc;
   L->toks[L->n - 1].i = (int64_t)v;
@@ -273,7 +273,7 @@ static int lex_tag(lexer *L, char close) {
   const char *s = L->s;
   for (;;) {
     if (L->pos >= L->len)
-      return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "line %d: unexpected end of template, expected '%c}'",
+      return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "template syntax error, line %d: unexpected end of template, expected '%c}'",
                        L->line, close);
     char c = s[L->pos];
     if (depth == 0) {
@@ -305,7 +305,7 @@ static int lex_tag(lexer *L, char close) {
       size_t q = L->pos + 1;
       while (q < L->len && s[q] != c) q += s[q] == '\\' ? 2 : 1;
       if (q >= L->len)
-        return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "line %d: unterminated string", L->line);
+        return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "template syntax error, line %d: unterminated string", L->line);
       char *val;
       size_t vl;
       rc = unescape(L, s + L->pos + 1, q - L->pos - 1, &val, &vl);
@@ -320,16 +320,17 @@ static int lex_tag(lexer *L, char close) {
         if (L->pos + 1 < L->len && s[L->pos] == OPS2[i][0] && s[L->pos + 1] == OPS2[i][1]) ol = 2;
       if (!ol && strchr("+-/*%~[](){}><=.:|,;", c) && c) ol = 1;
       if (!ol)
-        return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "line %d: unexpected char '%c'", L->line, c);
+        return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "template syntax error, line %d: unexpected char 0x%02x",
+                         L->line, (unsigned char)c);
       if (ol == 1 && (c == '(' || c == '[' || c == '{')) {
         if (depth >= (int)sizeof(stack))
-          return mlxr_errf(L->err, L->err_len, MLXR_ERR_RANGE, "line %d: brackets nested too deeply", L->line);
+          return mlxr_errf(L->err, L->err_len, MLXR_ERR_RANGE, "template syntax error, line %d: brackets nested too deeply", L->line);
         stack[depth++] = c == '(' ? ')' : c == '[' ? ']' : '}';
       } else if (ol == 1 && (c == ')' || c == ']' || c == '}')) {
         if (depth == 0)
-          return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "line %d: unexpected '%c'", L->line, c);
+          return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "template syntax error, line %d: unexpected '%c'", L->line, c);
         if (stack[--depth] != c)
-          return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "line %d: unexpected '%c', expected '%c'",
+          return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "template syntax error, line %d: unexpected '%c', expected '%c'",
                            L->line, c, stack[depth]);
       }
       rc = push(L, T_OP, s + L->pos, ol);
@@ -398,7 +399,7 @@ static int lex_root(lexer *L) {
         q++;
       }
       if (q + 1 >= L->len)
-        return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "line %d: missing end of raw directive", L->line);
+        return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "template syntax error, line %d: missing end of raw directive", L->line);
       rc = emit_text(L, L->pos, q, sign2, true);
       if (rc) return rc;
       bool plus_end = s[e2 - 3] == '+';
@@ -418,7 +419,7 @@ static int lex_root(lexer *L) {
         if (s[q] == '#' && s[q + 1] == '}') break;
       }
       if (q + 1 >= L->len)
-        return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "line %d: missing end of comment tag", L->line);
+        return mlxr_errf(L->err, L->err_len, MLXR_ERR_FORMAT, "template syntax error, line %d: missing end of comment tag", L->line);
       count_lines(L, s + L->pos, q - L->pos);
       bool dash = s[q] == '-', plus = s[q] == '+';
       L->pos = q + (dash || plus ? 3 : 2);

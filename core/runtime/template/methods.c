@@ -136,6 +136,25 @@ tv *mlxr_tpl_getattr(tctx *c, tv *obj, const char *name) {
     if (v) return tv_ref(v);
     break;
   }
+  case TV_LOOP: {
+    size_t i = obj->u.loop.i, n = obj->u.loop.items->u.list.n;
+    tv *const *items = obj->u.loop.items->u.list.items;
+    tv *r = NULL;
+    if (!strcmp(name, "index")) r = tv_int((int64_t)i + 1);
+    else if (!strcmp(name, "index0")) r = tv_int((int64_t)i);
+    else if (!strcmp(name, "revindex")) r = tv_int((int64_t)(n - i));
+    else if (!strcmp(name, "revindex0")) r = tv_int((int64_t)(n - i - 1));
+    else if (!strcmp(name, "first")) r = tv_bool(i == 0);
+    else if (!strcmp(name, "last")) r = tv_bool(i + 1 == n);
+    else if (!strcmp(name, "length")) r = tv_int((int64_t)n);
+    else if (!strcmp(name, "depth")) r = tv_int(1);
+    else if (!strcmp(name, "depth0")) r = tv_int(0);
+    else if (!strcmp(name, "previtem")) r = i > 0 ? tv_ref(items[i - 1]) : tv_undef("there is no previous item");
+    else if (!strcmp(name, "nextitem")) r = i + 1 < n ? tv_ref(items[i + 1]) : tv_undef("there is no next item");
+    else if (!strcmp(name, "cycle")) r = make_func(F_LOOP_CYCLE, obj, "loop.cycle");
+    else break;
+    return r ? r : tctx_fail(c, MLXR_ERR_NOMEM, "out of memory");
+  }
   default: break;
   }
   if (id) {
@@ -878,7 +897,7 @@ tv *mlxr_tpl_call_builtin(tctx *c, tv *fn, tv **args, size_t n, const char **kwn
   switch (id) {
   case F_LOOP_CYCLE:
     if (n == 0) return tctx_fail(c, MLXR_ERR_INVALID, "TypeError: no items for cycling given");
-    return tv_ref(args[self->u.i % (int64_t)n]);
+    return tv_ref(args[self->u.loop.i % n]);
   case F_RANGE: return g_range(c, args, n, nkw);
   case F_DICT: return g_dict(c, false, args, n, kwn, kwv, nkw);
   case F_NAMESPACE: return g_dict(c, true, args, n, kwn, kwv, nkw);

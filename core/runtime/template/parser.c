@@ -864,7 +864,14 @@ static tnode *subparse(parser *p, const char *const *end) {
     }
     if (!vec_push(p, &body, n, NULL)) return NULL;
   }
-  if (end) return fail(p, MLXR_ERR_FORMAT, "unexpected end of template, expected '%s'", end[0]);
+  if (end) {
+    char want[200] = "";
+    for (const char *const *e = end; *e; e++) {
+      size_t l = strlen(want);
+      snprintf(want + l, sizeof(want) - l, "%s'%s'", e == end ? "" : " or ", *e);
+    }
+    return fail(p, MLXR_ERR_FORMAT, "unexpected end of template, expected %s", want);
+  }
 done:
   p->depth--;
   tnode *n = mk(p, N_BODY);

@@ -33,7 +33,7 @@ typedef struct mlxr_template_params {
   const struct tm *fixed_time;
 } mlxr_template_params;
 
-/* Defaults: 64 MiB output, 20M steps, depth 400, real clock. */
+/* Defaults: 64 MiB output, 2M steps, depth 400, real clock. */
 void mlxr_template_default_params(mlxr_template_params *p);
 
 /* Compile len bytes of template source. On success *out owns a template to free with

@@ -36,6 +36,7 @@ typedef enum tv_type {
   TV_NS,    /* namespace(): a dict whose attributes can be set */
   TV_MACRO, /* a {% macro %} (or the caller of a {% call %} block) */
   TV_FUNC,  /* a builtin function or a method bound to self */
+  TV_LOOP,  /* the `loop` variable of a for loop (fields computed on access) */
 } tv_type;
 
 struct tnode;
@@ -73,7 +74,11 @@ struct tv {
       tv *caller; /* for a call block's macro invocation: the caller macro */
     } macro;
     struct {
-      int id;   /* builtin id (filters.c) */
+      tv *items; /* the (filtered) list being iterated */
+      size_t i;  /* current index */
+    } loop;
+    struct {
+      int id;   /* builtin id (methods.c) */
       tv *self; /* bound object for methods, else NULL */
       const char *name;
     } func;

@@ -123,6 +123,7 @@ void tv_unref(tv *v) {
     break;
   case TV_MACRO: tv_unref(v->u.macro.caller); break; /* closure is released by the render */
   case TV_FUNC: tv_unref(v->u.func.self); break;
+  case TV_LOOP: tv_unref(v->u.loop.items); break;
   default: break;
   }
   free(v);
@@ -324,6 +325,7 @@ const char *tv_type_name(const tv *v) {
   case TV_DICT: return "dict";
   case TV_NS: return "Namespace";
   case TV_MACRO: return "Macro";
+  case TV_LOOP: return "LoopContext";
   default: return "builtin_function_or_method";
   }
 }
@@ -579,6 +581,11 @@ bool tv_write_repr(tbuf *b, const tv *v) {
     }
     return tbuf_addz(b, v->type == TV_NS ? "}>" : "}");
   case TV_MACRO: return tbuf_addz(b, "<Macro>");
+  case TV_LOOP: {
+    char t[64];
+    snprintf(t, sizeof(t), "<LoopContext %zu/%zu>", v->u.loop.i + 1, v->u.loop.items->u.list.n);
+    return tbuf_addz(b, t);
+  }
   default: return tbuf_addz(b, "<built-in function>");
   }
 }
