@@ -144,6 +144,7 @@ bool mlxr_collect(mlxr_req *r, mlxr_genset *gs, mlxr_choice *ch, const mlxr_toke
     mlxr_ev_free(e);
   }
   free(last);
+  if (gone) mlxr_metrics_tokens(&r->srv->metrics, 0, 0, true);
   if (!gone) {
     double secs = (double)(mlxr_now_ns() - r->t_start) / 1e9;
     mlxr_metrics_observe(&r->srv->metrics, &r->srv->metrics.e2e, secs);

@@ -504,7 +504,10 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) {
   stream_state *st = cls;
-  if (!st->finished) mlxr_genset_cancel(st->gs);
+  if (!st->finished) {
+    mlxr_genset_cancel(st->gs);
+    mlxr_metrics_tokens(&st->srv->metrics, 0, 0, true);
+  }
   mlxr_genset_free(st->gs);
   free(st->gs);
   if (st->ctx_free) st->ctx_free(st->ctx);

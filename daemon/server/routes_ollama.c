@@ -488,6 +488,7 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
     }
     mlxr_buf_free(&sink);
     if (gone) {
+      mlxr_metrics_tokens(&r->srv->metrics, 0, 0, true);
       cJSON_Delete(final);
       free(error);
       res = MHD_NO;
