@@ -11,9 +11,11 @@
  *
  * MLXR_FIXED_TIME=YYYY-MM-DDTHH:MM:SS (read here, passed down) fixes what strftime_now() sees.
  *
- * Hidden test option: --batch CASES.jsonl renders every line (one variables object per line)
+ * Hidden test options: --batch CASES.jsonl renders every line (one variables object per line)
  * with the one compiled template and prints one JSON line per case: {"ok":true,"out":"..."} or
- * {"ok":false,"error":"..."}.
+ * {"ok":false,"error":"..."}. --snippets FILE.jsonl (no TEMPLATE_FILE) takes lines
+ * {"template": SRC, "vars": {...}} instead, compiling each template and passing the variables as
+ * a cJSON tree (the mlxr_template_render entry point).
  */
 #include <getopt.h>
 #include <stdbool.h>
@@ -21,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <cjson/cJSON.h>
 
 #include "cli/commands.h"
 #include "core/common/status.h"
@@ -97,6 +101,8 @@ static void json_str(FILE *f, const char *s, size_t len) {
   fputc('"', f);
 }
 
+static void print_result(int rc, const char *out, size_t out_len, const char *err);
+
 static int run_batch(const mlxr_template *t, const char *cases_path, const mlxr_template_params *params) {
   size_t len;
   char *all = read_file(cases_path, &len);
@@ -113,15 +119,57 @@ static int run_batch(const mlxr_template *t, const char *cases_path, const mlxr_
       size_t out_len = 0;
       char err[1024] = "";
       int rc = mlxr_template_render_json(t, line, ll, params, &out, &out_len, err, sizeof(err));
-      if (rc == MLXR_OK) {
-        fputs("{\"ok\":true,\"out\":", stdout);
-        json_str(stdout, out, out_len);
-      } else {
-        fputs("{\"ok\":false,\"error\":", stdout);
-        json_str(stdout, err, strlen(err));
-      }
-      fputs("}\n", stdout);
+      print_result(rc, out, out_len, err);
       free(out);
+    }
+    line += ll + 1;
+  }
+  free(all);
+  return 0;
+}
+
+static void print_result(int rc, const char *out, size_t out_len, const char *err) {
+  if (rc == MLXR_OK) {
+    fputs("{\"ok\":true,\"out\":", stdout);
+    json_str(stdout, out, out_len);
+  } else {
+    fputs("{\"ok\":false,\"error\":", stdout);
+    json_str(stdout, err, strlen(err));
+  }
+  fputs("}\n", stdout);
+}
+
+static int run_snippets(const char *path, const mlxr_template_params *params) {
+  size_t len;
+  char *all = read_file(path, &len);
+  if (!all) {
+    fprintf(stderr, "mlxr render-template: cannot read %s\n", path);
+    return 1;
+  }
+  char *line = all, *end = all + len;
+  while (line < end) {
+    char *nl = memchr(line, '\n', (size_t)(end - line));
+    size_t ll = nl ? (size_t)(nl - line) : (size_t)(end - line);
+    if (ll > 0) {
+      cJSON *j = cJSON_ParseWithLength(line, ll);
+      const cJSON *src = cJSON_GetObjectItemCaseSensitive(j, "template");
+      const cJSON *vars = cJSON_GetObjectItemCaseSensitive(j, "vars");
+      char err[1024] = "";
+      char *out = NULL;
+      size_t out_len = 0;
+      int rc;
+      if (!cJSON_IsString(src)) {
+        rc = MLXR_ERR_INVALID;
+        snprintf(err, sizeof(err), "snippet line without a template");
+      } else {
+        mlxr_template *t = NULL;
+        rc = mlxr_template_new(src->valuestring, strlen(src->valuestring), &t, err, sizeof(err));
+        if (rc == MLXR_OK) rc = mlxr_template_render(t, vars, params, &out, &out_len, err, sizeof(err));
+        mlxr_template_free(t);
+      }
+      print_result(rc, out, out_len, err);
+      free(out);
+      cJSON_Delete(j);
     }
     line += ll + 1;
   }
@@ -131,19 +179,21 @@ static int run_batch(const mlxr_template *t, const char *cases_path, const mlxr_
 
 int mlxr_cmd_render_template(int argc, char **argv) {
   static const struct option opts[] = {{"batch", required_argument, NULL, 'b'},
+                                       {"snippets", required_argument, NULL, 's'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *batch = NULL;
+  const char *batch = NULL, *snippets = NULL;
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 'b': batch = optarg; break;
+    case 's': snippets = optarg; break;
     case 'h': fputs(USAGE, stdout); return 0;
     default: fputs(USAGE, stderr); return 2;
     }
   }
-  if (argc - optind != (batch ? 1 : 2)) {
+  if (argc - optind != (snippets ? 0 : batch ? 1 : 2)) {
     fputs(USAGE, stderr);
     return 2;
   }
@@ -158,6 +208,7 @@ int mlxr_cmd_render_template(int argc, char **argv) {
     }
     params.fixed_time = &fixed;
   }
+  if (snippets) return run_snippets(snippets, &params);
   size_t src_len;
   char *src = read_file(argv[optind], &src_len);
   if (!src) {

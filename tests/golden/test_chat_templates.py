@@ -270,6 +270,31 @@ def cli_checks(env, tmpdir):
     return 5, failures
 
 
+def snippet_checks(env, tmpdir):
+    """General language coverage: tests/golden/templates/snippets.py, all in one --snippets run."""
+    sys.path.insert(0, os.path.join(SRC, "tests", "golden", "templates"))
+    import snippets
+    items = snippets.cases()
+    path = os.path.join(tmpdir, "snippets.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        for src, v in items:
+            f.write(json.dumps({"template": src, "vars": v}, ensure_ascii=False) + "\n")
+    p = subprocess.run([MLXR, "render-template", "--snippets", path], capture_output=True,
+                       env=dict(os.environ, MLXR_FIXED_TIME=FIXED_TIME), timeout=600)
+    got = [json.loads(x) for x in p.stdout.decode("utf-8", errors="surrogateescape").splitlines()]
+    failures = []
+    if p.returncode != 0 or len(got) != len(items):
+        return len(items), [f"snippets run: rc={p.returncode}, {len(got)} results for {len(items)}: {p.stderr[:400]!r}"]
+    for (src, v), res in zip(items, got):
+        ok, want = reference(env, src, v)
+        if ok and res["ok"] and res["out"] == want:
+            continue
+        if not ok and not res["ok"]:
+            continue
+        failures.append(f"snippet {src!r}:\n       got  {res.get('out', res.get('error'))!r}\n       want {want!r}")
+    return len(items), failures
+
+
 def main():
     if not os.access(MLXR, os.X_OK):
         print(f"FAIL: {MLXR} not built")
@@ -285,6 +310,12 @@ def main():
         failed += len(cli_failures)
         passed += n_cli - len(cli_failures)
         print(f"{'ok  ' if not cli_failures else 'FAIL'} cli forms: {n_cli - len(cli_failures)}/{n_cli}")
+        n_sn, sn_failures = snippet_checks(env, tmpdir)
+        for msg in sn_failures:
+            print("  DIFF", msg)
+        failed += len(sn_failures)
+        passed += n_sn - len(sn_failures)
+        print(f"{'ok  ' if not sn_failures else 'FAIL'} language snippets: {n_sn - len(sn_failures)}/{n_sn}")
         for name, src in templates:
             tpl_path = os.path.join(tmpdir, "template.jinja")
             with open(tpl_path, "w", encoding="utf-8") as f:
