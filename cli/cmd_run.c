@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/chat_repl.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/common/status.h"
@@ -25,6 +26,9 @@
 static void run_usage(FILE *f) {
   fprintf(f,
           "usage: mlxr run MODEL [PROMPT] [options]\n"
+          "  With no PROMPT on a terminal (or with --chat): an interactive chat using the model's\n"
+          "  chat template (/bye quits, /clear starts over, \"\"\" for multi-line messages).\n"
+          "  With no PROMPT and stdin not a terminal: stdin is the prompt to complete.\n"
           "  -n, --n-predict N     tokens to generate (default 128)\n"
           "  --temp T              temperature, 0 = greedy (default 0.8)\n"
           "  --top-k K             (default 40; 0 = off)\n"
@@ -39,7 +43,9 @@ static void run_usage(FILE *f) {
           "  --tokens 1,2,3        prompt as token ids instead of text\n"
           "  --ids                 print generated token ids instead of text\n"
           "  --no-bos              do not add BOS to a text prompt\n"
-          "  --ignore-eos          keep generating past end-of-generation tokens\n");
+          "  --ignore-eos          keep generating past end-of-generation tokens\n"
+          "  --chat                chat mode, reading messages line by line from stdin\n"
+          "  --system TEXT         system message for chat mode\n");
 }
 
 typedef struct run_options {
@@ -49,11 +55,14 @@ typedef struct run_options {
   bool print_ids;
   bool add_bos;
   bool ignore_eos;
+  bool chat;            /* interactive chat (default with no prompt on a terminal) */
+  bool n_set;
+  const char *system;
   const char *tokens_arg;
 } run_options;
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_SEED, OPT_REP, OPT_REPN, OPT_PRES,
-       OPT_FREQ, OPT_TOKENS, OPT_IDS, OPT_KV, OPT_NOBOS, OPT_IGNORE_EOS };
+       OPT_FREQ, OPT_TOKENS, OPT_IDS, OPT_KV, OPT_NOBOS, OPT_IGNORE_EOS, OPT_CHAT, OPT_SYSTEM };
 
 static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_params *ep) {
   static const struct option opts[] = {
@@ -67,7 +76,8 @@ static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_
       {"frequency-penalty", required_argument, NULL, OPT_FREQ},
       {"tokens", required_argument, NULL, OPT_TOKENS}, {"ids", no_argument, NULL, OPT_IDS},
       {"kv-type", required_argument, NULL, OPT_KV}, {"no-bos", no_argument, NULL, OPT_NOBOS},
-      {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
+      {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS}, {"chat", no_argument, NULL, OPT_CHAT},
+      {"system", required_argument, NULL, OPT_SYSTEM},
       {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
   long long v;
   double d;
@@ -76,7 +86,7 @@ static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_
   while ((c = getopt_long(argc, argv, "n:t:c:h", opts, NULL)) != -1) {
     bool ok = true;
     switch (c) {
-    case 'n': ok = mlxr_cli_parse_int(optarg, 0, 1 << 24, &v); o->n_predict = (int32_t)v; break;
+    case 'n': ok = mlxr_cli_parse_int(optarg, 0, 1 << 24, &v); o->n_predict = (int32_t)v; o->n_set = true; break;
     case 't': ok = mlxr_cli_parse_int(optarg, 1, 1024, &v); ep->n_threads = (int)v; break;
     case 'c': ok = mlxr_cli_parse_int(optarg, 1, 1 << 24, &v); ep->n_ctx = (int32_t)v; break;
     case OPT_TEMP: ok = mlxr_cli_parse_float(optarg, &d); o->sp.temperature = (float)d; break;
@@ -92,6 +102,8 @@ static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_
     case OPT_IDS: o->print_ids = true; break;
     case OPT_NOBOS: o->add_bos = false; break;
     case OPT_IGNORE_EOS: o->ignore_eos = true; break;
+    case OPT_CHAT: o->chat = true; break;
+    case OPT_SYSTEM: o->system = optarg; break;
     case OPT_KV:
       if (strcmp(optarg, "f32") == 0) ep->kv_type = MLXR_DTYPE_F32;
       else if (strcmp(optarg, "f16") == 0) ep->kv_type = MLXR_DTYPE_F16;
@@ -164,6 +176,11 @@ int mlxr_cmd_run(int argc, char **argv) {
   if (rc != MLXR_OK) {
     fprintf(stderr, "mlxr run: %s\n", err);
     return 1;
+  }
+  if (o.chat || (!prompt && !o.tokens_arg && isatty(STDIN_FILENO))) {
+    int st = mlxr_chat_repl(e, &o.sp, o.n_set ? o.n_predict : mlxr_engine_n_ctx(e), o.system);
+    mlxr_engine_close(e);
+    return st;
   }
   const mlxr_tokenizer *tok = mlxr_engine_tokenizer(e);
   const int32_t n_vocab = mlxr_engine_hparams(e)->n_vocab;
