@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# compare_llamacpp.sh: MLXR vs llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU binaries) on the same
+# compare_llamacpp.sh: MLXR vs llama.cpp (node-llama-cpp 3.21.1's prebuilt CPU binaries) on the same
 # GGUF file, in one invocation, alternating the two engines ROUNDS times so that machine noise hits
 # both alike. Prints each round's tok/s, the median ratio MLXR/llama.cpp for prompt processing (pp)
 # and generation (tg), and the fraction of the memory-bandwidth roofline that tg reaches
@@ -10,6 +10,10 @@
 # Needs build/bin/mlxr (scripts/setup.sh) and node-llama-cpp (scripts/fetch_test_deps.sh).
 # MLXR_BIN overrides the mlxr binary: the bin directory (as the golden tests take it) or the
 # executable itself.
+# LLAMACPP_BENCH selects how llama.cpp is driven: "c" (default) runs bench/llamacpp_cbench.c, which
+# calls the same prebuilt libllama/libggml that node-llama-cpp loads straight from C, like
+# llama-bench (no JavaScript per token); "node" runs bench/llamacpp_bench.mjs through the Node
+# addon (includes node-llama-cpp's per-token overhead, as a Node user would see it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: compare_llamacpp.sh MODEL.gguf [-t T] [-p P] [-n N] [-r ROUNDS]}
@@ -24,12 +28,25 @@ mlxr=${MLXR_BIN:-build/bin}
 bash scripts/fetch.d/20-llamacpp.sh >/dev/null
 mkdir -p build/bench
 gcc -O2 -mavx2 -pthread bench/membw.c -o build/bench/membw
+engine=${LLAMACPP_BENCH:-c}
+lc=tests/.cache/llamacpp
+bins=$lc/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
+if [ "$engine" = c ]; then
+  libllama=$(cd "$bins" && ls libllama.v*.so | head -n1)
+  libggml=$(cd "$bins" && ls libggml.v*.so | head -n1)
+  gcc -std=c17 -O2 -D_GNU_SOURCE -I"$lc/include" bench/llamacpp_cbench.c -L"$bins" -l:"$libllama" \
+    -l:"$libggml" -l:libggml-base.so -Wl,-rpath,"$PWD/$bins" -o build/bench/llamacpp-cbench
+fi
 bw=$(build/bench/membw "$threads" 1024)
 out=build/bench/rounds.jsonl
 : >"$out"
 for r in $(seq 1 "$rounds"); do
   m=$("$mlxr" bench "$model" -p "$p" -n "$n" -t "$threads" -r 1 --json)
-  l=$(node bench/llamacpp_bench.mjs "$model" --threads "$threads" --p "$p" --n "$n" --reps 1)
+  if [ "$engine" = c ]; then
+    l=$(build/bench/llamacpp-cbench "$model" "$bins" -t "$threads" -p "$p" -n "$n" -r 1)
+  else
+    l=$(node bench/llamacpp_bench.mjs "$model" --threads "$threads" --p "$p" --n "$n" --reps 1)
+  fi
   echo "{\"round\": $r, \"mlxr\": $m, \"llamacpp\": $l}" >>"$out"
 done
 /usr/bin/python3 - "$out" "$bw" "$model" "$threads" <<'PY'
@@ -38,6 +55,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 bw = float(sys.argv[2])
 m0 = rows[0]["mlxr"]
 print(f"model {sys.argv[3]}: {m0['arch']} {m0['weight_type']} weights, {m0['weight_bytes']/2**20:.1f} MiB; threads {sys.argv[4]}; read bandwidth {bw:.1f} GB/s")
+print(f"llama.cpp: {rows[0]['llamacpp'].get('engine', '?')}, cpu variant {rows[0]['llamacpp'].get('cpu_variant', '?')}")
 print(f"{'round':>5} {'mlxr pp':>10} {'llama pp':>10} {'mlxr tg':>9} {'llama tg':>9}")
 rp, rt = [], []
 for r in rows:

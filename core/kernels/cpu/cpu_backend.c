@@ -6,8 +6,9 @@
  * Matmul: activations are first converted to the weight type's vec_dot_type (e.g. Q8_0 for Q4_0
  * weights; nothing for F32/F16/BF16 weights, whose dots take float32 activations), then each thread
  * computes a contiguous range of output features for every row, in tiles of output rows so that
- * the weight tile stays in cache while the activation rows stream past. With several rows and a
- * gemm kernel for the type (core/kernels/types.h), a tile is one register-blocked gemm call;
+ * the weight tile stays in cache while the activation rows stream past. Where the type has a gemm
+ * kernel (core/kernels/types.h), a tile is one register-blocked gemm call, for any row count (with
+ * one row it still reads several weight rows per pass, and the VNNI kernels beat vec_dot there);
  * otherwise one vec_dot per (row, output).
  *
  * Scratch (quantized activations, attention scores) belongs to the backend context and only grows;
@@ -143,7 +144,7 @@ static void matmul_dot_worker(void *arg, int ith, int nth) {
   for (int64_t t = t0; t < t1; t++) {
     const int64_t o0 = t * CPU_MATMUL_TILE;
     const int64_t o1 = o0 + CPU_MATMUL_TILE < n_out ? o0 + CPU_MATMUL_TILE : n_out;
-    if (j->tt->gemm && j->n_rows > 1) {
+    if (j->tt->gemm) {
       j->tt->gemm(j->w->n_in, j->n_rows, o1 - o0, wdata + (size_t)o0 * j->w->row_bytes,
                   j->w->row_bytes, act, act_row, j->y + o0, n_out);
       if (j->bias) {
