@@ -27,7 +27,7 @@ typedef struct chat_state {
   mlxr_engine *e;
   const mlxr_tokenizer *tok;
   mlxr_template *tmpl;
-  cJSON *messages;        /* the conversation */
+  cJSON *messages;        /* the conversation (borrowed during a turn) */
   int seq;                /* KV sequence holding `cached` */
   int32_t *cached;        /* tokens whose K/V are in the sequence */
   int32_t n_cached;
@@ -163,54 +163,83 @@ static char *generate(chat_state *c, mlxr_sampler *smp, int32_t n_predict, size_
   return reply;
 }
 
-int mlxr_chat_repl(mlxr_engine *e, const mlxr_sampler_params *sp, int32_t n_predict,
-                   const char *system_prompt) {
-  const mlxr_tokenizer *tok = mlxr_engine_tokenizer(e);
-  size_t tlen = 0;
-  const char *src = mlxr_gguf_get_str(mlxr_model_gguf(mlxr_engine_model(e)), "tokenizer.chat_template", &tlen);
-  if (!src) {
-    fprintf(stderr, "mlxr run: this model has no chat template; give a PROMPT to complete text instead\n");
-    return 1;
-  }
+/* The in-process turn: render, reuse the KV prefix, generate. */
+typedef struct local_turn_ctx {
+  chat_state *c;
+  mlxr_sampler *smp;
+  int32_t n_predict;
+} local_turn_ctx;
+
+static int local_turn(void *ctx, const cJSON *messages, char **reply, size_t *reply_len) {
+  local_turn_ctx *t = ctx;
+  chat_state *c = t->c;
   char err[512] = "";
-  chat_state c = {.e = e, .tok = tok, .tty = isatty(STDIN_FILENO) != 0};
-  if (mlxr_template_new(src, tlen, &c.tmpl, err, sizeof(err)) != MLXR_OK) {
-    fprintf(stderr, "mlxr run: the model's chat template does not compile: %s\n", err);
+  c->messages = (cJSON *)messages; /* borrowed for the render */
+  char *text = NULL;
+  size_t len = 0;
+  int32_t *ids = NULL;
+  size_t n_ids = 0;
+  if (render_prompt(c, &text, &len, err, sizeof(err)) != MLXR_OK) {
+    fprintf(stderr, "mlxr run: chat template: %s\n", err);
     return 1;
   }
-  const int32_t n_vocab = mlxr_engine_hparams(e)->n_vocab;
-  c.messages = cJSON_CreateArray();
-  c.cached = malloc((size_t)mlxr_engine_n_ctx(e) * sizeof(int32_t));
-  c.logits = malloc((size_t)n_vocab * sizeof(float));
-  c.seq = mlxr_kv_seq_new(mlxr_engine_kv(e));
-  mlxr_sampler *smp = mlxr_sampler_new(sp, n_vocab);
-  int status = 1;
-  if (!c.messages || !c.cached || !c.logits || c.seq < 0 || !smp) {
-    fprintf(stderr, "mlxr run: out of memory\n");
-    goto done;
+  /* the template writes BOS itself when the model wants it; add it only if it did not */
+  const int32_t bos = mlxr_tokenizer_bos(c->tok);
+  const char *bos_text = bos >= 0 ? mlxr_tokenizer_token_text(c->tok, bos) : NULL;
+  mlxr_tokenize_params tp = {.add_special = !(bos_text && *bos_text && strncmp(text, bos_text, strlen(bos_text)) == 0),
+                             .parse_special = true};
+  int rc = mlxr_tokenizer_encode(c->tok, text, len, tp, &ids, &n_ids);
+  free(text);
+  if (rc != MLXR_OK || n_ids == 0 || (int64_t)n_ids >= mlxr_engine_n_ctx(c->e)) {
+    fprintf(stderr, "mlxr run: the conversation (%zu tokens) does not fit the context of %d; /clear to start over\n",
+            n_ids, (int)mlxr_engine_n_ctx(c->e));
+    free(ids);
+    return 1;
   }
+  rc = sync_kv(c, ids, (int32_t)n_ids, err, sizeof(err));
+  free(ids);
+  if (rc != MLXR_OK) {
+    fprintf(stderr, "mlxr run: %s\n", err);
+    return -1;
+  }
+  *reply = generate(c, t->smp, t->n_predict, reply_len, err, sizeof(err));
+  return *reply ? 0 : -1;
+}
+
+int mlxr_chat_loop(const mlxr_chat_backend *b, const char *system_prompt) {
+  chat_state io = {.tty = isatty(STDIN_FILENO) != 0};
+  cJSON *messages = cJSON_CreateArray();
+  if (!messages) return 1;
   if (system_prompt) {
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "role", "system");
     cJSON_AddStringToObject(m, "content", system_prompt);
-    cJSON_AddItemToArray(c.messages, m);
+    cJSON_AddItemToArray(messages, m);
   }
-  if (c.tty) fprintf(stderr, "Chat with the model. /bye to quit, /clear to start over, \"\"\" for multi-line input.\n");
+  if (io.tty) fprintf(stderr, "Chat with the model. /bye to quit, /clear to start over, \"\"\" for multi-line input.\n");
+  int status = 0;
   for (;;) {
-    char *msg = read_message(&c);
+    char *msg = read_message(&io);
     if (!msg) break;
     if (strcmp(msg, "/bye") == 0) {
       free(msg);
       break;
     }
-    if (strcmp(msg, "/clear") == 0 || strcmp(msg, "/?") == 0 || strcmp(msg, "/help") == 0) {
-      if (msg[1] == 'c') {
-        cJSON_Delete(c.messages);
-        c.messages = cJSON_CreateArray();
-        fprintf(stderr, "Cleared the conversation.\n");
-      } else {
-        fprintf(stderr, "  /bye     quit\n  /clear   forget the conversation\n  \"\"\"      begin or end a multi-line message\n");
+    if (strcmp(msg, "/clear") == 0) {
+      cJSON_Delete(messages);
+      messages = cJSON_CreateArray();
+      if (system_prompt) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", "system");
+        cJSON_AddStringToObject(m, "content", system_prompt);
+        cJSON_AddItemToArray(messages, m);
       }
+      fprintf(stderr, "Cleared the conversation.\n");
+      free(msg);
+      continue;
+    }
+    if (strcmp(msg, "/?") == 0 || strcmp(msg, "/help") == 0) {
+      fprintf(stderr, "  /bye     quit\n  /clear   forget the conversation\n  \"\"\"      begin or end a multi-line message\n");
       free(msg);
       continue;
     }
@@ -221,59 +250,66 @@ int mlxr_chat_repl(mlxr_engine *e, const mlxr_sampler_params *sp, int32_t n_pred
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "role", "user");
     cJSON_AddStringToObject(m, "content", msg);
-    cJSON_AddItemToArray(c.messages, m);
+    cJSON_AddItemToArray(messages, m);
     free(msg);
-
-    char *text = NULL;
-    size_t len = 0;
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
-    if (render_prompt(&c, &text, &len, err, sizeof(err)) != MLXR_OK) {
-      fprintf(stderr, "mlxr run: chat template: %s\n", err);
-      cJSON_DeleteItemFromArray(c.messages, cJSON_GetArraySize(c.messages) - 1);
-      continue;
-    }
-    /* the template writes BOS itself when the model wants it; add it only if it did not */
-    const int32_t bos = mlxr_tokenizer_bos(tok);
-    const char *bos_text = bos >= 0 ? mlxr_tokenizer_token_text(tok, bos) : NULL;
-    mlxr_tokenize_params tp = {.add_special = !(bos_text && *bos_text && strncmp(text, bos_text, strlen(bos_text)) == 0),
-                               .parse_special = true};
-    int rc = mlxr_tokenizer_encode(tok, text, len, tp, &ids, &n_ids);
-    free(text);
-    if (rc != MLXR_OK || n_ids == 0 || (int64_t)n_ids >= mlxr_engine_n_ctx(e)) {
-      fprintf(stderr, "mlxr run: the conversation (%zu tokens) does not fit the context of %d; /clear to start over\n",
-              n_ids, (int)mlxr_engine_n_ctx(e));
-      free(ids);
-      cJSON_DeleteItemFromArray(c.messages, cJSON_GetArraySize(c.messages) - 1);
-      continue;
-    }
-    rc = sync_kv(&c, ids, (int32_t)n_ids, err, sizeof(err));
-    free(ids);
-    if (rc != MLXR_OK) {
-      fprintf(stderr, "mlxr run: %s\n", err);
-      goto done;
-    }
+    char *reply = NULL;
     size_t reply_len = 0;
-    char *reply = generate(&c, smp, n_predict, &reply_len, err, sizeof(err));
-    if (reply) { /* template variables are JSON strings: a NUL byte cannot be carried, drop it */
-      size_t w = 0;
-      for (size_t r = 0; r < reply_len; r++) {
-        if (reply[r]) reply[w++] = reply[r];
+    int rc = b->turn(b->ctx, messages, &reply, &reply_len);
+    if (rc != 0) {
+      cJSON_DeleteItemFromArray(messages, cJSON_GetArraySize(messages) - 1);
+      free(reply);
+      if (rc < 0) {
+        status = 1;
+        break;
       }
-      reply[w] = '\0';
+      continue;
     }
+    /* template variables are JSON strings: a NUL byte cannot be carried, drop it */
+    size_t w = 0;
+    for (size_t r = 0; r < reply_len; r++) {
+      if (reply[r]) reply[w++] = reply[r];
+    }
+    reply[w] = '\0';
     cJSON *a = cJSON_CreateObject();
     cJSON_AddStringToObject(a, "role", "assistant");
-    cJSON_AddStringToObject(a, "content", reply ? reply : "");
-    cJSON_AddItemToArray(c.messages, a);
+    cJSON_AddStringToObject(a, "content", reply);
+    cJSON_AddItemToArray(messages, a);
     free(reply);
   }
-  status = 0;
-done:
-  mlxr_sampler_free(smp);
+  cJSON_Delete(messages);
+  return status;
+}
+
+int mlxr_chat_repl(mlxr_engine *e, const mlxr_sampler_params *sp, int32_t n_predict,
+                   const char *system_prompt) {
+  const mlxr_tokenizer *tok = mlxr_engine_tokenizer(e);
+  size_t tlen = 0;
+  const char *src = mlxr_gguf_get_str(mlxr_model_gguf(mlxr_engine_model(e)), "tokenizer.chat_template", &tlen);
+  if (!src) {
+    fprintf(stderr, "mlxr run: this model has no chat template; give a PROMPT to complete text instead\n");
+    return 1;
+  }
+  char err[512] = "";
+  chat_state c = {.e = e, .tok = tok};
+  if (mlxr_template_new(src, tlen, &c.tmpl, err, sizeof(err)) != MLXR_OK) {
+    fprintf(stderr, "mlxr run: the model's chat template does not compile: %s\n", err);
+    return 1;
+  }
+  const int32_t n_vocab = mlxr_engine_hparams(e)->n_vocab;
+  c.cached = malloc((size_t)mlxr_engine_n_ctx(e) * sizeof(int32_t));
+  c.logits = malloc((size_t)n_vocab * sizeof(float));
+  c.seq = mlxr_kv_seq_new(mlxr_engine_kv(e));
+  local_turn_ctx t = {.c = &c, .smp = mlxr_sampler_new(sp, n_vocab), .n_predict = n_predict};
+  int status = 1;
+  if (!c.cached || !c.logits || c.seq < 0 || !t.smp) {
+    fprintf(stderr, "mlxr run: out of memory\n");
+  } else {
+    mlxr_chat_backend b = {.ctx = &t, .turn = local_turn};
+    status = mlxr_chat_loop(&b, system_prompt);
+  }
+  mlxr_sampler_free(t.smp);
   free(c.cached);
   free(c.logits);
-  cJSON_Delete(c.messages);
   mlxr_template_free(c.tmpl);
   return status;
 }

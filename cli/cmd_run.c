@@ -18,6 +18,7 @@
 
 #include "cli/chat_repl.h"
 #include "cli/cli_util.h"
+#include "cli/daemon_client.h"
 #include "cli/commands.h"
 #include "core/common/status.h"
 #include "core/runtime/engine.h"
@@ -45,7 +46,10 @@ static void run_usage(FILE *f) {
           "  --no-bos              do not add BOS to a text prompt\n"
           "  --ignore-eos          keep generating past end-of-generation tokens\n"
           "  --chat                chat mode, reading messages line by line from stdin\n"
-          "  --system TEXT         system message for chat mode\n");
+          "  --system TEXT         system message for chat mode\n"
+          "  --local               run in this process even when mlxrd is running\n"
+          "  A running mlxrd (its Unix socket: $MLXR_SOCKET, else $XDG_RUNTIME_DIR/mlxr.sock, else\n"
+          "  /tmp/mlxr-$UID.sock) that serves the model is used instead of loading it here.\n");
 }
 
 typedef struct run_options {
@@ -58,11 +62,12 @@ typedef struct run_options {
   bool chat;            /* interactive chat (default with no prompt on a terminal) */
   bool n_set;
   const char *system;
+  bool local;           /* never use a running daemon */
   const char *tokens_arg;
 } run_options;
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_SEED, OPT_REP, OPT_REPN, OPT_PRES,
-       OPT_FREQ, OPT_TOKENS, OPT_IDS, OPT_KV, OPT_NOBOS, OPT_IGNORE_EOS, OPT_CHAT, OPT_SYSTEM };
+       OPT_FREQ, OPT_TOKENS, OPT_IDS, OPT_KV, OPT_NOBOS, OPT_IGNORE_EOS, OPT_CHAT, OPT_SYSTEM, OPT_LOCAL };
 
 static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_params *ep) {
   static const struct option opts[] = {
@@ -77,7 +82,7 @@ static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_
       {"tokens", required_argument, NULL, OPT_TOKENS}, {"ids", no_argument, NULL, OPT_IDS},
       {"kv-type", required_argument, NULL, OPT_KV}, {"no-bos", no_argument, NULL, OPT_NOBOS},
       {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS}, {"chat", no_argument, NULL, OPT_CHAT},
-      {"system", required_argument, NULL, OPT_SYSTEM},
+      {"system", required_argument, NULL, OPT_SYSTEM}, {"local", no_argument, NULL, OPT_LOCAL},
       {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
   long long v;
   double d;
@@ -104,6 +109,7 @@ static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_
     case OPT_IGNORE_EOS: o->ignore_eos = true; break;
     case OPT_CHAT: o->chat = true; break;
     case OPT_SYSTEM: o->system = optarg; break;
+    case OPT_LOCAL: o->local = true; break;
     case OPT_KV:
       if (strcmp(optarg, "f32") == 0) ep->kv_type = MLXR_DTYPE_F32;
       else if (strcmp(optarg, "f16") == 0) ep->kv_type = MLXR_DTYPE_F16;
@@ -151,6 +157,33 @@ static int prompt_ids(const run_options *o, const mlxr_tokenizer *tok, const cha
   return rc;
 }
 
+/* Through a running mlxrd if one answers and serves the model: returns the exit status, or 2 to
+ * run in process instead. The socket comes from the environment like mlxrd's own default. */
+static int run_via_daemon(const run_options *o, const char *model_arg, const char *prompt, bool chat) {
+  mlxr_daemon_client c = {.sp = o->sp, .seed_set = o->seed_set, .n_predict = o->n_set ? o->n_predict : -1};
+  const char *sock = getenv("MLXR_SOCKET"), *xdg = getenv("XDG_RUNTIME_DIR");
+  if (sock && *sock) snprintf(c.socket_path, sizeof(c.socket_path), "%s", sock);
+  else if (xdg && *xdg) snprintf(c.socket_path, sizeof(c.socket_path), "%s/mlxr.sock", xdg);
+  else snprintf(c.socket_path, sizeof(c.socket_path), "/tmp/mlxr-%u.sock", (unsigned)getuid());
+  if (!mlxr_daemon_reachable(c.socket_path)) return 2;
+  mlxr_daemon_model_id(model_arg, c.model, sizeof(c.model));
+  if (mlxr_daemon_has_model(&c) != 0) return 2;
+  if (chat) {
+    mlxr_chat_backend b = mlxr_daemon_chat_backend(&c);
+    return mlxr_chat_loop(&b, o->system);
+  }
+  char *stdin_text = NULL;
+  if (!prompt) {
+    size_t len;
+    stdin_text = mlxr_cli_read_stdin(&len);
+    if (!stdin_text) return 1;
+    prompt = stdin_text;
+  }
+  int rc = mlxr_daemon_generate(&c, prompt);
+  free(stdin_text);
+  return rc;
+}
+
 int mlxr_cmd_run(int argc, char **argv) {
   run_options o = {.n_predict = 128, .sp = mlxr_sampler_default_params(), .add_bos = true};
   mlxr_engine_params ep = mlxr_engine_default_params();
@@ -163,6 +196,11 @@ int mlxr_cmd_run(int argc, char **argv) {
   const char *prompt = optind == argc - 2 ? argv[optind + 1] : NULL;
   if (!o.seed_set) o.sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 
+  const bool chat = o.chat || (!prompt && !o.tokens_arg && isatty(STDIN_FILENO));
+  if (!o.local && !o.tokens_arg && !o.print_ids) {
+    int drc = run_via_daemon(&o, argv[optind], prompt, chat);
+    if (drc != 2) return drc; /* 2: no daemon serving this model: run in process */
+  }
   char err[512] = "";
   mlxr_cli_model model;
   int rc = mlxr_cli_model_resolve(argv[optind], &model, err, sizeof(err));
@@ -177,7 +215,7 @@ int mlxr_cmd_run(int argc, char **argv) {
     fprintf(stderr, "mlxr run: %s\n", err);
     return 1;
   }
-  if (o.chat || (!prompt && !o.tokens_arg && isatty(STDIN_FILENO))) {
+  if (chat) {
     int st = mlxr_chat_repl(e, &o.sp, o.n_set ? o.n_predict : mlxr_engine_n_ctx(e), o.system);
     mlxr_engine_close(e);
     return st;

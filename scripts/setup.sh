@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential cmake pkg-config git libpcre2-dev libcjson-dev libutf8proc-dev libedit-dev python3 python3-numpy
+APT_PACKAGES=(build-essential cmake pkg-config git libpcre2-dev libcjson-dev libutf8proc-dev libedit-dev libcurl4-openssl-dev python3 python3-numpy
   python3-jinja2 python3-sentencepiece ca-certificates
   libmicrohttpd-dev libyaml-dev curl)
 

@@ -62,7 +62,7 @@ def main():
         user1, user2 = "Hello there", "line one\nline two"
         q3 = '"' * 3
         chat_in = (user1 + "\n" + q3 + user2 + q3 + "\n/bye\n").encode()
-        out = run(["run", model, "--chat", "-n", str(n), "--temp", "0"], stdin=chat_in).decode("utf-8", errors="replace")
+        out = run(["run", "--local", model, "--chat", "-n", str(n), "--temp", "0"], stdin=chat_in).decode("utf-8", errors="replace")
         r1 = expected_reply(model, template_file, [{"role": "user", "content": user1}], n)
         check(out.startswith(r1 + "\n"), "turn 1 reply equals a fresh run on the rendered prompt (%r)" % r1)
         r2 = expected_reply(model, template_file, [{"role": "user", "content": user1},
@@ -74,7 +74,7 @@ def main():
         check(out == r1 + "\n" + r2 + "\n",
               "turn 2 (multi-line message, reused KV) equals a fresh run on the whole conversation")
         # /clear: the next turn starts a new conversation
-        out2 = run(["run", model, "--chat", "-n", str(n), "--temp", "0"],
+        out2 = run(["run", "--local", model, "--chat", "-n", str(n), "--temp", "0"],
                    stdin=("%s\n/clear\n%s\n" % (user2.replace("\n", " "), user1)).encode()).decode("utf-8", errors="replace")
         check(out2.endswith("\n" + r1 + "\n"), "after /clear the reply is the first-turn reply again")
     print("%d passed, %d failed" % (passed, failed))

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""`mlxr run` as a client of a running mlxrd: with a daemon serving the model on the socket that
+MLXR_SOCKET names, `mlxr run` must use it (the daemon's /api/ps shows the model was asked for, and
+its request counter moves) and print what the in-process engine prints (`mlxr run --local`) for
+greedy decoding, both for a completion and for a chat turn; when the daemon does not serve the
+model, or no daemon listens, `mlxr run` falls back to running in process.
+Ends with "N passed, N failed".
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SRC = os.environ.get("MLXR_SRC", os.getcwd())
+BIN = os.environ.get("MLXR_BIN", os.path.join(SRC, "build", "bin"))
+MLXR, MLXRD = os.path.join(BIN, "mlxr"), os.path.join(BIN, "mlxrd")
+passed = failed = 0
+
+
+def check(ok, what):
+    global passed, failed
+    print(("PASS " if ok else "FAIL ") + what)
+    passed, failed = passed + bool(ok), failed + (not ok)
+
+
+def run(args, stdin=b"", env=None):
+    r = subprocess.run([MLXR] + args, input=stdin, capture_output=True, timeout=300, env=env)
+    return r.returncode, r.stdout, r.stderr.decode(errors="replace")
+
+
+def metrics(sock_path):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    s.close()
+    return data.decode(errors="replace")
+
+
+def main():
+    if not (os.path.exists(MLXR) and os.path.exists(MLXRD)):
+        print("SKIP: mlxr/mlxrd not built\n0 passed, 0 failed")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        model = os.path.join(tmp, "qwen3.gguf")
+        subprocess.run([MLXR, "convert", os.path.join(SRC, "tests/fixtures/hf/qwen3"), "-o", model,
+                        "--type", "f32"], check=True, capture_output=True)
+        sock = os.path.join(tmp, "d.sock")
+        env = dict(os.environ, MLXR_SOCKET=sock)
+        # no daemon yet: in process
+        rc, local, _ = run(["run", "--local", model, "Hello there", "-n", "8", "--temp", "0"])
+        rc2, fallback, _ = run(["run", model, "Hello there", "-n", "8", "--temp", "0"], env=env)
+        check(rc == 0 and rc2 == 0 and fallback == local, "no daemon: runs in process")
+        d = subprocess.Popen([MLXRD, "--port", "0", "--socket", sock, "--model", model],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            for _ in range(100):
+                if os.path.exists(sock):
+                    break
+                time.sleep(0.05)
+            time.sleep(0.2)
+            before = metrics(sock)
+            rc, via, err = run(["run", model, "Hello there", "-n", "8", "--temp", "0"], env=env)
+            after = metrics(sock)
+            check(rc == 0 and "(daemon)" in err, "completion went through the daemon (%s)" % err.strip()[:80])
+            check(before != after, "the daemon's metrics moved")
+            check(via == local, "completion through the daemon equals the in-process one (%r)" % via[:40])
+            msgs = "Hello there\n/bye\n".encode()
+            rc, chat_local, _ = run(["run", "--local", model, "--chat", "-n", "6", "--temp", "0"], stdin=msgs)
+            rc2, chat_via, _ = run(["run", model, "--chat", "-n", "6", "--temp", "0"], stdin=msgs, env=env)
+            # JSON strings cannot carry NUL: the daemon's stream drops it, the terminal one prints it
+            check(rc == 0 and rc2 == 0 and chat_via == chat_local.replace(b"\0", b""),
+                  "chat turn through the daemon equals the in-process one")
+            # a model the daemon does not serve: in process
+            other = os.path.join(tmp, "other.gguf")
+            os.link(model, other)
+            rc, o_out, o_err = run(["run", other, "Hello there", "-n", "8", "--temp", "0"], env=env)
+            check(rc == 0 and o_out == local and "(daemon)" not in o_err, "unserved model runs in process")
+        finally:
+            d.terminate()
+            d.wait(timeout=30)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
