@@ -3,7 +3,8 @@
  * the op's definition (dense, unpaged, no SIMD), at every SIMD level up to the best the machine
  * has, with 1 and 3 threads:
  *   matmul (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K weights; with and without bias; 1, 2, 5, 7 and
- *   13 rows, so that the multi-row gemm kernels run with full and partial tiles),
+ *   13 rows, and 40 rows for the 16-row AMX groups, so that the multi-row gemm kernels run with
+ *   full and partial tiles),
  *   get_rows, rms_norm, rope (NORM and NEOX, partial rotation), swiglu, add,
  *   kv_store + paged attention (GQA, scattered block tables, F32 and F16 KV, rows of two
  *   sequences in one batch, causal lengths).
@@ -64,7 +65,7 @@ static void test_matmul(mlxr_backend *be, const char *tag) {
                               MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q4_K, MLXR_DTYPE_Q6_K};
   for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
     const int64_t n_in = 512, n_out = 37;
-    static const int row_counts[] = {1, 2, 5, 7, 13};
+    static const int row_counts[] = {1, 2, 5, 7, 13, 40};
     for (size_t rc = 0; rc < sizeof(row_counts) / sizeof(row_counts[0]); rc++) {
       const int rows = row_counts[rc];
       double *deq = malloc(sizeof(double) * n_in * n_out);

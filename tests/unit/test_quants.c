@@ -10,7 +10,8 @@
  *   2. vec_dot of random weight blocks against activations quantized by from_float equals the
  *      float64 sum of dequant(x) * dequant(y) within a tolerance relative to sum |x||y|;
  *      the SIMD level agrees with the scalar level on identical inputs; every gemm (multi-row
- *      product) agrees with the same reference and with vec_dot, for 1..9 rows and columns;
+ *      product) agrees with the same reference and with vec_dot, for 1..9 rows and columns and
+ *      for 16-row groups x 16 columns;
  *   3. from_float of the activation types (Q8_0, Q8_K) and of F16/BF16 is byte-identical across
  *      levels; f16/bf16 conversions agree with core/common/fp16.h on all 65536 patterns and on
  *      random float32 bit patterns;
@@ -366,14 +367,18 @@ static void test_vec_dot(rng *r, mlxr_simd_level best) {
 
 /* Every gemm (multi-row product) at every level this CPU runs, for row counts 1..9, column counts
  * 1..9 and awkward lengths (one block, an odd number of blocks, long rows; plain types with
- * lengths that are no multiple of 8): each output against the float64 sum of the dequantized
+ * lengths that are no multiple of 8), and 16/17/35 rows x 16 columns for the AMX tile kernels
+ * (16-row groups plus leftovers): each output against the float64 sum of the dequantized
  * operands, and against the same level's vec_dot; the padding beyond nc in each output row must
  * stay untouched. */
 static void test_gemm(rng *r, mlxr_simd_level best) {
   static const int64_t sizes_legacy[] = {32, 96, 160, 4128};
   static const int64_t sizes_k[] = {256, 768};
   static const int64_t sizes_plain[] = {1, 7, 33, 100, 1030};
-  enum { MAX_R = 9, MAX_C = 9, LDO = MAX_C + 3 };
+  /* 1..9 rows and columns, plus 16-row groups with leftovers x 16 columns (the AMX tiles) */
+  static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 35};
+  static const int col_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16};
+  enum { MAX_R = 35, MAX_C = 16, LDO = MAX_C + 3 };
   int n_checked = 0;
   for (int k = 0; k < N_TYPES; k++) {
     const mlxr_dtype t = k_all_types[k];
@@ -406,8 +411,9 @@ static void test_gemm(rng *r, mlxr_simd_level best) {
         if (!level_runs((mlxr_simd_level)l, best)) continue;
         const mlxr_type_traits *tr = mlxr_type_traits_get(t, (mlxr_simd_level)l);
         if (!tr->gemm) continue;
-        for (int nr = 1; nr <= MAX_R; nr++) {
-          for (int nc = 1; nc <= MAX_C; nc++) {
+        for (size_t ri = 0; ri < sizeof(row_counts) / sizeof(row_counts[0]); ri++) {
+          for (size_t ci = 0; ci < sizeof(col_counts) / sizeof(col_counts[0]); ci++) {
+            const int nr = row_counts[ri], nc = col_counts[ci];
             for (int e = 0; e < MAX_R * LDO; e++) out[e] = -777.0f;
             tr->gemm(n, nr, nc, x, bx, y, by, out, LDO);
             int bad = 0;

@@ -1,6 +1,7 @@
 /*
  * gemm_avx512.c: register-blocked multi-row products (the `gemm` entry of core/kernels/types.h)
- * with AVX-512 VNNI, for Q4_0 and Q8_0 weights against Q8_0 activations. Built with the AVX-512
+ * with AVX-512 VNNI, for Q4_0 and Q8_0 weights against Q8_0 activations, and with plain AVX-512F
+ * for F16 weights against float32 activations (16 lanes per FMA; no VNNI needed). Built with the AVX-512
  * flags CMake gives every *_avx512.c, plus VNNI through the target pragma below; type_traits.c
  * hands these out only when CPUID reports AVX512_VNNI (mlxr_quant_cpu_has_avx512_vnni), so an
  * AVX2-only or AVX-512-without-VNNI machine never executes them.
@@ -30,12 +31,82 @@ bool mlxr_quant_cpu_has_avx512_vnni(void) {
   return (c >> 11) & 1u;
 }
 
-#pragma GCC push_options
-#pragma GCC target("avx512vnni")
-
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 #define RM_MAX 4
 #define RN_MAX 4
+/* ---------------------------------------------------------------- instantiation and drivers */
+
+typedef void (*tile_fn)(int64_t nb, const uint8_t *x, size_t bx, const uint8_t *y, size_t by,
+                        float *out, int64_t ldo);
+
+#define TILE_FN(KIND, RM, RN)                                                                    \
+  static void KIND##_tile_##RM##x##RN(int64_t nb, const uint8_t *x, size_t bx, const uint8_t *y, \
+                                      size_t by, float *out, int64_t ldo) {                      \
+    KIND##_tile(RM, RN, nb, x, bx, y, by, out, ldo);                                             \
+  }
+#define TILE_ROW(KIND, RM) \
+  TILE_FN(KIND, RM, 1) TILE_FN(KIND, RM, 2) TILE_FN(KIND, RM, 3) TILE_FN(KIND, RM, 4)
+#define TILE_ALL(KIND) TILE_ROW(KIND, 1) TILE_ROW(KIND, 2) TILE_ROW(KIND, 3) TILE_ROW(KIND, 4)
+#define TABLE_ROW(KIND, RM) \
+  {KIND##_tile_##RM##x1, KIND##_tile_##RM##x2, KIND##_tile_##RM##x3, KIND##_tile_##RM##x4}
+#define TABLE(KIND) \
+  {TABLE_ROW(KIND, 1), TABLE_ROW(KIND, 2), TABLE_ROW(KIND, 3), TABLE_ROW(KIND, 4)}
+
+static void gemm_drive(const tile_fn (*tiles)[RN_MAX], int64_t nb, int64_t nr, int64_t nc,
+                       const void *x, size_t bx, const void *y, size_t by, float *out, int64_t ldo) {
+  const uint8_t *xb = x, *yb = y;
+  for (int64_t r0 = 0; r0 < nr; r0 += RM_MAX) {
+    const int rm = nr - r0 < RM_MAX ? (int)(nr - r0) : RM_MAX;
+    for (int64_t c0 = 0; c0 < nc; c0 += RN_MAX) {
+      const int rn = nc - c0 < RN_MAX ? (int)(nc - c0) : RN_MAX;
+      tiles[rm - 1][rn - 1](nb, xb + (size_t)c0 * bx, bx, yb + (size_t)r0 * by, by,
+                            out + r0 * ldo + c0, ldo);
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- F16 x F32 (AVX-512F only) */
+
+static ALWAYS_INLINE void f16_tile(const int rm, const int rn, int64_t n, const uint8_t *x,
+                                   size_t bx, const uint8_t *y, size_t by, float *out, int64_t ldo) {
+  __m512 acc[RM_MAX][RN_MAX];
+  _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++)
+    _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) acc[i][j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    __m512 w[RN_MAX];
+    _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) {
+      w[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const mlxr_f16 *)(x + (size_t)j * bx) + k)));
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) {
+      const __m512 yv = _mm512_loadu_ps((const float *)(y + (size_t)i * by) + k);
+      _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) acc[i][j] = _mm512_fmadd_ps(w[j], yv, acc[i][j]);
+    }
+  }
+  _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) {
+    const float *yr = (const float *)(y + (size_t)i * by);
+    _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) {
+      const mlxr_f16 *xr = (const mlxr_f16 *)(x + (size_t)j * bx);
+      float s = _mm512_reduce_add_ps(acc[i][j]);
+      for (int64_t t = k; t < n; t++) s += _cvtsh_ss(xr[t]) * yr[t];
+      out[i * ldo + j] = s;
+    }
+  }
+}
+
+TILE_ALL(f16)
+static const tile_fn f16_tiles[RM_MAX][RN_MAX] = TABLE(f16);
+
+/* F16 needs only AVX-512F (+F16C): usable without VNNI. */
+void mlxr_quant_f16_gemm_avx512(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                                const void *y, size_t by, float *out, int64_t ldo) {
+  gemm_drive(f16_tiles, n, nr, nc, x, bx, y, by, out, ldo);
+}
+
+/* ---------------------------------------------------------------- VNNI from here on */
+
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
 
 static ALWAYS_INLINE float hsum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
@@ -128,42 +199,10 @@ static ALWAYS_INLINE void q8_0_tile(const int rm, const int rn, int64_t nb, cons
     _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) out[i * ldo + j] = hsum16(acc[i][j]);
 }
 
-/* ---------------------------------------------------------------- instantiation and drivers */
-
-typedef void (*tile_fn)(int64_t nb, const uint8_t *x, size_t bx, const uint8_t *y, size_t by,
-                        float *out, int64_t ldo);
-
-#define TILE_FN(KIND, RM, RN)                                                                    \
-  static void KIND##_tile_##RM##x##RN(int64_t nb, const uint8_t *x, size_t bx, const uint8_t *y, \
-                                      size_t by, float *out, int64_t ldo) {                      \
-    KIND##_tile(RM, RN, nb, x, bx, y, by, out, ldo);                                             \
-  }
-#define TILE_ROW(KIND, RM) \
-  TILE_FN(KIND, RM, 1) TILE_FN(KIND, RM, 2) TILE_FN(KIND, RM, 3) TILE_FN(KIND, RM, 4)
-#define TILE_ALL(KIND) TILE_ROW(KIND, 1) TILE_ROW(KIND, 2) TILE_ROW(KIND, 3) TILE_ROW(KIND, 4)
-#define TABLE_ROW(KIND, RM) \
-  {KIND##_tile_##RM##x1, KIND##_tile_##RM##x2, KIND##_tile_##RM##x3, KIND##_tile_##RM##x4}
-#define TABLE(KIND) \
-  {TABLE_ROW(KIND, 1), TABLE_ROW(KIND, 2), TABLE_ROW(KIND, 3), TABLE_ROW(KIND, 4)}
-
 TILE_ALL(q4_0)
 TILE_ALL(q8_0)
-
 static const tile_fn q4_0_tiles[RM_MAX][RN_MAX] = TABLE(q4_0);
 static const tile_fn q8_0_tiles[RM_MAX][RN_MAX] = TABLE(q8_0);
-
-static void gemm_drive(const tile_fn (*tiles)[RN_MAX], int64_t nb, int64_t nr, int64_t nc,
-                       const void *x, size_t bx, const void *y, size_t by, float *out, int64_t ldo) {
-  const uint8_t *xb = x, *yb = y;
-  for (int64_t r0 = 0; r0 < nr; r0 += RM_MAX) {
-    const int rm = nr - r0 < RM_MAX ? (int)(nr - r0) : RM_MAX;
-    for (int64_t c0 = 0; c0 < nc; c0 += RN_MAX) {
-      const int rn = nc - c0 < RN_MAX ? (int)(nc - c0) : RN_MAX;
-      tiles[rm - 1][rn - 1](nb, xb + (size_t)c0 * bx, bx, yb + (size_t)r0 * by, by,
-                            out + r0 * ldo + c0, ldo);
-    }
-  }
-}
 
 void mlxr_quant_q4_0_gemm_avx512vnni(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                                      const void *y, size_t by, float *out, int64_t ldo) {

@@ -10,9 +10,12 @@
  * vec_dot_type choices: F32 activations for F32/F16/BF16 weights; Q8_0 for all 32-element legacy
  * types (Q4_1/Q5_1 add mx * dy * sum(qy) themselves, so one activation format serves them all);
  * Q8_K for the K-quants. Activation-only types (Q8_1, Q8_K) have no vec_dot.
- * gemm (multi-row products) exists for F16, Q4_0 and Q8_0 at AVX2 (gemm_avx2.c); at AVX512, when
- * CPUID also reports AVX512_VNNI (checked on each call: callers on hot paths keep the pointer),
- * Q4_0 and Q8_0 use gemm_avx512.c. Elsewhere gemm is NULL and callers loop over vec_dot.
+ * gemm (multi-row products) exists for F16, Q4_0 and Q8_0 at AVX2 (gemm_avx2.c); at AVX512, F16
+ * uses gemm_avx512.c, and when CPUID also reports AVX512_VNNI (checked on each call: callers on
+ * hot paths keep the pointer) so do Q4_0 and Q8_0; where the CPU also has AMX-INT8 and the kernel
+ * grants the tile state (mlxr_quant_cpu_amx_enable, an arch_prctl: the one side effect here),
+ * Q4_0 and Q8_0 use the AMX kernels of gemm_amx.c. Elsewhere gemm is NULL and callers loop over
+ * vec_dot.
  */
 #include "core/kernels/cpu/quants_impl.h"
 
@@ -48,14 +51,14 @@ static const mlxr_type_traits scalar_traits[TRAITS_SIZE] = {
 };
 
 #if MLXR_QUANTS_X86
-/* The x86 table; the AVX-512 VNNI one differs only in its Q4_0/Q8_0 gemm. */
-#define X86_TRAITS(Q4_0_GEMM, Q8_0_GEMM) \
+/* The x86 tables differ only in their gemm kernels. */
+#define X86_TRAITS(F16_GEMM, Q4_0_GEMM, Q8_0_GEMM) \
   { \
     [MLXR_DTYPE_F32] = {MLXR_DTYPE_F32, 1, 4, mlxr_quant_f32_to_float, mlxr_quant_f32_from_float,              \
                         MLXR_DTYPE_F32, mlxr_quant_f32_vec_dot_avx2, NULL},                                    \
     [MLXR_DTYPE_F16] = {MLXR_DTYPE_F16, 1, 2, mlxr_quant_f16_to_float_avx2,                                    \
                         mlxr_quant_f16_from_float_avx2, MLXR_DTYPE_F32, mlxr_quant_f16_vec_dot_avx2,           \
-                        mlxr_quant_f16_gemm_avx2},                                                             \
+                        F16_GEMM},                                                                     \
     [MLXR_DTYPE_BF16] = {MLXR_DTYPE_BF16, 1, 2, mlxr_quant_bf16_to_float_avx2,                                 \
                          mlxr_quant_bf16_from_float_avx2, MLXR_DTYPE_F32, mlxr_quant_bf16_vec_dot_avx2, NULL}, \
     [MLXR_DTYPE_Q4_0] = {MLXR_DTYPE_Q4_0, 32, 18, mlxr_quant_q4_0_to_float_avx2, mlxr_quant_q4_0_from_float,   \
@@ -82,9 +85,14 @@ static const mlxr_type_traits scalar_traits[TRAITS_SIZE] = {
   }
 
 static const mlxr_type_traits avx2_traits[TRAITS_SIZE] =
-    X86_TRAITS(mlxr_quant_q4_0_gemm_avx2, mlxr_quant_q8_0_gemm_avx2);
+    X86_TRAITS(mlxr_quant_f16_gemm_avx2, mlxr_quant_q4_0_gemm_avx2, mlxr_quant_q8_0_gemm_avx2);
+static const mlxr_type_traits avx512_traits[TRAITS_SIZE] =
+    X86_TRAITS(mlxr_quant_f16_gemm_avx512, mlxr_quant_q4_0_gemm_avx2, mlxr_quant_q8_0_gemm_avx2);
 static const mlxr_type_traits avx512vnni_traits[TRAITS_SIZE] =
-    X86_TRAITS(mlxr_quant_q4_0_gemm_avx512vnni, mlxr_quant_q8_0_gemm_avx512vnni);
+    X86_TRAITS(mlxr_quant_f16_gemm_avx512, mlxr_quant_q4_0_gemm_avx512vnni,
+               mlxr_quant_q8_0_gemm_avx512vnni);
+static const mlxr_type_traits amx_traits[TRAITS_SIZE] =
+    X86_TRAITS(mlxr_quant_f16_gemm_avx512, mlxr_quant_q4_0_gemm_amx, mlxr_quant_q8_0_gemm_amx);
 #endif
 
 const mlxr_type_traits *mlxr_type_traits_get(mlxr_dtype t, mlxr_simd_level level) {
@@ -98,8 +106,10 @@ const mlxr_type_traits *mlxr_type_traits_get(mlxr_dtype t, mlxr_simd_level level
     case MLXR_SIMD_AVX2:
     case MLXR_SIMD_AVX512: /* AVX2's kernels, plus the VNNI gemm where the CPU has VNNI */
 #if MLXR_QUANTS_X86
-      table = level == MLXR_SIMD_AVX512 && mlxr_quant_cpu_has_avx512_vnni() ? avx512vnni_traits
-                                                                              : avx2_traits;
+      table = level != MLXR_SIMD_AVX512         ? avx2_traits
+              : mlxr_quant_cpu_amx_enable()      ? amx_traits
+              : mlxr_quant_cpu_has_avx512_vnni() ? avx512vnni_traits
+                                                 : avx512_traits;
 #else
       table = scalar_traits;
 #endif
