@@ -123,7 +123,7 @@ void mlxr_metrics_render(mlxr_server *s, mlxr_buf *b) {
       {"mlxr_model_loaded", "Whether the model is loaded (1) or not (0)."},
       {"mlxr_requests_running", "Sequences decoding in the model's scheduler."},
       {"mlxr_requests_waiting", "Requests queued in the model's scheduler."},
-      {"mlxr_kv_blocks_total", "KV cache blocks of the model."},
+      {"mlxr_kv_blocks", "KV cache blocks of the model (capacity)."},
       {"mlxr_kv_blocks_used", "KV cache blocks in use."},
       {"mlxr_kv_usage_ratio", "Fraction of KV cache blocks in use."},
   };
