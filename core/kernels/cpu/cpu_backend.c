@@ -11,6 +11,9 @@
  * one row it still reads several weight rows per pass, and the VNNI kernels beat vec_dot there);
  * otherwise one vec_dot per (row, output).
  *
+ * Attention reads K and V rows in place from the paged pools; at AVX2 and above the score dot
+ * products and the weighted V sums are gemm_attn_avx2.c's (F16 rows converted by F16C on the fly).
+ *
  * Scratch (quantized activations, attention scores) belongs to the backend context and only grows;
  * after the first forward of the largest batch, ops allocate nothing.
  */
@@ -23,6 +26,7 @@
 
 #include "core/common/fp16.h"
 #include "core/common/status.h"
+#include "core/kernels/cpu/quants_impl.h"
 #include "core/kernels/cpu/threadpool.h"
 
 #define CPU_MATMUL_TILE 16 /* output rows per tile */
@@ -262,6 +266,7 @@ typedef struct attn_job {
   const mlxr_type_traits *kv_tt; /* to_float of the KV type */
   float *scores;                 /* [nth][scores_cap] */
   size_t scores_cap;
+  bool simd;                     /* AVX2 inner products (gemm_attn_avx2.c) */
 } attn_job;
 
 static void attn_worker(void *arg, int ith, int nth) {
@@ -286,13 +291,21 @@ static void attn_worker(void *arg, int ith, int nth) {
     for (int32_t t = 0; t < n_ctx; t++) {
       const int64_t slot = (int64_t)table[t / a->block_size] * a->block_size + t % a->block_size;
       const uint8_t *krow = (const uint8_t *)a->k_pool + ((size_t)slot * kv_dim_k + (size_t)kvh * a->head_dim_k) * esz;
-      const float *kf = (const float *)krow;
-      if (a->kv_type != MLXR_DTYPE_F32) {
-        j->kv_tt->to_float(krow, kbuf, a->head_dim_k);
-        kf = kbuf;
+      float s;
+#if MLXR_QUANTS_X86
+      if (j->simd) {
+        s = mlxr_attn_dot_avx2(q, krow, a->kv_type != MLXR_DTYPE_F32, a->head_dim_k);
+      } else
+#endif
+      {
+        const float *kf = (const float *)krow;
+        if (a->kv_type != MLXR_DTYPE_F32) {
+          j->kv_tt->to_float(krow, kbuf, a->head_dim_k);
+          kf = kbuf;
+        }
+        s = 0.0f;
+        for (int i = 0; i < a->head_dim_k; i++) s += q[i] * kf[i];
       }
-      float s = 0.0f;
-      for (int i = 0; i < a->head_dim_k; i++) s += q[i] * kf[i];
       s *= a->scale;
       scores[t] = s;
       if (s > maxs) maxs = s;
@@ -307,12 +320,18 @@ static void attn_worker(void *arg, int ith, int nth) {
     for (int32_t t = 0; t < n_ctx; t++) {
       const int64_t slot = (int64_t)table[t / a->block_size] * a->block_size + t % a->block_size;
       const uint8_t *vrow = (const uint8_t *)a->v_pool + ((size_t)slot * kv_dim_v + (size_t)kvh * a->head_dim_v) * esz;
+      const float p = scores[t] * inv;
+#if MLXR_QUANTS_X86
+      if (j->simd) {
+        mlxr_attn_axpy_avx2(out, p, vrow, a->kv_type != MLXR_DTYPE_F32, a->head_dim_v);
+        continue;
+      }
+#endif
       const float *vf = (const float *)vrow;
       if (a->kv_type != MLXR_DTYPE_F32) {
         j->kv_tt->to_float(vrow, vbuf, a->head_dim_v);
         vf = vbuf;
       }
-      const float p = scores[t] * inv;
       for (int i = 0; i < a->head_dim_v; i++) out[i] += p * vf[i];
     }
   }
@@ -335,7 +354,8 @@ static int cpu_attention(mlxr_backend *be, const mlxr_attn_args *a) {
     c->scores = p;
     c->scores_cap = cap;
   }
-  attn_job job = {a, cpu_traits(c, a->kv_type), c->scores, c->scores_cap};
+  attn_job job = {a, cpu_traits(c, a->kv_type), c->scores, c->scores_cap,
+                  MLXR_QUANTS_X86 && (c->level == MLXR_SIMD_AVX2 || c->level == MLXR_SIMD_AVX512)};
   if (!job.kv_tt) return MLXR_ERR_UNSUPPORTED;
   mlxr_threadpool_run(c->pool, attn_worker, &job);
   return MLXR_OK;

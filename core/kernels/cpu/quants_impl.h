@@ -31,6 +31,7 @@
 #define MLXR_KERNELS_CPU_QUANTS_IMPL_H
 
 #include <assert.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -224,6 +225,10 @@ void mlxr_quant_q4_0_gemm_avx512vnni(int64_t n, int64_t nr, int64_t nc, const vo
                                      const void *y, size_t by, float *out, int64_t ldo);
 void mlxr_quant_q8_0_gemm_avx512vnni(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                                      const void *y, size_t by, float *out, int64_t ldo);
+
+/* ---- attention inner products (gemm_attn_avx2.c; x86, AVX2 level and above) ---- */
+float mlxr_attn_dot_avx2(const float *q, const void *k, bool k_f16, int n);
+void mlxr_attn_axpy_avx2(float *out, float p, const void *v, bool v_f16, int n);
 
 /* ---- AMX-INT8 (gemm_amx.c; x86 only, after mlxr_quant_cpu_amx_enable() returned true) ---- */
 bool mlxr_quant_cpu_amx_enable(void);
