@@ -133,18 +133,24 @@ typedef void (*pack_fn)(int64_t nb, const uint8_t *x, size_t bx, int8_t *bp, flo
 typedef void (*gemm_fn)(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx, const void *y,
                         size_t by, float *out, int64_t ldo);
 
+/* Separate and not inlined so that the single-row (decode) calls, which never get here, do not
+ * pay for the 144 KiB stack frame (and its stack-clash probes) on every call. */
+static __attribute__((noinline)) void amx_tiles(pack_fn pack, int64_t nb, int64_t groups,
+                                                const void *x, size_t bx, const void *y, size_t by,
+                                                float *out, int64_t ldo) {
+  int8_t bp[MAX_BLOCKS * 512] __attribute__((aligned(64)));
+  float dx[MAX_BLOCKS * 16] __attribute__((aligned(64)));
+  pack(nb, x, bx, bp, dx);
+  amx_configure();
+  amx_rows(nb, groups, bp, dx, y, by, out, ldo);
+  _tile_release();
+}
+
 static void amx_gemm(pack_fn pack, gemm_fn fallback, int64_t n, int64_t nr, int64_t nc,
                      const void *x, size_t bx, const void *y, size_t by, float *out, int64_t ldo) {
   const int64_t nb = n / MLXR_QK;
   const int64_t groups = nc == 16 && nb <= MAX_BLOCKS ? nr / 16 : 0;
-  if (groups > 0) {
-    int8_t bp[MAX_BLOCKS * 512] __attribute__((aligned(64)));
-    float dx[MAX_BLOCKS * 16] __attribute__((aligned(64)));
-    pack(nb, x, bx, bp, dx);
-    amx_configure();
-    amx_rows(nb, groups, bp, dx, y, by, out, ldo);
-    _tile_release();
-  }
+  if (groups > 0) amx_tiles(pack, nb, groups, x, bx, y, by, out, ldo);
   const int64_t done = groups * 16;
   if (done < nr) fallback(n, nr - done, nc, x, bx, (const uint8_t *)y + (size_t)done * by, by, out + done * ldo, ldo);
 }
