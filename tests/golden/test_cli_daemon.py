@@ -62,12 +62,14 @@ def main():
         d = subprocess.Popen([MLXRD, "--port", "0", "--socket", sock, "--model", model],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            for _ in range(100):
-                if os.path.exists(sock):
+            before = None
+            for _ in range(600):  # up to a minute: a sanitizer build starts slowly
+                try:
+                    before = metrics(sock)
                     break
-                time.sleep(0.05)
-            time.sleep(0.2)
-            before = metrics(sock)
+                except OSError:
+                    time.sleep(0.1)
+            check(before is not None and "200 OK" in before.split("\r\n", 1)[0], "the daemon answers on its socket")
             rc, via, err = run(["run", model, "Hello there", "-n", "8", "--temp", "0"], env=env)
             after = metrics(sock)
             check(rc == 0 and "(daemon)" in err, "completion went through the daemon (%s)" % err.strip()[:80])
