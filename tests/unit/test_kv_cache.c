@@ -10,19 +10,10 @@
 #include <string.h>
 
 #include "core/common/status.h"
+#include "tests/unit/check.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/runtime/kv/kv_cache.h"
 
-static int failures = 0;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      failures++;                                          \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                        \
-      fprintf(stderr, "\n");                               \
-    }                                                      \
-  } while (0)
 
 int main(void) {
   mlxr_cpu_backend_params bp = mlxr_cpu_backend_default_params();
@@ -135,6 +126,5 @@ int main(void) {
 
   mlxr_kv_cache_free(kv);
   mlxr_backend_free(be);
-  printf("%s\n", failures ? "test_kv_cache: FAILED" : "test_kv_cache: ok");
-  return failures ? 1 : 0;
+  return check_report("test_kv_cache");
 }

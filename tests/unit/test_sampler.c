@@ -10,17 +10,8 @@
 #include <string.h>
 
 #include "core/runtime/sampler.h"
+#include "tests/unit/check.h"
 
-static int failures = 0;
-#define CHECK(cond, ...)                         \
-  do {                                           \
-    if (!(cond)) {                               \
-      failures++;                                \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);              \
-      fprintf(stderr, "\n");                     \
-    }                                            \
-  } while (0)
 
 static uint64_t rng_state = 88172645463325252ull;
 static double urand(void) {
@@ -155,6 +146,5 @@ int main(void) {
   mlxr_sampler_free(a);
   mlxr_sampler_free(b);
   free(logits); free(probs); free(ref);
-  printf("%s\n", failures ? "test_sampler: FAILED" : "test_sampler: ok");
-  return failures ? 1 : 0;
+  return check_report("test_sampler");
 }

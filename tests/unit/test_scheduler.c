@@ -21,19 +21,10 @@
 #include <unistd.h>
 
 #include "core/common/status.h"
+#include "tests/unit/check.h"
 #include "daemon/scheduler/scheduler.h"
 #include "tools/convert.h"
 
-static int failures = 0;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      failures++;                                          \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                        \
-      fprintf(stderr, "\n");                               \
-    }                                                      \
-  } while (0)
 
 typedef struct collector {
   pthread_mutex_t lock;
@@ -263,6 +254,5 @@ int main(void) {
   CHECK(st.kv_blocks_free == st.kv_blocks_total, "every KV block back (%d of %d)", st.kv_blocks_free, st.kv_blocks_total);
   mlxr_sched_close(s);
   unlink(path);
-  printf("%s\n", failures ? "test_scheduler: FAILED" : "test_scheduler: ok");
-  return failures ? 1 : 0;
+  return check_report("test_scheduler");
 }
