@@ -10,6 +10,20 @@
  *   4. one forward (mlxr_engine_decode), then for each row with logits: logprobs if asked, sample,
  *      detokenize, stop strings, limits; events to the request's callback.
  *
+ * Latency target (target_latency_ms): a step that carries decode rows must not be stretched by a
+ * long prompt chunk, or every running stream stutters. The worker keeps two moving averages (EMA,
+ * weight 1/4 for the newest sample): D, the time of a step with decode rows only (at small batch
+ * sizes a CPU decode step is dominated by streaming the weights once, so it hardly depends on the
+ * number of rows), and P, the marginal time per prefill row, measured on steps with at least 16
+ * prefill rows as (step time - D if it also decoded) / prefill rows. When a step will decode and P
+ * is known, its prefill rows are capped at (target - D) / P, but never below one KV block (16
+ * rows), so waiting prompts still advance (no starvation) and chunks stay block-aligned. A step
+ * with no decode rows prefills up to max_batch_tokens: nobody is waiting on it.
+ *
+ * KV pool size: engine.kv_blocks if set; else kv_bytes (from server.yaml's kv_cache_mib) divided by
+ * the bytes of one block, computed from the model's metadata (layers, KV heads, head sizes, block
+ * size, KV element type) and checked against the pool the engine actually made.
+ *
  * Requests live in a fixed array of running slots plus a FIFO of waiting ones. A handle is shared
  * by the caller and the worker (refs); it is freed when both are done with it. Callbacks run on the
  * worker without the lock held; `in_callback` lets mlxr_sched_release wait for a running callback.
@@ -19,11 +33,15 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/common/status.h"
+#include "core/runtime/grammar/grammar.h"
+#include "core/formats/gguf.h"
 #include "daemon/scheduler/stop_text.h"
 
 typedef enum req_state { REQ_WAITING, REQ_RUNNING, REQ_DONE } req_state;
@@ -59,6 +77,10 @@ struct mlxr_gen_handle {
   mlxr_detok detok;
   mlxr_stop_text stop;
   int64_t t_submit, t_start, t_first;
+  /* constrained decoding (params.grammar): parsed at submit, advanced by each sampled token */
+  mlxr_grammar *grammar;
+  mlxr_grammar_matcher *matcher;
+  bool flush_on_stop;    /* a STOP that is not a stop string: held-back text is output */
 };
 
 typedef struct embed_job {
@@ -94,9 +116,12 @@ struct mlxr_sched {
   mlxr_gen_handle **row_req;/* [max_batch_tokens] request of each row that wants logits */
   mlxr_gen_handle **order;  /* [max_running] running requests by admission, this step */
   float *logits;            /* [max_running][n_vocab] */
+  mlxr_grammar_vocab *gvocab; /* every token's bytes, built at the first constrained request */
   mlxr_token_logprob *top;  /* [MLXR_MAX_TOP_LOGPROBS] */
   char *text;               /* detok output scratch */
   size_t text_cap;
+  double ema_decode_ns;     /* D: time of a decode-only step (0: not measured yet) */
+  double ema_prefill_row_ns;/* P: marginal time per prefill row (0: not measured yet) */
 };
 
 static int64_t now_ns(void) {
@@ -132,6 +157,8 @@ static void handle_free(mlxr_gen_handle *h) {
   free(h->bias_values);
   mlxr_sampler_free(h->sampler);
   mlxr_stop_text_free(&h->stop);
+  mlxr_grammar_matcher_free(h->matcher);
+  mlxr_grammar_free(h->grammar);
   free(h);
 }
 
@@ -165,7 +192,7 @@ static void finish(mlxr_sched *s, mlxr_gen_handle *h, mlxr_finish_reason reason,
   mlxr_gen_event ev = {.kind = error ? MLXR_GEN_ERROR : MLXR_GEN_DONE, .message = error};
   const char *tail = "";
   size_t tail_len = 0;
-  if (!error && reason != MLXR_FINISH_STOP && h->sampler) {
+  if (!error && (reason != MLXR_FINISH_STOP || h->flush_on_stop) && h->sampler) {
     /* flush held-back bytes and text: nothing more can complete them */
     char buf[64];
     int w = mlxr_detok_flush(&h->detok, buf, sizeof(buf));
@@ -229,10 +256,56 @@ static void compute_logprobs(mlxr_sched *s, const float *logits, int32_t token, 
   *n_top_out = k;
 }
 
+/* Constrained decoding's token filter: an end-of-generation token only where the grammar is
+ * complete, any other token only if the matcher takes its bytes. The first-byte mask (256 one-byte
+ * tries) is computed only once a few candidates were tested, so a greedy pick that the grammar
+ * allows costs one try. */
+typedef struct grammar_filter {
+  mlxr_sched *s;
+  mlxr_gen_handle *h;
+  const mlxr_tokenizer *tok;
+  bool complete;
+  int calls;
+  bool have_mask;
+  uint8_t mask[32];
+} grammar_filter;
+
+static bool grammar_allows(void *ctx, int32_t id) {
+  grammar_filter *f = ctx;
+  if (mlxr_tokenizer_is_eog(f->tok, id)) return f->complete && !f->h->params.ignore_eos;
+  if (!f->have_mask && ++f->calls > 4) {
+    mlxr_grammar_matcher_first_bytes(f->h->matcher, f->mask);
+    f->have_mask = true;
+  }
+  return mlxr_grammar_matcher_allows_token(f->h->matcher, f->s->gvocab, id, f->have_mask ? f->mask : NULL);
+}
+
+/* The matcher has a complete sentence that nothing may extend: the output is done. */
+static bool grammar_done(const mlxr_gen_handle *h) {
+  return h->matcher && mlxr_grammar_matcher_is_complete(h->matcher) && !mlxr_grammar_matcher_can_continue(h->matcher);
+}
+
 /* Sample the next token of h from its logits row and report it. Returns true if h finished. */
 static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
   const mlxr_tokenizer *tok = mlxr_engine_tokenizer(s->engine);
-  const int32_t id = mlxr_sampler_sample(h->sampler, logits);
+  int32_t id;
+  if (h->matcher) {
+    h->flush_on_stop = true;
+    grammar_filter f = {.s = s, .h = h, .tok = tok, .complete = mlxr_grammar_matcher_is_complete(h->matcher)};
+    id = grammar_done(h) ? -1 : mlxr_sampler_sample_filtered(h->sampler, logits, grammar_allows, &f);
+    if (id < 0) {
+      if (f.complete) finish(s, h, MLXR_FINISH_STOP, NULL);
+      else finish(s, h, MLXR_FINISH_NONE, "constrained decoding: no token of the vocabulary can continue the grammar");
+      return true;
+    }
+    if (!mlxr_tokenizer_is_eog(tok, id)) {
+      size_t len;
+      const uint8_t *b = mlxr_grammar_vocab_bytes(s->gvocab, id, &len);
+      mlxr_grammar_matcher_accept(h->matcher, b, len);
+    }
+  } else {
+    id = mlxr_sampler_sample(h->sampler, logits);
+  }
   mlxr_sampler_accept(h->sampler, id);
   if (!h->t_first) h->t_first = now_ns();
   h->n_generated++;
@@ -253,6 +326,11 @@ static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
   mlxr_stop_text_take(&h->stop, false, &ev.text, &ev.text_len, &stopped);
   emit(s, h, &ev);
   if (stopped) {
+    h->flush_on_stop = false; /* a stop string: what was held back is the stop string */
+    finish(s, h, MLXR_FINISH_STOP, NULL);
+    return true;
+  }
+  if (grammar_done(h)) { /* the grammar's sentence is complete and cannot go on */
     finish(s, h, MLXR_FINISH_STOP, NULL);
     return true;
   }
@@ -287,6 +365,10 @@ static int start_request(mlxr_sched *s, mlxr_gen_handle *h, char *err, size_t er
     return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "logit_bias names a token outside the vocabulary");
   }
   for (int32_t i = 0; i < h->n_prompt; i++) mlxr_sampler_accept(h->sampler, h->prompt[i]);
+  if (h->matcher && !s->gvocab &&
+      mlxr_grammar_vocab_new(mlxr_engine_tokenizer(s->engine), &s->gvocab, err, err_len) != MLXR_OK) {
+    return MLXR_ERR_NOMEM;
+  }
   mlxr_detok_init(&h->detok, mlxr_engine_tokenizer(s->engine), false);
   h->t_start = now_ns();
   return MLXR_OK;
@@ -331,6 +413,35 @@ static void preempt(mlxr_sched *s, mlxr_gen_handle *h) {
   pthread_mutex_unlock(&s->lock);
 }
 
+/* Prefill rows allowed in a step under the latency target (see the top of the file); 0: no cap. */
+static int32_t prefill_row_cap(const mlxr_sched *s, int32_t n_order) {
+  if (s->p.target_latency_ms <= 0 || s->ema_prefill_row_ns <= 0) return 0;
+  bool decodes = false;
+  for (int32_t i = 0; i < n_order && !decodes; i++) {
+    decodes = s->order[i]->n_prefilled >= s->order[i]->prefill_target;
+  }
+  if (!decodes) return 0;
+  const int32_t min_rows = mlxr_kv_cache_params(mlxr_engine_kv(s->engine))->block_size;
+  const double room = (double)s->p.target_latency_ms * 1e6 - s->ema_decode_ns;
+  double rows = room / s->ema_prefill_row_ns;
+  if (!(rows >= min_rows)) rows = min_rows; /* also catches NaN */
+  if (rows > s->p.max_batch_tokens) rows = s->p.max_batch_tokens;
+  return (int32_t)rows;
+}
+
+/* Fold one forward's duration into the step-cost estimates. */
+static void update_step_cost(mlxr_sched *s, int32_t n_decode, int32_t n_prefill, int64_t dt_ns) {
+  const double a = 0.25;
+  if (n_prefill == 0 && n_decode > 0) {
+    s->ema_decode_ns = s->ema_decode_ns > 0 ? (1 - a) * s->ema_decode_ns + a * (double)dt_ns : (double)dt_ns;
+  } else if (n_prefill >= 16) {
+    double t = (double)dt_ns - (n_decode > 0 ? s->ema_decode_ns : 0);
+    if (t < 0.1 * (double)dt_ns) t = 0.1 * (double)dt_ns;
+    const double per_row = t / n_prefill;
+    s->ema_prefill_row_ns = s->ema_prefill_row_ns > 0 ? (1 - a) * s->ema_prefill_row_ns + a * per_row : per_row;
+  }
+}
+
 static void *worker_main(void *arg) {
   mlxr_sched *s = arg;
   char err[256];
@@ -367,12 +478,14 @@ static void *worker_main(void *arg) {
     pthread_mutex_unlock(&s->lock);
 
     if (jobs) run_embed_jobs(s, jobs);
-    uint64_t cached_now = 0;
+    uint64_t cached_now = 0, queries_now = 0, hits_now = 0;
     for (int i = 0; i < n_admitted; i++) {
       if (start_request(s, admitted[i], err, sizeof(err)) != MLXR_OK) {
         finish(s, admitted[i], MLXR_FINISH_NONE, err);
       } else if (admitted[i]->n_generated == 0) {
         cached_now += (uint64_t)admitted[i]->n_prefilled;
+        queries_now++;
+        hits_now += admitted[i]->n_prefilled > 0;
       }
     }
     /* cancellations (any thread may have set the flag) */
@@ -395,11 +508,15 @@ static void *worker_main(void *arg) {
       s->order[j] = h;
     }
     int32_t n_rows = 0, n_want = 0, n_decode = 0, budget = s->p.max_batch_tokens;
+    const int32_t prefill_cap = prefill_row_cap(s, n_order);
+    int32_t prefill_budget = prefill_cap > 0 ? prefill_cap : s->p.max_batch_tokens;
     for (int32_t oi = 0; oi < n_order && budget > 0; oi++) {
       mlxr_gen_handle *h = s->order[oi];
       const bool decoding = h->n_prefilled >= h->prefill_target;
       int32_t take = decoding ? 1 : h->prefill_target - h->n_prefilled;
       if (take > budget) take = budget;
+      if (!decoding && take > prefill_budget) take = prefill_budget;
+      if (take <= 0) continue; /* this step's prefill allowance is spent */
       const int32_t end = decoding ? h->n_prompt + h->n_generated : h->n_prefilled + take;
       int rc_r;
       while ((rc_r = mlxr_kv_seq_reserve(mlxr_engine_kv(s->engine), h->seq, end)) == MLXR_ERR_NO_SPACE &&
@@ -431,13 +548,16 @@ static void *worker_main(void *arg) {
           if (last) s->row_req[n_want++] = h;
         }
         h->n_prefilled += take;
+        prefill_budget -= take;
       }
       budget -= take;
     }
     if (n_rows == 0) continue;
 
     /* 3. forward, then sample every sequence that got logits */
+    const int64_t t_fwd = now_ns();
     int rc = mlxr_engine_decode(s->engine, s->rows, n_rows, s->logits, err, sizeof(err));
+    if (rc == MLXR_OK) update_step_cost(s, n_decode, n_rows - n_decode, now_ns() - t_fwd);
     if (rc != MLXR_OK) {
       for (int32_t i = 0; i < n_order; i++) finish(s, s->order[i], MLXR_FINISH_NONE, err);
       continue;
@@ -456,7 +576,11 @@ static void *worker_main(void *arg) {
     s->stats.generated_tokens_total += (uint64_t)n_want;
     s->stats.prompt_tokens_total += (uint64_t)(n_rows - n_decode);
     s->stats.cached_tokens_total += cached_now;
+    s->stats.prefix_queries_total += queries_now;
+    s->stats.prefix_hits_total += hits_now;
+    s->stats.prefill_cap = prefill_cap;
     s->stats.kv_blocks_free = mlxr_kv_cache_n_free_blocks(mlxr_engine_kv(s->engine));
+    s->stats.kv_blocks_cached = mlxr_kv_cache_n_cached_blocks(mlxr_engine_kv(s->engine));
     pthread_mutex_unlock(&s->lock);
   }
   /* shutting down: end everything */
@@ -487,6 +611,37 @@ static void *worker_main(void *arg) {
 
 /* ---- public API ---- */
 
+/* Bytes of one KV block of the model at path, from its metadata (0 if it cannot be told). The
+ * engine's choice of KV type is mirrored: F32 for F32 weights, else F16, unless one is forced. */
+static int64_t kv_block_bytes_from_gguf(const char *path, const mlxr_engine_params *ep) {
+  mlxr_gguf *g = NULL;
+  char err[256];
+  if (mlxr_gguf_open(path, &g, err, sizeof err) != MLXR_OK) return 0;
+  const char *arch = mlxr_gguf_get_str(g, "general.architecture", NULL);
+  int64_t n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, dk = 0, dv = 0;
+  char key[160];
+#define KEY(suffix, dst) (snprintf(key, sizeof key, "%s." suffix, arch ? arch : ""), mlxr_gguf_get_int(g, key, dst))
+  const bool ok = arch && KEY("block_count", &n_layer) && KEY("embedding_length", &n_embd) &&
+                  KEY("attention.head_count", &n_head) && n_head > 0;
+  if (ok) {
+    if (!KEY("attention.head_count_kv", &n_head_kv)) n_head_kv = n_head;
+    if (!KEY("attention.key_length", &dk)) dk = n_embd / n_head;
+    if (!KEY("attention.value_length", &dv)) dv = dk;
+  }
+#undef KEY
+  int64_t elem = 2;
+  if (ep->kv_type == MLXR_DTYPE_F32) {
+    elem = 4;
+  } else if (ep->kv_type < 0) {
+    const mlxr_gguf_tensor *t = mlxr_gguf_find_tensor(g, "blk.0.attn_q.weight");
+    if (t && t->type == MLXR_DTYPE_F32) elem = 4;
+  }
+  mlxr_gguf_close(g);
+  if (!ok) return 0;
+  const int64_t bs = ep->kv_block_size > 0 ? ep->kv_block_size : 16;
+  return n_layer * n_head_kv * (dk + dv) * bs * elem;
+}
+
 int mlxr_sched_open(const char *gguf_path, const mlxr_sched_params *params, mlxr_sched **out,
                     char *err, size_t err_len) {
   *out = NULL;
@@ -499,7 +654,27 @@ int mlxr_sched_open(const char *gguf_path, const mlxr_sched_params *params, mlxr
   ep.max_seqs = s->p.max_running + 1; /* + one for embedding jobs */
   ep.n_batch = s->p.max_batch_tokens;
   ep.load_tokenizer = true;
+  int64_t guess_block_bytes = 0;
+  if (ep.kv_blocks <= 0 && s->p.kv_bytes > 0) {
+    guess_block_bytes = kv_block_bytes_from_gguf(gguf_path, &ep);
+    if (guess_block_bytes > 0) {
+      const int64_t nb = s->p.kv_bytes / guess_block_bytes;
+      ep.kv_blocks = (int32_t)(nb < 1 ? 1 : nb > INT32_MAX ? INT32_MAX : nb);
+    }
+  }
   int rc = mlxr_engine_open(gguf_path, &ep, &s->engine, err, err_len);
+  if (rc == MLXR_OK && guess_block_bytes > 0) {
+    /* the metadata guess must match the pool the engine made; if not, size it again exactly */
+    const mlxr_kv_cache *kv = mlxr_engine_kv(s->engine);
+    const int64_t actual = (int64_t)mlxr_kv_cache_bytes(kv) / mlxr_kv_cache_params(kv)->n_blocks;
+    if (actual > 0 && actual != guess_block_bytes) {
+      mlxr_engine_close(s->engine);
+      s->engine = NULL;
+      const int64_t nb = s->p.kv_bytes / actual;
+      ep.kv_blocks = (int32_t)(nb < 1 ? 1 : nb > INT32_MAX ? INT32_MAX : nb);
+      rc = mlxr_engine_open(gguf_path, &ep, &s->engine, err, err_len);
+    }
+  }
   if (rc != MLXR_OK) {
     free(s);
     return rc;
@@ -507,6 +682,7 @@ int mlxr_sched_open(const char *gguf_path, const mlxr_sched_params *params, mlxr
   s->n_vocab = mlxr_engine_hparams(s->engine)->n_vocab;
   s->stats.kv_blocks_total = mlxr_kv_cache_params(mlxr_engine_kv(s->engine))->n_blocks;
   s->stats.kv_blocks_free = mlxr_kv_cache_n_free_blocks(mlxr_engine_kv(s->engine));
+  s->stats.kv_bytes = (int64_t)mlxr_kv_cache_bytes(mlxr_engine_kv(s->engine));
   s->running = calloc((size_t)s->p.max_running, sizeof(*s->running));
   s->rows = malloc((size_t)s->p.max_batch_tokens * sizeof(*s->rows));
   s->row_req = malloc((size_t)s->p.max_batch_tokens * sizeof(*s->row_req));
@@ -541,6 +717,7 @@ void mlxr_sched_close(mlxr_sched *s) {
   pthread_cond_broadcast(&s->wake);
   pthread_mutex_unlock(&s->lock);
   pthread_join(s->worker, NULL);
+  mlxr_grammar_vocab_free(s->gvocab);
   mlxr_engine_close(s->engine);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->wake);
@@ -593,6 +770,20 @@ int mlxr_sched_submit(mlxr_sched *s, const int32_t *prompt, int32_t n_prompt,
     handle_free(h);
     return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
   }
+  if (params->grammar) {
+    char gerr[200];
+    rc = mlxr_grammar_parse(params->grammar, strlen(params->grammar), NULL, &h->grammar, gerr, sizeof(gerr));
+    if (rc == MLXR_OK && !(h->matcher = mlxr_grammar_matcher_new(h->grammar))) rc = MLXR_ERR_NOMEM;
+    if (rc == MLXR_OK && !mlxr_grammar_matcher_can_continue(h->matcher) && !mlxr_grammar_matcher_is_complete(h->matcher)) {
+      rc = mlxr_errf(gerr, sizeof(gerr), MLXR_ERR_INVALID, "the grammar matches nothing");
+    }
+    if (rc != MLXR_OK) {
+      handle_free(h);
+      return mlxr_errf(err, err_len, rc == MLXR_ERR_NOMEM ? rc : MLXR_ERR_INVALID, "grammar: %s",
+                       rc == MLXR_ERR_NOMEM ? "out of memory" : gerr);
+    }
+  }
+  h->params.grammar = NULL;
   memset(h->params.stop, 0, sizeof(h->params.stop));
   h->params.bias_ids = NULL;
   h->params.bias_values = NULL;

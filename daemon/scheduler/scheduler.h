@@ -28,6 +28,9 @@ typedef struct mlxr_sched_params {
   int32_t max_running;        /* sequences decoding at once (KV sized for this many) */
   int32_t max_queue;          /* waiting requests before submit says NO_SPACE */
   int32_t max_batch_tokens;   /* token budget of one step */
+  int32_t target_latency_ms;  /* > 0: cap the prefill rows of a step that also decodes so the step's
+                                 estimated time stays under this (see scheduler.c) */
+  int64_t kv_bytes;           /* > 0 and engine.kv_blocks <= 0: size the KV pool to this many bytes */
 } mlxr_sched_params;
 
 mlxr_sched_params mlxr_sched_default_params(void);
@@ -67,6 +70,8 @@ typedef struct mlxr_gen_params {
   const int32_t *bias_ids;        /* logit_bias, copied at submit */
   const float *bias_values;
   int32_t n_bias;
+  const char *grammar;            /* GBNF text (root rule "root") the output must match, parsed at
+                                     submit (a bad grammar fails the submit); NULL: unconstrained */
 } mlxr_gen_params;
 
 mlxr_gen_params mlxr_gen_default_params(void);
@@ -129,6 +134,12 @@ typedef struct mlxr_sched_stats {
   uint64_t cached_tokens_total;    /* prompt tokens served by the prefix cache */
   uint64_t generated_tokens_total, requests_total, steps_total;
   uint64_t preemptions_total;      /* running requests sent back to wait for KV room */
+  uint64_t prefix_queries_total;   /* fresh requests that looked up the prefix cache */
+  uint64_t prefix_hits_total;      /* ... and reused at least one cached block */
+  int32_t kv_blocks_cached;        /* free blocks still holding a cached prefix (evictable) */
+  int32_t prefill_cap;             /* prefill rows the latency target allowed in the last mixed
+                                      step (0: no cap applied) */
+  int64_t kv_bytes;                /* bytes of the KV pool */
 } mlxr_sched_stats;
 void mlxr_sched_get_stats(mlxr_sched *s, mlxr_sched_stats *out);
 

@@ -95,8 +95,7 @@ static bool key_eq(const char *a, const char *b) {
   return diff == 0 && la > 0;
 }
 
-bool mlxr_auth_key_ok(const mlxr_server *s, struct MHD_Connection *c) {
-  if (s->cfg->n_api_keys == 0) return true;
+static int key_match(const mlxr_server *s, struct MHD_Connection *c) {
   const char *given = NULL;
   const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
   if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
@@ -104,8 +103,21 @@ bool mlxr_auth_key_ok(const mlxr_server *s, struct MHD_Connection *c) {
     while (*given == ' ') given++;
   }
   if (!given) given = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Api-Key");
-  if (!given) return false;
-  bool ok = false;
-  for (int i = 0; i < s->cfg->n_api_keys; i++) ok |= key_eq(given, s->cfg->api_keys[i]);
-  return ok;
+  if (!given) return -1;
+  int match = -1;
+  for (int i = 0; i < s->cfg->n_api_keys; i++) { /* every key is compared: constant time */
+    if (key_eq(given, s->cfg->api_keys[i]) && match < 0) match = i;
+  }
+  return match;
+}
+
+bool mlxr_auth_key_ok(const mlxr_server *s, struct MHD_Connection *c) {
+  if (s->cfg->n_api_keys == 0) return true;
+  return key_match(s, c) >= 0;
+}
+
+int mlxr_auth_key_slot(const mlxr_server *s, struct MHD_Connection *c) {
+  if (s->cfg->n_api_keys == 0) return MLXR_SERVER_MAX_KEYS;
+  int i = key_match(s, c);
+  return i >= 0 ? i : MLXR_SERVER_MAX_KEYS;
 }

@@ -11,6 +11,11 @@
  *   api_keys: [KEY]            cors_origins: ["https://app.example"]
  *   limits: {max_body_bytes, max_prompt_tokens, max_tokens, max_queue, max_running, n_ctx,
  *            threads, max_connections, conn_timeout_s}
+ *   scheduler: {max_batch_tokens, kv_blocks, kv_cache_mib, target_latency_ms}
+ *   rate_limits: {requests_per_minute, tokens_per_minute}
+ *
+ * Every numeric setting has one name, one section and one range (the table in set_limit), shared
+ * by the YAML reader and the flags.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -67,6 +72,12 @@ int mlxr_server_config_init(mlxr_server_config *cfg, const char *xdg_runtime_dir
   cfg->threads = 0;
   cfg->max_connections = 256;
   cfg->conn_timeout_s = 600;
+  cfg->max_batch_tokens = 512;
+  cfg->kv_blocks = 0;
+  cfg->kv_cache_mib = 0;
+  cfg->target_latency_ms = 0;
+  cfg->rate_rpm = 0;
+  cfg->rate_tpm = 0;
   return 0;
 }
 
@@ -81,21 +92,25 @@ void mlxr_server_config_free(mlxr_server_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
 }
 
-/* One numeric limit by name (shared by YAML and flags). */
-static int set_limit(mlxr_server_config *cfg, const char *key, const char *val, char *err,
-                     size_t err_len) {
+/* One numeric setting by name (shared by YAML and flags); section is the YAML mapping it lives
+ * in ("limits", "scheduler", "rate_limits"), NULL for a flag (any section). */
+static int set_limit_in(mlxr_server_config *cfg, const char *section, const char *key, const char *val,
+                        char *err, size_t err_len) {
   struct {
-    const char *name;
+    const char *section, *name;
     int64_t lo, hi;
   } lim[] = {
-      {"max_body_bytes", 1024, (int64_t)1 << 32}, {"max_prompt_tokens", 0, 1 << 24},
-      {"max_tokens", 0, 1 << 24},                 {"max_queue", 1, 1 << 20},
-      {"max_running", 1, 4096},                    {"n_ctx", 0, 1 << 24},
-      {"threads", 0, 4096},                        {"max_connections", 1, 65536},
-      {"conn_timeout_s", 1, 86400},
+      {"limits", "max_body_bytes", 1024, (int64_t)1 << 32}, {"limits", "max_prompt_tokens", 0, 1 << 24},
+      {"limits", "max_tokens", 0, 1 << 24},                 {"limits", "max_queue", 1, 1 << 20},
+      {"limits", "max_running", 1, 4096},                    {"limits", "n_ctx", 0, 1 << 24},
+      {"limits", "threads", 0, 4096},                        {"limits", "max_connections", 1, 65536},
+      {"limits", "conn_timeout_s", 1, 86400},
+      {"scheduler", "max_batch_tokens", 1, 1 << 16},         {"scheduler", "kv_blocks", 0, 1 << 24},
+      {"scheduler", "kv_cache_mib", 0, 1 << 24},             {"scheduler", "target_latency_ms", 0, 600000},
+      {"rate_limits", "requests_per_minute", 0, 1 << 24},    {"rate_limits", "tokens_per_minute", 0, 1 << 30},
   };
   for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
-    if (strcmp(key, lim[i].name) != 0) continue;
+    if (strcmp(key, lim[i].name) != 0 || (section && strcmp(section, lim[i].section) != 0)) continue;
     int64_t v;
     if (parse_i64(val, lim[i].lo, lim[i].hi, &v) < 0)
       return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "%s must be an integer in [%lld, %lld], got '%s'", key,
@@ -109,11 +124,21 @@ static int set_limit(mlxr_server_config *cfg, const char *key, const char *val, 
     case 5: cfg->n_ctx = (int32_t)v; break;
     case 6: cfg->threads = (int32_t)v; break;
     case 7: cfg->max_connections = (int32_t)v; break;
-    default: cfg->conn_timeout_s = (int32_t)v; break;
+    case 8: cfg->conn_timeout_s = (int32_t)v; break;
+    case 9: cfg->max_batch_tokens = (int32_t)v; break;
+    case 10: cfg->kv_blocks = (int32_t)v; break;
+    case 11: cfg->kv_cache_mib = (int32_t)v; break;
+    case 12: cfg->target_latency_ms = (int32_t)v; break;
+    case 13: cfg->rate_rpm = (int32_t)v; break;
+    default: cfg->rate_tpm = (int32_t)v; break;
     }
     return 0;
   }
-  return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "unknown limit '%s'", key);
+  return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "unknown %s setting '%s'", section ? section : "limit", key);
+}
+
+static int set_limit(mlxr_server_config *cfg, const char *key, const char *val, char *err, size_t err_len) {
+  return set_limit_in(cfg, NULL, key, val, err, err_len);
 }
 
 /* ---------------- YAML ---------------- */
@@ -165,12 +190,13 @@ static int yaml_apply(mlxr_server_config *cfg, yaml_document_t *d, char *err, si
       rc = yaml_list(d, vn, cfg->api_keys, &cfg->n_api_keys, MLXR_SERVER_MAX_KEYS, key, err, err_len);
     } else if (strcmp(key, "cors_origins") == 0) {
       rc = yaml_list(d, vn, cfg->cors_origins, &cfg->n_cors_origins, MLXR_SERVER_MAX_ORIGINS, key, err, err_len);
-    } else if (strcmp(key, "limits") == 0 && vn->type == YAML_MAPPING_NODE) {
+    } else if ((strcmp(key, "limits") == 0 || strcmp(key, "scheduler") == 0 || strcmp(key, "rate_limits") == 0) &&
+               vn->type == YAML_MAPPING_NODE) {
       for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top; q++) {
         const char *k2 = scalar(d, yaml_document_get_node(d, q->key));
         const char *v2 = scalar(d, yaml_document_get_node(d, q->value));
-        if (!k2 || !v2) return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "server.yaml: limits must map names to numbers");
-        rc = set_limit(cfg, k2, v2, err, err_len);
+        if (!k2 || !v2) return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "server.yaml: %s must map names to numbers", key);
+        rc = set_limit_in(cfg, key, k2, v2, err, err_len);
         if (rc < 0) return rc;
       }
     } else {
@@ -282,6 +308,13 @@ const char *mlxr_server_usage(void) {
          "  --max-body BYTES      largest request body (default 16 MiB)\n"
          "  --max-tokens N        cap on generated tokens per request (default: the context)\n"
          "  --max-prompt-tokens N cap on prompt tokens (default: the context)\n"
+         "  --max-batch-tokens N  token budget of one scheduler step (default 512)\n"
+         "  --kv-blocks N         KV cache blocks of 16 tokens per model (default: max-running contexts)\n"
+         "  --kv-cache-mib N      KV cache size in MiB per model (used when --kv-blocks is 0)\n"
+         "  --target-latency-ms N cap prompt chunks so a step with decoding streams stays under N ms\n"
+         "                        (default 0: off)\n"
+         "  --rate-limit-rpm N    generation requests per minute per API key (default 0: off)\n"
+         "  --rate-limit-tpm N    tokens (prompt + max_tokens) per minute per API key (default 0: off)\n"
          "  --verbose             log each request to stderr\n";
 }
 
@@ -289,7 +322,7 @@ int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv
                                   char *err, size_t err_len) {
   enum { O_HOST = 1000, O_PORT, O_SOCKET, O_NOSOCK, O_CONFIG, O_KEY, O_MODEL, O_DIR, O_DEFAULT,
          O_ORIGIN, O_CTX, O_THREADS, O_RUNNING, O_QUEUE, O_BODY, O_MAXTOK, O_MAXPROMPT, O_VERBOSE,
-         O_HELP };
+         O_HELP, O_BATCH, O_KVBLOCKS, O_KVMIB, O_LATENCY, O_RPM, O_TPM };
   static const struct option opts[] = {
       {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
       {"socket", required_argument, 0, O_SOCKET},    {"no-socket", no_argument, 0, O_NOSOCK},
@@ -302,6 +335,9 @@ int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv
       {"max-tokens", required_argument, 0, O_MAXTOK},
       {"max-prompt-tokens", required_argument, 0, O_MAXPROMPT},
       {"verbose", no_argument, 0, O_VERBOSE},        {"help", no_argument, 0, O_HELP},
+      {"max-batch-tokens", required_argument, 0, O_BATCH}, {"kv-blocks", required_argument, 0, O_KVBLOCKS},
+      {"kv-cache-mib", required_argument, 0, O_KVMIB}, {"target-latency-ms", required_argument, 0, O_LATENCY},
+      {"rate-limit-rpm", required_argument, 0, O_RPM}, {"rate-limit-tpm", required_argument, 0, O_TPM},
       {0, 0, 0, 0},
   };
   *help = false;
@@ -333,6 +369,12 @@ int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv
     case O_BODY: rc = set_limit(cfg, "max_body_bytes", optarg, err, err_len); break;
     case O_MAXTOK: rc = set_limit(cfg, "max_tokens", optarg, err, err_len); break;
     case O_MAXPROMPT: rc = set_limit(cfg, "max_prompt_tokens", optarg, err, err_len); break;
+    case O_BATCH: rc = set_limit(cfg, "max_batch_tokens", optarg, err, err_len); break;
+    case O_KVBLOCKS: rc = set_limit(cfg, "kv_blocks", optarg, err, err_len); break;
+    case O_KVMIB: rc = set_limit(cfg, "kv_cache_mib", optarg, err, err_len); break;
+    case O_LATENCY: rc = set_limit(cfg, "target_latency_ms", optarg, err, err_len); break;
+    case O_RPM: rc = set_limit(cfg, "requests_per_minute", optarg, err, err_len); break;
+    case O_TPM: rc = set_limit(cfg, "tokens_per_minute", optarg, err, err_len); break;
     case O_VERBOSE: cfg->verbose = true; break;
     case O_HELP: case 'h': *help = true; return 0;
     default:

@@ -1,9 +1,10 @@
 /*
  * generate.c: the pieces every generation route shares: the chat prompt, prompt-length checks,
- * submitting n choices to the scheduler (with the right HTTP error when it refuses), collecting a
- * generation set into per-choice results for non-streamed responses, logprob entries and the
- * latency metrics taken from the events.
+ * submitting n choices to the scheduler (per-key rate limit first; 429 or 503 with Retry-After
+ * when refused), collecting a generation set into per-choice results for non-streamed responses,
+ * logprob entries and the latency metrics taken from the events.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,8 +212,44 @@ int32_t mlxr_cap_max_tokens(const mlxr_server *s, int32_t want) {
   return want;
 }
 
+/* Retry-After for a 503: the mean time requests have been waiting in the queue, 1..60 s. */
+static int busy_retry_after(mlxr_server *srv) {
+  pthread_mutex_lock(&srv->metrics.lock);
+  const double mean = srv->metrics.queue.n ? srv->metrics.queue.sum / (double)srv->metrics.queue.n : 1.0;
+  srv->metrics.rejected_busy++;
+  pthread_mutex_unlock(&srv->metrics.lock);
+  const double s = ceil(mean);
+  return s < 1 ? 1 : s > 60 ? 60 : (int)s;
+}
+
 bool mlxr_submit(mlxr_req *r, mlxr_sched *s, mlxr_genset *gs, const int32_t *prompt,
                  int32_t n_prompt, const mlxr_gen_params *gp, int copies, enum MHD_Result *res) {
+  /* per-key rate limit: one request, and its token upper bound (see ratelimit.c) */
+  const int32_t n_ctx = mlxr_sched_n_ctx(s);
+  const int64_t completion = gp->max_tokens > 0 && gp->max_tokens < n_ctx - n_prompt ? gp->max_tokens : n_ctx - n_prompt;
+  const int64_t cost = (int64_t)copies * ((int64_t)n_prompt + (completion > 0 ? completion : 0));
+  double retry = 0;
+  bool tokens_limited = false, never = false;
+  if (!mlxr_ratelimit_take(&r->srv->ratelimit, r->key_slot, cost, &retry, &tokens_limited, &never)) {
+    pthread_mutex_lock(&r->srv->metrics.lock);
+    r->srv->metrics.rate_limited++;
+    pthread_mutex_unlock(&r->srv->metrics.lock);
+    r->retry_after_s = retry < 1 ? 1 : (int)ceil(retry);
+    if (never)
+      *res = mlxr_http_error(r, 429, "tokens", "rate_limit_exceeded", NULL,
+                             "Request too large: it may use %lld tokens (prompt + max_tokens), more than the "
+                             "limit of %d tokens per minute; lower max_tokens or the prompt",
+                             (long long)cost, (int)r->srv->ratelimit.tpm);
+    else if (tokens_limited)
+      *res = mlxr_http_error(r, 429, "tokens", "rate_limit_exceeded", NULL,
+                             "Rate limit reached: %d tokens per minute (this request may use %lld); "
+                             "please try again in %.1fs", (int)r->srv->ratelimit.tpm, (long long)cost, retry);
+    else
+      *res = mlxr_http_error(r, 429, "requests", "rate_limit_exceeded", NULL,
+                             "Rate limit reached: %d requests per minute; please try again in %.1fs",
+                             (int)r->srv->ratelimit.rpm, retry);
+    return false;
+  }
   for (int i = 0; i < copies; i++) {
     mlxr_gen_params p = *gp;
     p.sampling.seed = gp->sampling.seed + (uint64_t)i;
@@ -220,6 +257,8 @@ bool mlxr_submit(mlxr_req *r, mlxr_sched *s, mlxr_genset *gs, const int32_t *pro
     int rc = mlxr_genset_add(gs, s, prompt, n_prompt, &p, err, sizeof err);
     if (rc < 0) {
       mlxr_genset_cancel(gs);
+      mlxr_ratelimit_refund(&r->srv->ratelimit, r->key_slot, cost);
+      if (rc == MLXR_ERR_NO_SPACE) r->retry_after_s = busy_retry_after(r->srv);
       if (rc == MLXR_ERR_NO_SPACE)
         *res = mlxr_http_error(r, 503, "unavailable_error", "server_busy", NULL,
                                "server busy, please try again: maximum pending requests exceeded (%s)", err);

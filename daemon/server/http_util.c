@@ -135,6 +135,11 @@ enum MHD_Result mlxr_http_send(mlxr_req *r, int status, const char *ctype, const
   if (!resp) return MHD_NO;
   if (ctype) MHD_add_response_header(resp, "Content-Type", ctype);
   mlxr_http_add_common_headers(r, resp);
+  if (r->retry_after_s > 0) {
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", r->retry_after_s);
+    MHD_add_response_header(resp, "Retry-After", ra);
+  }
   r->status = status;
   enum MHD_Result res = MHD_queue_response(r->conn, (unsigned)status, resp);
   MHD_destroy_response(resp);

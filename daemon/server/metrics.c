@@ -111,6 +111,12 @@ void mlxr_metrics_render(mlxr_server *s, mlxr_buf *b) {
   addf(b, "# HELP mlxr_requests_cancelled_total Generations cancelled (client gone or unload).\n"
           "# TYPE mlxr_requests_cancelled_total counter\nmlxr_requests_cancelled_total %llu\n",
        (unsigned long long)snap.cancelled);
+  addf(b, "# HELP mlxr_requests_rejected_busy_total Generation requests refused with 503 (queue full).\n"
+          "# TYPE mlxr_requests_rejected_busy_total counter\nmlxr_requests_rejected_busy_total %llu\n",
+       (unsigned long long)snap.rejected_busy);
+  addf(b, "# HELP mlxr_requests_rate_limited_total Generation requests refused with 429 (API key rate limit).\n"
+          "# TYPE mlxr_requests_rate_limited_total counter\nmlxr_requests_rate_limited_total %llu\n",
+       (unsigned long long)snap.rate_limited);
   addf(b, "# HELP mlxr_active_streams Streamed responses in progress.\n"
           "# TYPE mlxr_active_streams gauge\nmlxr_active_streams %lld\n",
        (long long)snap.active_streams);
@@ -126,6 +132,9 @@ void mlxr_metrics_render(mlxr_server *s, mlxr_buf *b) {
       {"mlxr_kv_blocks", "KV cache blocks of the model (capacity)."},
       {"mlxr_kv_blocks_used", "KV cache blocks in use."},
       {"mlxr_kv_usage_ratio", "Fraction of KV cache blocks in use."},
+      {"mlxr_kv_blocks_cached", "Free KV cache blocks that still hold a reusable prefix (evictable)."},
+      {"mlxr_kv_cache_bytes", "Bytes of the model's KV cache pool."},
+      {"mlxr_scheduler_prefill_cap_tokens", "Prefill tokens the latency target allowed in the last mixed step (0: no cap)."},
   };
   mlxr_sched_stats st[MLXR_SERVER_MAX_MODELS + 256];
   bool loaded[MLXR_SERVER_MAX_MODELS + 256];
@@ -151,6 +160,9 @@ void mlxr_metrics_render(mlxr_server *s, mlxr_buf *b) {
       case 2: v = st[i].waiting; break;
       case 3: v = st[i].kv_blocks_total; break;
       case 4: v = st[i].kv_blocks_total - st[i].kv_blocks_free; break;
+      case 6: v = st[i].kv_blocks_cached; break;
+      case 7: v = (double)st[i].kv_bytes; break;
+      case 8: v = st[i].prefill_cap; break;
       default:
         v = st[i].kv_blocks_total > 0
                 ? (double)(st[i].kv_blocks_total - st[i].kv_blocks_free) / st[i].kv_blocks_total
@@ -159,11 +171,24 @@ void mlxr_metrics_render(mlxr_server *s, mlxr_buf *b) {
       addf(b, "%s{model=\"%s\"} %.9g\n", gauges[g][0], id, v);
     }
   }
-  addf(b, "# HELP mlxr_scheduler_steps_total Forward steps run by the model's scheduler since it was loaded.\n"
-          "# TYPE mlxr_scheduler_steps_total counter\n");
-  for (int i = 0; i < n; i++) {
-    char id[256];
-    label(id, sizeof id, s->models.e[i].id);
-    addf(b, "mlxr_scheduler_steps_total{model=\"%s\"} %llu\n", id, (unsigned long long)st[i].steps_total);
+  static const char *const counters[][2] = {
+      {"mlxr_scheduler_steps_total", "Forward steps run by the model's scheduler since it was loaded."},
+      {"mlxr_prefix_cache_queries_total", "Requests that looked up the prefix cache."},
+      {"mlxr_prefix_cache_hits_total", "Requests that reused at least one cached KV block."},
+      {"mlxr_prompt_tokens_cached_total", "Prompt tokens served from the prefix cache (not prefilled)."},
+      {"mlxr_prompt_tokens_prefilled_total", "Prompt tokens computed by prefill (recomputation after preemption included)."},
+      {"mlxr_preemptions_total", "Running requests sent back to wait because KV blocks ran out."},
+      {"mlxr_scheduler_requests_total", "Generation requests accepted by the model's scheduler."},
+  };
+  for (size_t c = 0; c < sizeof counters / sizeof counters[0]; c++) {
+    addf(b, "# HELP %s %s\n# TYPE %s counter\n", counters[c][0], counters[c][1], counters[c][0]);
+    for (int i = 0; i < n; i++) {
+      char id[256];
+      label(id, sizeof id, s->models.e[i].id);
+      uint64_t v = c == 0 ? st[i].steps_total : c == 1 ? st[i].prefix_queries_total : c == 2 ? st[i].prefix_hits_total
+                 : c == 3 ? st[i].cached_tokens_total : c == 4 ? st[i].prompt_tokens_total
+                 : c == 5 ? st[i].preemptions_total : st[i].requests_total;
+      addf(b, "%s{model=\"%s\"} %llu\n", counters[c][0], id, (unsigned long long)v);
+    }
   }
 }

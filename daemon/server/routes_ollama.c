@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "core/common/status.h"
+#include "core/runtime/grammar/grammar.h"
 #include "daemon/server/chat.h"
 #include "daemon/server/server_impl.h"
 
@@ -250,8 +251,10 @@ static cJSON *final_obj(oll_stream *st, const mlxr_ev *e) {
     if (st->collect && st->thinking.len) cJSON_AddStringToObject(o, "thinking", st->thinking.p);
   }
   cJSON_AddBoolToObject(o, "done", true);
-  add_final(o, mlxr_finish_name(e->finish), mlxr_now_ns() - st->t_start, st->load_ns, e->prompt_tokens,
-            e->prompt_ns, e->completion_tokens, e->gen_ns);
+  /* prompt_eval_count: the prompt tokens actually evaluated; a prefix served from the KV cache is
+   * not counted (Ollama's own behaviour when it reuses a cached prompt) */
+  add_final(o, mlxr_finish_name(e->finish), mlxr_now_ns() - st->t_start, st->load_ns,
+            e->prompt_tokens - e->cached_tokens, e->prompt_ns, e->completion_tokens, e->gen_ns);
   if (!st->chat) {
     cJSON *ctx = cJSON_AddArrayToObject(o, "context");
     for (int32_t i = 0; i < st->n_context; i++) cJSON_AddItemToArray(ctx, cJSON_CreateNumber(st->context[i]));
@@ -375,6 +378,7 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
   char *text = NULL;
   int32_t *ids = NULL;
   size_t n_ids = 0;
+  char *grammar = NULL; /* GBNF for format: "json" or a JSON schema */
   mlxr_genset *gs = NULL;
   oll_stream *st = NULL;
   bool tools_on = false;
@@ -439,6 +443,17 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
     free(body);
   }
   if (!mlxr_check_prompt(r, m, (int32_t)n_ids, &res)) goto done;
+  if (cJSON_IsObject(format) || (cJSON_IsString(format) && strcmp(format->valuestring, "json") == 0)) {
+    char gerr[240] = "";
+    int grc = cJSON_IsObject(format) ? mlxr_json_schema_to_gbnf(format, &grammar, gerr, sizeof gerr)
+                                     : ((grammar = mlxr_json_grammar_gbnf(MLXR_JSON_GRAMMAR_OBJECT)) ? MLXR_OK : MLXR_ERR_NOMEM);
+    if (grc != MLXR_OK) {
+      res = mlxr_http_error(r, grc == MLXR_ERR_NOMEM ? 500 : 400, NULL, NULL, NULL,
+                            "'format' cannot be used as a JSON schema: %s", gerr[0] ? gerr : "out of memory");
+      goto done;
+    }
+    gp.grammar = grammar;
+  }
   gs = calloc(1, sizeof(*gs));
   st = calloc(1, sizeof(*st));
   if (!gs || !st || mlxr_genset_init(gs, 1) < 0) {
@@ -513,6 +528,7 @@ done:
   oll_free(st);
   free(ids);
   free(text);
+  free(grammar);
   if (sched) mlxr_models_release(m);
   return res;
 }

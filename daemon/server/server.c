@@ -135,6 +135,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (strcmp(method, "OPTIONS") != 0 && strcmp(url, "/health") != 0 && !mlxr_auth_key_ok(s, c))
       return mlxr_http_error(r, 401, "authentication_error", "invalid_api_key", NULL,
                              "a valid API key is required (Authorization: Bearer KEY or X-Api-Key)");
+    r->key_slot = mlxr_auth_key_slot(s, c);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
       char *end = NULL;
@@ -322,11 +323,16 @@ int mlxr_server_main(int argc, char **argv, const mlxr_server_env *env) {
   s->start_wall = mlxr_wall_ns();
   gethostname(s->hostname, sizeof s->hostname - 1);
   mlxr_metrics_init(&s->metrics);
+  mlxr_ratelimit_init(&s->ratelimit, cfg.rate_rpm, cfg.rate_tpm);
   mlxr_sched_params sp = mlxr_sched_default_params();
   sp.max_running = cfg.max_running;
   sp.max_queue = cfg.max_queue;
   sp.engine.n_ctx = cfg.n_ctx;
   sp.engine.n_threads = cfg.threads;
+  sp.max_batch_tokens = cfg.max_batch_tokens;
+  sp.target_latency_ms = cfg.target_latency_ms;
+  sp.engine.kv_blocks = cfg.kv_blocks;
+  sp.kv_bytes = (int64_t)cfg.kv_cache_mib << 20;
   listener tcp_l = {s, false}, unix_l = {s, true};
 
   if (mlxr_models_init(&s->models, cfg.models, cfg.n_models, cfg.models_dir, &sp, err, sizeof err) < 0) {
@@ -381,6 +387,7 @@ out:
   if (s->unix_fd >= 0) close(s->unix_fd);
   mlxr_models_free(&s->models);
   mlxr_metrics_free(&s->metrics);
+  mlxr_ratelimit_free(&s->ratelimit);
   free(s);
   mlxr_server_config_free(&cfg);
   return status;

@@ -46,6 +46,14 @@ typedef struct mlxr_server_config {
   int32_t threads;            /* compute threads (0: all CPUs) */
   int32_t max_connections;    /* concurrent HTTP connections per listener */
   int32_t conn_timeout_s;     /* idle connection timeout */
+  /* scheduler (per model) */
+  int32_t max_batch_tokens;   /* token budget of one scheduler step */
+  int32_t kv_blocks;          /* KV pool blocks (0: from kv_cache_mib, else max_running contexts) */
+  int32_t kv_cache_mib;       /* KV pool size in MiB (0: see kv_blocks) */
+  int32_t target_latency_ms;  /* cap prefill per step while streams decode (0: off) */
+  /* rate limits per API key (0: off); keyless requests share one bucket */
+  int32_t rate_rpm;           /* generation requests per minute */
+  int32_t rate_tpm;           /* tokens per minute (prompt + max_tokens, charged at admission) */
   bool verbose;
 } mlxr_server_config;
 

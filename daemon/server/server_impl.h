@@ -119,8 +119,32 @@ typedef struct mlxr_metrics {
   int n_routes;
   mlxr_hist ttft, itl, e2e, queue;
   uint64_t prompt_tokens, generated_tokens, cancelled;
+  uint64_t rejected_busy;   /* 503: a scheduler queue was full */
+  uint64_t rate_limited;    /* 429: a key's token bucket was empty */
   int64_t active_streams;
 } mlxr_metrics;
+
+/* ---- ratelimit.c: per-API-key token buckets ---- */
+typedef struct mlxr_bucket_pair {
+  double req, tok;          /* tokens left in each bucket */
+  int64_t t_ns;             /* last refill (monotonic); 0: never used (full) */
+} mlxr_bucket_pair;
+
+typedef struct mlxr_ratelimit {
+  pthread_mutex_t lock;
+  int32_t rpm, tpm;         /* capacities (and per-minute refill); 0: that limit is off */
+  mlxr_bucket_pair b[MLXR_SERVER_MAX_KEYS + 1]; /* one per configured key, last: keyless */
+} mlxr_ratelimit;
+
+void mlxr_ratelimit_init(mlxr_ratelimit *rl, int32_t rpm, int32_t tpm);
+void mlxr_ratelimit_free(mlxr_ratelimit *rl);
+/* Take one request and `tokens` tokens from bucket slot. On refusal returns false with *retry_s the
+ * seconds until both buckets hold enough, *tokens_limited whether the token bucket is the one
+ * short, and *never when the request costs more tokens than the bucket holds when full. */
+bool mlxr_ratelimit_take(mlxr_ratelimit *rl, int slot, int64_t tokens, double *retry_s,
+                         bool *tokens_limited, bool *never);
+/* Give back what a take charged (the request was refused further on). */
+void mlxr_ratelimit_refund(mlxr_ratelimit *rl, int slot, int64_t tokens);
 
 void mlxr_metrics_init(mlxr_metrics *m);
 void mlxr_metrics_free(mlxr_metrics *m);
@@ -133,6 +157,7 @@ typedef struct mlxr_server {
   mlxr_server_config *cfg;
   mlxr_models models;
   mlxr_metrics metrics;
+  mlxr_ratelimit ratelimit;
   struct MHD_Daemon *tcp;
   struct MHD_Daemon *unix_d;
   int unix_fd;
@@ -160,6 +185,8 @@ typedef struct mlxr_req {
   bool streaming;         /* a streamed response will record its own metrics */
   int64_t t_start;        /* monotonic */
   cJSON *json;            /* parsed body (owned) */
+  int key_slot;           /* rate-limit bucket: the matched API key's index, or the keyless one */
+  int retry_after_s;      /* > 0: responses carry Retry-After */
 } mlxr_req;
 
 /* ---- auth.c ---- */
@@ -167,6 +194,9 @@ typedef struct mlxr_req {
 bool mlxr_auth_host_ok(const mlxr_server *s, const char *host);
 bool mlxr_auth_origin_ok(const mlxr_server *s, const char *origin);
 bool mlxr_auth_key_ok(const mlxr_server *s, struct MHD_Connection *c);
+/* The rate-limit bucket of the request's API key: the index of the configured key it presents, or
+ * MLXR_SERVER_MAX_KEYS when none matches (or none is configured). */
+int mlxr_auth_key_slot(const mlxr_server *s, struct MHD_Connection *c);
 bool mlxr_auth_is_loopback_host(const char *host);
 
 /* ---- http_util.c: responses ---- */

@@ -48,7 +48,10 @@ try {
   check("stream final stats", parts[parts.length - 1].eval_count === 10 && parts[parts.length - 1].context.length === g1.context.length);
   // continuing from context: the old ids are the start of the new prompt
   const g2 = await ollama.generate({ model: "tiny", prompt: "And then?", context: g1.context, options: { ...greedy, num_predict: 3 }, stream: false });
-  check("context continues", g2.prompt_eval_count > g1.context.length && g2.context.slice(0, g1.context.length).join() === g1.context.join());
+  check("context continues", g2.context.length > g1.context.length + g2.eval_count && g2.context.slice(0, g1.context.length).join() === g1.context.join());
+  // prompt_eval_count counts only the evaluated prompt tokens: g1's KV blocks are reused from the prefix cache
+  check("cached prefix not re-evaluated", g2.prompt_eval_count > 0 && g2.prompt_eval_count < g2.context.length - g2.eval_count,
+    `${g2.prompt_eval_count} vs prompt ${g2.context.length - g2.eval_count}`);
   const raw = await ollama.generate({ model: "tiny", prompt: "plain text", raw: true, options: { ...greedy, num_predict: 3 }, stream: false });
   const rawToks = await (await fetch(d.base + "/tokenize", { method: "POST", body: JSON.stringify({ content: "plain text", add_special: true }) })).json();
   check("raw prompt not templated", raw.prompt_eval_count === rawToks.tokens.length, `${raw.prompt_eval_count} vs ${rawToks.tokens.length}`);
