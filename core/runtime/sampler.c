@@ -273,6 +273,75 @@ int32_t mlxr_sampler_sample(mlxr_sampler *s, const float *logits) {
   return s->cand[n - 1].id;
 }
 
+/* Draw from cand[0..n) with probabilities .p summing to `total`; never returns a p == 0 entry
+ * when a positive one exists (rounding at the tail). */
+static int32_t draw(mlxr_sampler *s, int32_t n, double total) {
+  const double u = mlxr_sampler_uniform(s) * total;
+  double cum = 0.0;
+  int32_t last = -1;
+  for (int32_t i = 0; i < n; i++) {
+    if (s->cand[i].p <= 0.0f) continue;
+    cum += s->cand[i].p;
+    last = i;
+    if (u < cum) return s->cand[i].id;
+  }
+  return last >= 0 ? s->cand[last].id : -1;
+}
+
+/* Max-heap over cand[0..k) by cmp_desc (the root is the best candidate). */
+static void maxheap_sift_down(candidate *h, int32_t k, int32_t i) {
+  for (;;) {
+    int32_t l = 2 * i + 1, r = l + 1, w = i;
+    if (l < k && cmp_desc(&h[l], &h[w]) < 0) w = l;
+    if (r < k && cmp_desc(&h[r], &h[w]) < 0) w = r;
+    if (w == i) return;
+    candidate t = h[i];
+    h[i] = h[w];
+    h[w] = t;
+    i = w;
+  }
+}
+
+int32_t mlxr_sampler_sample_filtered(mlxr_sampler *s, const float *logits, mlxr_sampler_filter ok, void *ctx) {
+  apply_penalties(s, logits);
+  if (s->p.temperature <= 0.0f) {
+    const int32_t best = argmax(s->work, s->n_vocab);
+    if (ok(ctx, best)) return best;
+    /* descending order lazily: heapify once (O(n)), pop O(log n) per rejected token */
+    int32_t k = s->n_vocab;
+    for (int32_t i = 0; i < k; i++) s->cand[i] = (candidate){i, s->work[i], 0.0f};
+    for (int32_t i = k / 2 - 1; i >= 0; i--) maxheap_sift_down(s->cand, k, i);
+    while (k > 0) {
+      const candidate c = s->cand[0];
+      s->cand[0] = s->cand[--k];
+      maxheap_sift_down(s->cand, k, 0);
+      if (c.id != best && c.logit > -INFINITY && ok(ctx, c.id)) return c.id;
+    }
+    return -1;
+  }
+  int32_t n = filter_chain(s);
+  const int32_t first = draw(s, n, 1.0);
+  if (first >= 0 && ok(ctx, first)) return first;
+  int32_t m = 0;
+  double total = 0.0;
+  for (int32_t i = 0; i < n; i++) {
+    if (s->cand[i].p > 0.0f && s->cand[i].id != first && ok(ctx, s->cand[i].id)) {
+      total += s->cand[i].p;
+      s->cand[m++] = s->cand[i];
+    }
+  }
+  if (m > 0) return draw(s, m, total);
+  /* none of the chain's survivors is allowed: mask the vocabulary and rerun the chain */
+  bool any = false;
+  for (int32_t i = 0; i < s->n_vocab; i++) {
+    if (s->work[i] > -INFINITY && ok(ctx, i)) any = true;
+    else s->work[i] = -INFINITY;
+  }
+  if (!any) return -1;
+  n = filter_chain(s);
+  return draw(s, n, 1.0);
+}
+
 void mlxr_sampler_probs(mlxr_sampler *s, const float *logits, float *probs) {
   apply_penalties(s, logits);
   memset(probs, 0, (size_t)s->n_vocab * sizeof(float));

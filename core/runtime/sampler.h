@@ -47,6 +47,17 @@ void mlxr_sampler_accept(mlxr_sampler *s, int32_t id);
 /* Pick a token from logits[n_vocab] (logits are not modified). */
 int32_t mlxr_sampler_sample(mlxr_sampler *s, const float *logits);
 
+/* Constrained decoding: a filter saying whether token id may be chosen now. */
+typedef bool (*mlxr_sampler_filter)(void *ctx, int32_t id);
+
+/* Like mlxr_sampler_sample, but only a token the filter allows is chosen; -1 if it allows none.
+ * The filter is consulted lazily: greedy tests tokens in descending logit order (argmax first, then
+ * a heap over the vocabulary) and stops at the first allowed one; sampling draws from the usual
+ * chain (top_k/top_p/min_p/temperature) and keeps the draw if allowed, else restricts the chain's
+ * survivors to allowed tokens and draws again (renormalized), and only if none of them is allowed
+ * masks the whole vocabulary and reruns the chain over the allowed tokens. */
+int32_t mlxr_sampler_sample_filtered(mlxr_sampler *s, const float *logits, mlxr_sampler_filter ok, void *ctx);
+
 /* The final distribution the chain would draw from: probs[n_vocab] (zeros for filtered tokens).
  * For greedy, a one-hot. Used by logprobs and by tests. */
 void mlxr_sampler_probs(mlxr_sampler *s, const float *logits, float *probs);

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "core/common/status.h"
+#include "core/runtime/grammar/grammar.h"
 #include "daemon/server/chat.h"
 #include "daemon/server/server_impl.h"
 
@@ -30,6 +31,7 @@ typedef struct oai_params {
   mlxr_gen_params gp;
   int32_t *bias_ids;
   float *bias_vals;
+  char *grammar;   /* GBNF from response_format or grammar (gp.grammar points here) */
   int n;
   bool stream, include_usage, logprobs, echo;
 } oai_params;
@@ -37,6 +39,63 @@ typedef struct oai_params {
 static void oai_params_free(oai_params *p) {
   free(p->bias_ids);
   free(p->bias_vals);
+  free(p->grammar);
+}
+
+/* response_format {type: text | json_object | json_schema {json_schema: {schema}}} and llama.cpp's
+ * raw `grammar` (GBNF) into p->grammar, which the scheduler enforces. */
+static bool parse_response_format(const cJSON *j, oai_params *p, mlxr_field_err *fe) {
+  const cJSON *rf = cJSON_GetObjectItemCaseSensitive(j, "response_format");
+  const cJSON *gr = cJSON_GetObjectItemCaseSensitive(j, "grammar");
+  char err[240] = "";
+  if (rf && !cJSON_IsNull(rf)) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    snprintf(fe->param, sizeof fe->param, "response_format");
+    if (!cJSON_IsObject(rf) || !cJSON_IsString(type)) {
+      snprintf(fe->msg, sizeof fe->msg, "'response_format' must be an object with a 'type'");
+      return false;
+    }
+    if (strcmp(type->valuestring, "json_object") == 0) {
+      p->grammar = mlxr_json_grammar_gbnf(MLXR_JSON_GRAMMAR_OBJECT);
+      if (!p->grammar) return snprintf(fe->msg, sizeof fe->msg, "out of memory"), false;
+    } else if (strcmp(type->valuestring, "json_schema") == 0) {
+      const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+      const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+      if (!cJSON_IsObject(js)) {
+        snprintf(fe->msg, sizeof fe->msg, "'response_format.json_schema' must be an object");
+        return false;
+      }
+      int rc = schema ? mlxr_json_schema_to_gbnf(schema, &p->grammar, err, sizeof err)
+                      : ((p->grammar = mlxr_json_grammar_gbnf(MLXR_JSON_GRAMMAR_OBJECT)) ? MLXR_OK : MLXR_ERR_NOMEM);
+      if (rc != MLXR_OK) {
+        snprintf(fe->msg, sizeof fe->msg, "'response_format.json_schema.schema' cannot be used: %s",
+                 err[0] ? err : "out of memory");
+        return false;
+      }
+    } else if (strcmp(type->valuestring, "text") != 0) {
+      snprintf(fe->msg, sizeof fe->msg, "'response_format.type' must be text, json_object or json_schema");
+      return false;
+    }
+    fe->param[0] = '\0';
+  }
+  if (gr && !cJSON_IsNull(gr)) {
+    snprintf(fe->param, sizeof fe->param, "grammar");
+    if (!cJSON_IsString(gr) || p->grammar) {
+      snprintf(fe->msg, sizeof fe->msg, "'grammar' must be a GBNF string, and not given with a JSON response_format");
+      return false;
+    }
+    mlxr_grammar *g = NULL;
+    if (mlxr_grammar_parse(gr->valuestring, strlen(gr->valuestring), NULL, &g, err, sizeof err) != MLXR_OK) {
+      snprintf(fe->msg, sizeof fe->msg, "'grammar': %s", err);
+      return false;
+    }
+    mlxr_grammar_free(g);
+    p->grammar = strdup(gr->valuestring);
+    if (!p->grammar) return snprintf(fe->msg, sizeof fe->msg, "out of memory"), false;
+    fe->param[0] = '\0';
+  }
+  p->gp.grammar = p->grammar;
+  return true;
 }
 
 static bool parse_common(const cJSON *j, oai_params *p, bool chat, int32_t n_vocab,
@@ -115,6 +174,7 @@ static bool parse_common(const cJSON *j, oai_params *p, bool chat, int32_t n_voc
     p->include_usage = b && p->stream;
   }
   if (!mlxr_get_stop(j, "stop", 4, p->gp.stop, &p->gp.n_stop, fe)) return false;
+  if (!parse_response_format(j, p, fe)) return false;
   if (chat) {
     b = false;
     if (!mlxr_get_bool(j, "logprobs", &b, fe)) return false;
