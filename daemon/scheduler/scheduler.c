@@ -40,6 +40,7 @@
 #include <time.h>
 
 #include "core/common/status.h"
+#include "core/runtime/grammar/grammar.h"
 #include "core/formats/gguf.h"
 #include "daemon/scheduler/stop_text.h"
 
@@ -76,6 +77,10 @@ struct mlxr_gen_handle {
   mlxr_detok detok;
   mlxr_stop_text stop;
   int64_t t_submit, t_start, t_first;
+  /* constrained decoding (params.grammar): parsed at submit, advanced by each sampled token */
+  mlxr_grammar *grammar;
+  mlxr_grammar_matcher *matcher;
+  bool flush_on_stop;    /* a STOP that is not a stop string: held-back text is output */
 };
 
 typedef struct embed_job {
@@ -111,6 +116,7 @@ struct mlxr_sched {
   mlxr_gen_handle **row_req;/* [max_batch_tokens] request of each row that wants logits */
   mlxr_gen_handle **order;  /* [max_running] running requests by admission, this step */
   float *logits;            /* [max_running][n_vocab] */
+  mlxr_grammar_vocab *gvocab; /* every token's bytes, built at the first constrained request */
   mlxr_token_logprob *top;  /* [MLXR_MAX_TOP_LOGPROBS] */
   char *text;               /* detok output scratch */
   size_t text_cap;
@@ -151,6 +157,8 @@ static void handle_free(mlxr_gen_handle *h) {
   free(h->bias_values);
   mlxr_sampler_free(h->sampler);
   mlxr_stop_text_free(&h->stop);
+  mlxr_grammar_matcher_free(h->matcher);
+  mlxr_grammar_free(h->grammar);
   free(h);
 }
 
@@ -184,7 +192,7 @@ static void finish(mlxr_sched *s, mlxr_gen_handle *h, mlxr_finish_reason reason,
   mlxr_gen_event ev = {.kind = error ? MLXR_GEN_ERROR : MLXR_GEN_DONE, .message = error};
   const char *tail = "";
   size_t tail_len = 0;
-  if (!error && reason != MLXR_FINISH_STOP && h->sampler) {
+  if (!error && (reason != MLXR_FINISH_STOP || h->flush_on_stop) && h->sampler) {
     /* flush held-back bytes and text: nothing more can complete them */
     char buf[64];
     int w = mlxr_detok_flush(&h->detok, buf, sizeof(buf));
@@ -248,10 +256,56 @@ static void compute_logprobs(mlxr_sched *s, const float *logits, int32_t token, 
   *n_top_out = k;
 }
 
+/* Constrained decoding's token filter: an end-of-generation token only where the grammar is
+ * complete, any other token only if the matcher takes its bytes. The first-byte mask (256 one-byte
+ * tries) is computed only once a few candidates were tested, so a greedy pick that the grammar
+ * allows costs one try. */
+typedef struct grammar_filter {
+  mlxr_sched *s;
+  mlxr_gen_handle *h;
+  const mlxr_tokenizer *tok;
+  bool complete;
+  int calls;
+  bool have_mask;
+  uint8_t mask[32];
+} grammar_filter;
+
+static bool grammar_allows(void *ctx, int32_t id) {
+  grammar_filter *f = ctx;
+  if (mlxr_tokenizer_is_eog(f->tok, id)) return f->complete && !f->h->params.ignore_eos;
+  if (!f->have_mask && ++f->calls > 4) {
+    mlxr_grammar_matcher_first_bytes(f->h->matcher, f->mask);
+    f->have_mask = true;
+  }
+  return mlxr_grammar_matcher_allows_token(f->h->matcher, f->s->gvocab, id, f->have_mask ? f->mask : NULL);
+}
+
+/* The matcher has a complete sentence that nothing may extend: the output is done. */
+static bool grammar_done(const mlxr_gen_handle *h) {
+  return h->matcher && mlxr_grammar_matcher_is_complete(h->matcher) && !mlxr_grammar_matcher_can_continue(h->matcher);
+}
+
 /* Sample the next token of h from its logits row and report it. Returns true if h finished. */
 static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
   const mlxr_tokenizer *tok = mlxr_engine_tokenizer(s->engine);
-  const int32_t id = mlxr_sampler_sample(h->sampler, logits);
+  int32_t id;
+  if (h->matcher) {
+    h->flush_on_stop = true;
+    grammar_filter f = {.s = s, .h = h, .tok = tok, .complete = mlxr_grammar_matcher_is_complete(h->matcher)};
+    id = grammar_done(h) ? -1 : mlxr_sampler_sample_filtered(h->sampler, logits, grammar_allows, &f);
+    if (id < 0) {
+      if (f.complete) finish(s, h, MLXR_FINISH_STOP, NULL);
+      else finish(s, h, MLXR_FINISH_NONE, "constrained decoding: no token of the vocabulary can continue the grammar");
+      return true;
+    }
+    if (!mlxr_tokenizer_is_eog(tok, id)) {
+      size_t len;
+      const uint8_t *b = mlxr_grammar_vocab_bytes(s->gvocab, id, &len);
+      mlxr_grammar_matcher_accept(h->matcher, b, len);
+    }
+  } else {
+    id = mlxr_sampler_sample(h->sampler, logits);
+  }
   mlxr_sampler_accept(h->sampler, id);
   if (!h->t_first) h->t_first = now_ns();
   h->n_generated++;
@@ -272,6 +326,11 @@ static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
   mlxr_stop_text_take(&h->stop, false, &ev.text, &ev.text_len, &stopped);
   emit(s, h, &ev);
   if (stopped) {
+    h->flush_on_stop = false; /* a stop string: what was held back is the stop string */
+    finish(s, h, MLXR_FINISH_STOP, NULL);
+    return true;
+  }
+  if (grammar_done(h)) { /* the grammar's sentence is complete and cannot go on */
     finish(s, h, MLXR_FINISH_STOP, NULL);
     return true;
   }
@@ -306,6 +365,10 @@ static int start_request(mlxr_sched *s, mlxr_gen_handle *h, char *err, size_t er
     return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "logit_bias names a token outside the vocabulary");
   }
   for (int32_t i = 0; i < h->n_prompt; i++) mlxr_sampler_accept(h->sampler, h->prompt[i]);
+  if (h->matcher && !s->gvocab &&
+      mlxr_grammar_vocab_new(mlxr_engine_tokenizer(s->engine), &s->gvocab, err, err_len) != MLXR_OK) {
+    return MLXR_ERR_NOMEM;
+  }
   mlxr_detok_init(&h->detok, mlxr_engine_tokenizer(s->engine), false);
   h->t_start = now_ns();
   return MLXR_OK;
@@ -654,6 +717,7 @@ void mlxr_sched_close(mlxr_sched *s) {
   pthread_cond_broadcast(&s->wake);
   pthread_mutex_unlock(&s->lock);
   pthread_join(s->worker, NULL);
+  mlxr_grammar_vocab_free(s->gvocab);
   mlxr_engine_close(s->engine);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->wake);
@@ -706,6 +770,20 @@ int mlxr_sched_submit(mlxr_sched *s, const int32_t *prompt, int32_t n_prompt,
     handle_free(h);
     return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
   }
+  if (params->grammar) {
+    char gerr[200];
+    rc = mlxr_grammar_parse(params->grammar, strlen(params->grammar), NULL, &h->grammar, gerr, sizeof(gerr));
+    if (rc == MLXR_OK && !(h->matcher = mlxr_grammar_matcher_new(h->grammar))) rc = MLXR_ERR_NOMEM;
+    if (rc == MLXR_OK && !mlxr_grammar_matcher_can_continue(h->matcher) && !mlxr_grammar_matcher_is_complete(h->matcher)) {
+      rc = mlxr_errf(gerr, sizeof(gerr), MLXR_ERR_INVALID, "the grammar matches nothing");
+    }
+    if (rc != MLXR_OK) {
+      handle_free(h);
+      return mlxr_errf(err, err_len, rc == MLXR_ERR_NOMEM ? rc : MLXR_ERR_INVALID, "grammar: %s",
+                       rc == MLXR_ERR_NOMEM ? "out of memory" : gerr);
+    }
+  }
+  h->params.grammar = NULL;
   memset(h->params.stop, 0, sizeof(h->params.stop));
   h->params.bias_ids = NULL;
   h->params.bias_values = NULL;

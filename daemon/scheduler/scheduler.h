@@ -70,6 +70,8 @@ typedef struct mlxr_gen_params {
   const int32_t *bias_ids;        /* logit_bias, copied at submit */
   const float *bias_values;
   int32_t n_bias;
+  const char *grammar;            /* GBNF text (root rule "root") the output must match, parsed at
+                                     submit (a bad grammar fails the submit); NULL: unconstrained */
 } mlxr_gen_params;
 
 mlxr_gen_params mlxr_gen_default_params(void);
