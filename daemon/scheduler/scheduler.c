@@ -312,6 +312,7 @@ static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
   h->last_token = id;
   if (!h->params.ignore_eos && mlxr_tokenizer_is_eog(tok, id)) {
     h->n_generated--; /* the end token is not part of the completion */
+    h->flush_on_stop = true; /* text held back for a stop string that never came is output */
     finish(s, h, MLXR_FINISH_STOP, NULL);
     return true;
   }
