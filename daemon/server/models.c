@@ -3,7 +3,9 @@
  * in models_dir) and served under its file name less ".gguf". A model has one scheduler while
  * loaded; requests hold it between mlxr_models_acquire and mlxr_models_release, so an unload
  * (Ollama's keep_alive 0) waits for the last of them. A model that was unloaded is loaded again by
- * the next request that needs it. Facts that the listing routes show (size, parameters, chat
+ * the next request that needs it. An idle model is unloaded once its keep_alive (default 5 minutes,
+ * set by each request as Ollama does; negative: never) has passed, by a reaper thread that looks
+ * twice a second. Facts that the listing routes show (size, parameters, chat
  * template) are read once at the first load and never change afterwards.
  *
  * Threads: every entry has its own mutex; loading happens outside it (other requesters wait on
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "core/common/status.h"
 #include "daemon/server/chat.h"
@@ -51,14 +54,71 @@ static int add_model(mlxr_models *ms, const char *path, char *err, size_t err_le
   e->mtime_wall = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
   pthread_mutex_init(&e->lock, NULL);
   pthread_cond_init(&e->cond, NULL);
+  e->keep_alive_ns = MLXR_DEFAULT_KEEP_ALIVE_NS;
   ms->n++;
   return e->path ? 0 : MLXR_ERR_NOMEM;
+}
+
+/* The reaper thread: twice a second, unload every loaded, idle model whose keep_alive ran out. */
+static void *reaper_main(void *arg) {
+  mlxr_models *ms = arg;
+  pthread_mutex_lock(&ms->reaper_lock);
+  while (!ms->reaper_stop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 500 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&ms->reaper_cond, &ms->reaper_lock, &ts);
+    if (ms->reaper_stop) break;
+    pthread_mutex_unlock(&ms->reaper_lock);
+    const int64_t now = mlxr_now_ns();
+    for (int i = 0; i < ms->n; i++) {
+      mlxr_model_entry *m = &ms->e[i];
+      mlxr_sched *to_close = NULL;
+      pthread_mutex_lock(&m->lock);
+      if (m->sched && !m->loading && m->users == 0 && m->keep_alive_ns >= 0 &&
+          now - m->idle_since_ns >= m->keep_alive_ns) {
+        to_close = m->sched; /* decided and taken under the lock: no request can slip in between */
+        m->sched = NULL;
+        m->loading = true;   /* an acquire waits until the close is done, then loads again */
+      }
+      pthread_mutex_unlock(&m->lock);
+      if (to_close) {
+        mlxr_sched_close(to_close);
+        pthread_mutex_lock(&m->lock);
+        m->loading = false;
+        pthread_cond_broadcast(&m->cond);
+        pthread_mutex_unlock(&m->lock);
+      }
+    }
+    pthread_mutex_lock(&ms->reaper_lock);
+  }
+  pthread_mutex_unlock(&ms->reaper_lock);
+  return NULL;
+}
+
+void mlxr_models_set_keep_alive(mlxr_model_entry *m, int64_t ns) {
+  pthread_mutex_lock(&m->lock);
+  m->keep_alive_ns = ns;
+  pthread_mutex_unlock(&m->lock);
+}
+
+int64_t mlxr_models_expires_wall(mlxr_model_entry *m) {
+  pthread_mutex_lock(&m->lock);
+  int64_t ka = m->keep_alive_ns, idle = m->idle_since_ns;
+  const bool busy = m->users > 0;
+  pthread_mutex_unlock(&m->lock);
+  if (ka < 0) return INT64_MAX;
+  const int64_t left = busy ? ka : idle + ka - mlxr_now_ns();
+  return mlxr_wall_ns() + (left > 0 ? left : 0);
 }
 
 int mlxr_models_init(mlxr_models *ms, char *const *paths, int n_paths, const char *dir,
                      const mlxr_sched_params *sp, char *err, size_t err_len) {
   memset(ms, 0, sizeof(*ms));
   ms->sp = *sp;
+  pthread_mutex_init(&ms->reaper_lock, NULL);
+  pthread_cond_init(&ms->reaper_cond, NULL);
   int cap = n_paths + 256;
   ms->e = calloc((size_t)cap, sizeof(*ms->e));
   if (!ms->e) return MLXR_ERR_NOMEM;
@@ -83,10 +143,23 @@ int mlxr_models_init(mlxr_models *ms, char *const *paths, int n_paths, const cha
     }
     closedir(d);
   }
+  if (pthread_create(&ms->reaper, NULL, reaper_main, ms) != 0) {
+    return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "cannot start the keep_alive thread");
+  }
+  ms->reaper_started = true;
   return 0;
 }
 
 void mlxr_models_free(mlxr_models *ms) {
+  if (ms->reaper_started) {
+    pthread_mutex_lock(&ms->reaper_lock);
+    ms->reaper_stop = true;
+    pthread_cond_broadcast(&ms->reaper_cond);
+    pthread_mutex_unlock(&ms->reaper_lock);
+    pthread_join(ms->reaper, NULL);
+  }
+  pthread_mutex_destroy(&ms->reaper_lock);
+  pthread_cond_destroy(&ms->reaper_cond);
   for (int i = 0; i < ms->n; i++) {
     mlxr_model_entry *e = &ms->e[i];
     if (e->sched) mlxr_sched_close(e->sched);
@@ -207,6 +280,7 @@ void mlxr_models_release(mlxr_model_entry *m) {
   mlxr_sched *to_close = NULL;
   pthread_mutex_lock(&m->lock);
   m->users--;
+  if (m->users == 0) m->idle_since_ns = mlxr_now_ns();
   if (m->users == 0 && m->unload_when_idle) {
     to_close = m->sched;
     m->sched = NULL;

@@ -11,7 +11,8 @@
  * repeat_last_n 64, seed -1 = random); load-time options (num_ctx, num_gpu, ...) and unknown keys
  * are ignored, as Ollama warns and goes on. An empty prompt (or no messages) only loads the model;
  * with keep_alive 0 it unloads it. keep_alive 0 with a prompt unloads after the request. Other
- * keep_alive values are accepted; models stay loaded until unloaded or shutdown. format ("json"
+ * keep_alive values set how long the model stays loaded after its last request (default 5m;
+ * negative: until unloaded or shutdown); models.c's reaper unloads it then. format ("json"
  * or a schema) is accepted but NOT enforced: there is no constrained decoding yet.
  * Errors are {"error": "..."}; an error mid-stream is one {"error": ...} line.
  */
@@ -86,25 +87,53 @@ static bool parse_options(const cJSON *j, mlxr_gen_params *gp, mlxr_field_err *f
   return true;
 }
 
-/* keep_alive: a number of seconds or a Go duration string; *zero when it asks for an unload. */
-static bool keep_alive_zero(const cJSON *j, bool *zero, mlxr_field_err *fe) {
+/* keep_alive: a number of seconds or a Go duration string ("5m", "1h30m", "300ms", "-1"). *ns gets
+ * the duration (negative: stay loaded), or INT64_MIN when the request has none; *zero is set when
+ * it asks for an unload (0). */
+static bool keep_alive_arg(const cJSON *j, int64_t *ns, bool *zero, mlxr_field_err *fe) {
   *zero = false;
+  *ns = INT64_MIN;
   const cJSON *k = cJSON_GetObjectItemCaseSensitive(j, "keep_alive");
   if (!k || cJSON_IsNull(k)) return true;
+  double total = 0;
   if (cJSON_IsNumber(k)) {
-    *zero = k->valuedouble == 0;
-    return true;
-  }
-  if (cJSON_IsString(k)) {
-    const char *s = k->valuestring;
+    total = k->valuedouble * 1e9;
+  } else if (cJSON_IsString(k) && k->valuestring[0]) {
+    const char *q = k->valuestring;
+    const bool neg = *q == '-';
+    if (*q == '-' || *q == '+') q++;
     char *end = NULL;
-    double v = strtod(s, &end);
-    if (end == s) goto bad;
-    for (const char *q = end; *q; q++)
-      if (!strchr("0123456789.nsuµmh", *q)) goto bad;
-    *zero = v == 0 && strspn(s, "0.nsuµmh") == strlen(s);
-    return true;
+    double v = strtod(q, &end);
+    if (end == q || v != v) goto bad;
+    if (*end == '\0') { /* a bare number: seconds */
+      total = v * 1e9;
+    } else {
+      for (;;) { /* Go's time.ParseDuration: number+unit pairs */
+        static const struct { const char *u; double ns; } units[] = {
+            {"ns", 1}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}};
+        size_t best = 0;
+        double mult = 0;
+        for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
+          size_t l = strlen(units[u].u);
+          if (strncmp(end, units[u].u, l) == 0 && l > best) best = l, mult = units[u].ns;
+        }
+        if (!best) goto bad;
+        total += v * mult;
+        q = end + best;
+        if (!*q) break;
+        v = strtod(q, &end);
+        if (end == q || v != v) goto bad;
+      }
+    }
+    if (neg) total = -total;
+  } else {
+    goto bad;
   }
+  if (total > 9e18) total = 9e18;
+  if (total < -9e18) total = -9e18;
+  *ns = (int64_t)total;
+  *zero = *ns == 0;
+  return true;
 bad:
   snprintf(fe->msg, sizeof fe->msg, "'keep_alive' must be a number of seconds or a duration like \"5m\"");
   snprintf(fe->param, sizeof fe->param, "keep_alive");
@@ -296,13 +325,15 @@ static enum MHD_Result field_error(mlxr_req *r, const mlxr_field_err *fe) {
   return mlxr_http_error(r, 400, NULL, NULL, NULL, "%s", fe->msg[0] ? fe->msg : "invalid request");
 }
 
-static enum MHD_Result load_only(mlxr_req *r, mlxr_model_entry *m, bool unload, bool chat) {
+static enum MHD_Result load_only(mlxr_req *r, mlxr_model_entry *m, bool unload, int64_t keep_alive,
+                                 bool chat) {
   mlxr_sched *s;
   int64_t load_ns = 0;
   char err[1024] = "";
   if (!unload) {
     if (mlxr_models_acquire(&r->srv->models, m, &s, &load_ns, err, sizeof err) < 0)
       return mlxr_http_error(r, 500, NULL, NULL, NULL, "cannot load model '%s': %s", m->id, err);
+    if (keep_alive != INT64_MIN) mlxr_models_set_keep_alive(m, keep_alive);
     mlxr_models_release(m);
   } else {
     mlxr_models_unload(m);
@@ -329,11 +360,11 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
   mlxr_field_err fe = {{0}, {0}};
   const char *model_name = NULL, *prompt = NULL, *system = NULL, *tmpl = NULL, *suffix = NULL;
   bool stream = true, raw = false, unload = false, want_lp = false;
-  int64_t top_lp = 0;
+  int64_t top_lp = 0, keep_alive = INT64_MIN;
   if (!mlxr_get_str(j, "model", &model_name, &fe) || !mlxr_get_str(j, "prompt", &prompt, &fe) ||
       !mlxr_get_str(j, "system", &system, &fe) || !mlxr_get_str(j, "template", &tmpl, &fe) ||
       !mlxr_get_str(j, "suffix", &suffix, &fe) || !mlxr_get_bool(j, "stream", &stream, &fe) ||
-      !mlxr_get_bool(j, "raw", &raw, &fe) || !keep_alive_zero(j, &unload, &fe) ||
+      !mlxr_get_bool(j, "raw", &raw, &fe) || !keep_alive_arg(j, &keep_alive, &unload, &fe) ||
       !mlxr_get_bool(j, "logprobs", &want_lp, &fe) ||
       !mlxr_get_int(j, "top_logprobs", 0, MLXR_MAX_TOP_LOGPROBS, &top_lp, &fe))
     return field_error(r, &fe);
@@ -365,7 +396,7 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
   gp.max_tokens = mlxr_cap_max_tokens(r->srv, gp.max_tokens);
   bool empty = chat ? (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0)
                     : (!prompt || !prompt[0]);
-  if (empty) return load_only(r, m, unload, chat);
+  if (empty) return load_only(r, m, unload, keep_alive, chat);
 
   mlxr_sched *sched = NULL;
   int64_t load_ns = 0;
@@ -373,6 +404,7 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
   if (mlxr_models_acquire(&r->srv->models, m, &sched, &load_ns, err, sizeof err) < 0)
     return mlxr_http_error(r, 500, NULL, NULL, NULL, "cannot load model '%s': %s", m->id, err);
   if (unload) mlxr_models_unload(m); /* closes when we release it */
+  else if (keep_alive != INT64_MIN) mlxr_models_set_keep_alive(m, keep_alive);
   const mlxr_tokenizer *tok = mlxr_sched_tokenizer(sched);
   int32_t n_vocab = mlxr_tokenizer_n_vocab(tok);
   char *text = NULL;
@@ -542,9 +574,9 @@ static enum MHD_Result handle_embed(mlxr_req *r, bool legacy) {
   mlxr_field_err fe = {{0}, {0}};
   const char *model_name = NULL;
   bool truncate = true, unload = false;
-  int64_t dims = 0;
+  int64_t dims = 0, keep_alive = INT64_MIN;
   if (!mlxr_get_str(j, "model", &model_name, &fe) || !mlxr_get_bool(j, "truncate", &truncate, &fe) ||
-      !mlxr_get_int(j, "dimensions", 1, 1 << 20, &dims, &fe) || !keep_alive_zero(j, &unload, &fe))
+      !mlxr_get_int(j, "dimensions", 1, 1 << 20, &dims, &fe) || !keep_alive_arg(j, &keep_alive, &unload, &fe))
     return field_error(r, &fe);
   mlxr_model_entry *m = mlxr_req_model(r, model_name, &res);
   if (!m) return res;
@@ -568,6 +600,7 @@ static enum MHD_Result handle_embed(mlxr_req *r, bool legacy) {
   if (mlxr_models_acquire(&r->srv->models, m, &sched, &load_ns, err, sizeof err) < 0)
     return mlxr_http_error(r, 500, NULL, NULL, NULL, "cannot load model '%s': %s", m->id, err);
   if (unload) mlxr_models_unload(m);
+  else if (keep_alive != INT64_MIN) mlxr_models_set_keep_alive(m, keep_alive);
   const mlxr_tokenizer *tok = mlxr_sched_tokenizer(sched);
   int32_t n_embd = m->n_embd;
   if (dims > n_embd) {
@@ -677,7 +710,13 @@ static cJSON *tag_obj(mlxr_model_entry *m, bool ps) {
   cJSON_AddStringToObject(o, "digest", "");
   cJSON_AddItemToObject(o, "details", details(m));
   if (ps) {
-    cJSON_AddStringToObject(o, "expires_at", "2318-01-01T00:00:00Z"); /* until unloaded */
+    const int64_t exp = mlxr_models_expires_wall(m);
+    if (exp == INT64_MAX) {
+      cJSON_AddStringToObject(o, "expires_at", "2318-01-01T00:00:00Z"); /* until unloaded */
+    } else {
+      mlxr_rfc3339(exp, ts, sizeof ts);
+      cJSON_AddStringToObject(o, "expires_at", ts);
+    }
     cJSON_AddNumberToObject(o, "size_vram", 0);
     cJSON_AddNumberToObject(o, "context_length", m->n_ctx);
   }

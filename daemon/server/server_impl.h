@@ -58,6 +58,9 @@ typedef struct mlxr_model_entry {
   int users;              /* requests holding sched */
   bool loading;
   bool unload_when_idle;
+  int64_t keep_alive_ns;  /* stay loaded this long after the last request (< 0: forever); the
+                             latest request's keep_alive sets it (Ollama's rule) */
+  int64_t idle_since_ns;  /* monotonic time users dropped to 0 */
   int64_t load_ns;        /* how long the last load took */
   int64_t loaded_at_wall; /* when it was loaded (ns since epoch) */
   /* facts read at the first load; immutable afterwards */
@@ -77,10 +80,18 @@ typedef struct mlxr_model_entry {
   int32_t n_embd;
 } mlxr_model_entry;
 
+#define MLXR_DEFAULT_KEEP_ALIVE_NS (5 * 60 * INT64_C(1000000000)) /* Ollama's 5m */
+
 typedef struct mlxr_models {
   mlxr_model_entry *e;
   int n;
   mlxr_sched_params sp;
+  /* the reaper: unloads models idle past their keep_alive */
+  pthread_t reaper;
+  bool reaper_started;
+  bool reaper_stop;         /* under reaper_lock */
+  pthread_mutex_t reaper_lock;
+  pthread_cond_t reaper_cond;
 } mlxr_models;
 
 int mlxr_models_init(mlxr_models *ms, char *const *paths, int n_paths, const char *dir,
@@ -96,6 +107,10 @@ void mlxr_models_release(mlxr_model_entry *m);
 /* Unload now if idle, else when the last user releases it. */
 void mlxr_models_unload(mlxr_model_entry *m);
 bool mlxr_models_loaded(mlxr_model_entry *m);
+/* Set how long the model stays loaded after its last request (< 0: until unloaded or shutdown). */
+void mlxr_models_set_keep_alive(mlxr_model_entry *m, int64_t ns);
+/* When an idle model will be unloaded, as wall-clock ns since the epoch; INT64_MAX: never. */
+int64_t mlxr_models_expires_wall(mlxr_model_entry *m);
 
 /* ---- metrics ---- */
 #define MLXR_HIST_BUCKETS 14
