@@ -4,7 +4,8 @@
  * has, with 1 and 3 threads:
  *   matmul (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K weights; with and without bias; 1, 2, 5, 7 and
  *   13 rows, and 40 rows for the 16-row AMX groups, so that the multi-row gemm kernels run with
- *   full and partial tiles),
+ *   full and partial tiles; 37 and 48 outputs: 48 are repacked into the R16 layout at AVX-512
+ *   with VNNI, and get_rows must decode the repacked copy; the no_repack switch is honoured),
  *   get_rows, rms_norm, rope (NORM and NEOX, partial rotation), swiglu, add,
  *   kv_store + paged attention (GQA, scattered block tables, F32 and F16 KV, rows of two
  *   sequences in one batch, causal lengths).
@@ -19,6 +20,7 @@
 #include "core/common/status.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/kernels/types.h"
+#include "core/kernels/cpu/quants_impl.h" /* mlxr_quant_cpu_has_avx512_vnni: is repacking expected */
 
 static int failures = 0;
 #define CHECK(cond, ...)                                   \
@@ -60,17 +62,46 @@ static void *make_weight(mlxr_dtype type, int64_t n_in, int64_t n_out, mlxr_weig
   return data;
 }
 
-static void test_matmul(mlxr_backend *be, const char *tag) {
+/* n_out 37: the file layout; n_out 48 after weight_prepare: the R16 repacked copy where the CPU
+ * has AVX512_VNNI (Q4_0/Q8_0), which get_rows must decode too; a second view of the same data
+ * shares the copy; a backend made with no_repack keeps reading in place. */
+static void test_matmul(mlxr_backend *be, const char *tag, bool expect_repack) {
   const mlxr_dtype types[] = {MLXR_DTYPE_F32, MLXR_DTYPE_F16, MLXR_DTYPE_BF16, MLXR_DTYPE_Q8_0,
                               MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q4_K, MLXR_DTYPE_Q6_K};
   for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
-    const int64_t n_in = 512, n_out = 37;
+   for (int64_t n_in = 512, n_out = 37; n_out <= 48; n_out += 11) {
     static const int row_counts[] = {1, 2, 5, 7, 13, 40};
     for (size_t rc = 0; rc < sizeof(row_counts) / sizeof(row_counts[0]); rc++) {
       const int rows = row_counts[rc];
       double *deq = malloc(sizeof(double) * n_in * n_out);
       mlxr_weight w;
       void *data = make_weight(types[ti], n_in, n_out, &w, deq);
+      CHECK(be->iface->weight_prepare(be, &w) == MLXR_OK, "weight_prepare");
+      const bool r16_type = types[ti] == MLXR_DTYPE_Q4_0 || types[ti] == MLXR_DTYPE_Q8_0;
+      CHECK((w.device != NULL) == (expect_repack && r16_type && n_out % 16 == 0),
+            "%s %s n_out %lld: repacked %d", tag, mlxr_dtype_name(types[ti]), (long long)n_out,
+            w.device != NULL);
+      if (w.device) {
+        mlxr_weight w2 = w;
+        w2.device = NULL;
+        CHECK(be->iface->weight_prepare(be, &w2) == MLXR_OK && w2.device == w.device,
+              "%s second view of the same data shares the copy", tag);
+        const int32_t ids[4] = {0, 17, (int32_t)n_out - 1, 5};
+        float *rows_out = malloc(sizeof(float) * 4 * n_in);
+        CHECK(be->iface->get_rows(be, &w, ids, 4, rows_out) == MLXR_OK, "get_rows");
+        for (int k = 0; k < 4; k++) {
+          for (int64_t i = 0; i < n_in; i++) {
+            if (rows_out[k * n_in + i] != (float)deq[ids[k] * n_in + i]) {
+              CHECK(false, "%s get_rows of repacked %s row %d elem %lld", tag,
+                    mlxr_dtype_name(types[ti]), ids[k], (long long)i);
+              break;
+            }
+          }
+        }
+        free(rows_out);
+        /* the copy is what matmul reads: scribbling on the original must not change results */
+        memset(data, 0, w.row_bytes * (size_t)n_out);
+      }
       float *x = malloc(sizeof(float) * n_in * rows), *y = malloc(sizeof(float) * n_out * rows);
       float *bias = malloc(sizeof(float) * n_out);
       for (int64_t i = 0; i < n_in * rows; i++) x[i] = frand();
@@ -96,6 +127,7 @@ static void test_matmul(mlxr_backend *be, const char *tag) {
       }
       free(deq); free(data); free(x); free(y); free(bias);
     }
+   }
   }
 }
 
@@ -230,14 +262,26 @@ static void test_attention(mlxr_backend *be, const char *tag) {
 int main(void) {
   const mlxr_simd_level best = mlxr_cpu_detect_simd();
   for (int level = 0; level <= (int)best; level++) {
-    for (int threads = 1; threads <= 3; threads += 2) {
+    /* 1 and 3 threads; at AVX-512 also 3 threads with repacking switched off */
+    for (int variant = 0; variant < 3; variant++) {
+      if (variant == 2 && level != (int)MLXR_SIMD_AVX512) continue;
+      const int threads = variant == 0 ? 1 : 3;
       mlxr_cpu_backend_params p = mlxr_cpu_backend_default_params();
       p.n_threads = threads;
       p.simd_level = level;
+      p.no_repack = variant == 2;
       mlxr_backend *be = mlxr_cpu_backend_new(p);
       char tag[64];
-      snprintf(tag, sizeof(tag), "[%s, %d threads]", mlxr_simd_level_name((mlxr_simd_level)level), threads);
-      test_matmul(be, tag);
+      snprintf(tag, sizeof(tag), "[%s, %d threads%s]", mlxr_simd_level_name((mlxr_simd_level)level),
+               threads, p.no_repack ? ", no repack" : "");
+      const char *env = getenv("MLXR_CPU_REPACK");
+      bool expect_repack = level == (int)MLXR_SIMD_AVX512 && !p.no_repack && !(env && env[0] == '0');
+#if MLXR_QUANTS_X86
+      expect_repack = expect_repack && mlxr_quant_cpu_has_avx512_vnni();
+#else
+      expect_repack = false;
+#endif
+      test_matmul(be, tag, expect_repack);
       test_elementwise(be, tag);
       test_attention(be, tag);
       mlxr_backend_free(be);

@@ -11,7 +11,10 @@
  *      float64 sum of dequant(x) * dequant(y) within a tolerance relative to sum |x||y|;
  *      the SIMD level agrees with the scalar level on identical inputs; every gemm (multi-row
  *      product) agrees with the same reference and with vec_dot, for 1..9 rows and columns and
- *      for 16-row groups x 16 columns;
+ *      for 16-row groups x 16 columns; the R16 repacked Q4_0/Q8_0 kernels (VNNI, and AMX where
+ *      present) against the same reference for 1..9, 16, 17, 35 activation rows, 1-3 groups of
+ *      16 weight rows, and rows one block long up to 257 blocks (past the AMX Q4_0 scratch);
+ *      decoding one row of the repacked form equals to_float of the original row bit for bit;
  *   3. from_float of the activation types (Q8_0, Q8_K) and of F16/BF16 is byte-identical across
  *      levels; f16/bf16 conversions agree with core/common/fp16.h on all 65536 patterns and on
  *      random float32 bit patterns;
@@ -27,6 +30,7 @@
 #include "core/common/dtype.h"
 #include "core/common/fp16.h"
 #include "core/kernels/types.h"
+#include "core/kernels/cpu/quants_impl.h" /* the R16 repacked-weight kernels (internal API) */
 
 static int g_failures;
 
@@ -461,6 +465,99 @@ static void test_gemm(rng *r, mlxr_simd_level best) {
   printf("gemm: %d outputs checked\n", n_checked);
 }
 
+/* ---------------------------------------------------------------- 2c. R16 repacked weights */
+
+static void test_r16(rng *r) {
+#if MLXR_QUANTS_X86
+  if (!mlxr_quant_cpu_has_avx512_vnni()) {
+    printf("r16: no AVX512_VNNI, kernels skipped (repack/decode still checked)\n");
+  }
+  const bool vnni = mlxr_quant_cpu_has_avx512_vnni(), amx = vnni && mlxr_quant_cpu_amx_enable();
+  static const int64_t sizes[] = {32, 96, 160, 4128, 8224};
+  static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 35};
+  const mlxr_dtype types[] = {MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q8_0};
+  enum { MAX_R = 35, N_OUT = 48, LDO = N_OUT + 5 };
+  int n_checked = 0;
+  for (int ti = 0; ti < 2; ti++) {
+    const mlxr_dtype t = types[ti];
+    const mlxr_type_traits *tt = mlxr_type_traits_get(t, MLXR_SIMD_SCALAR);
+    const mlxr_type_traits *ytr = mlxr_type_traits_get(MLXR_DTYPE_Q8_0, MLXR_SIMD_SCALAR);
+    CHECK(mlxr_quant_r16_supported(t), "r16 supports %s", mlxr_dtype_name(t));
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+      const int64_t n = sizes[s], nb = n / 32;
+      if (n > 4128 && !(t == MLXR_DTYPE_Q4_0 && amx)) continue; /* only the AMX fallback needs it */
+      const size_t bx = row_bytes(t, n), by = row_bytes(MLXR_DTYPE_Q8_0, n);
+      uint8_t *x = xmalloc(bx * N_OUT), *px = xmalloc(bx * N_OUT), *y = xmalloc(by * MAX_R);
+      float *act = xmalloc((size_t)n * sizeof(float)), *f0 = xmalloc((size_t)n * sizeof(float));
+      float *f1 = xmalloc((size_t)n * sizeof(float)), *yd = xmalloc(sizeof(float) * MAX_R * nb);
+      int32_t *yc = xmalloc(sizeof(int32_t) * MAX_R * nb);
+      double *dx = xmalloc(sizeof(double) * (size_t)n * N_OUT), *dy = xmalloc(sizeof(double) * (size_t)n * MAX_R);
+      float *out = xmalloc(sizeof(float) * MAX_R * LDO);
+      for (int c = 0; c < N_OUT; c++) {
+        random_blocks(r, t, x + c * bx, n);
+        ref_dequant(t, x + c * bx, dx + c * n, n);
+      }
+      memset(px, 0xa5, bx * N_OUT);
+      mlxr_quant_r16_repack(t, x, bx, n, N_OUT, px);
+      for (int c = 0; c < N_OUT; c++) {
+        tt->to_float(x + c * bx, f0, n);
+        mlxr_quant_r16_row_to_float(t, px, bx, n, c, f1);
+        CHECK(memcmp(f0, f1, (size_t)n * sizeof(float)) == 0, "r16 %s n=%lld row %d decodes differently",
+              mlxr_dtype_name(t), (long long)n, c);
+      }
+      for (int i = 0; i < MAX_R; i++) {
+        for (int64_t e = 0; e < n; e++) act[e] = rng_gauss(r) * (i == 2 ? 1000.0f : 1.0f);
+        ytr->from_float(act, y + i * by, n);
+        ref_dequant(MLXR_DTYPE_Q8_0, y + i * by, dy + i * n, n);
+        mlxr_quant_r16_act_aux(t, y + i * by, n, yd + i * nb, yc + i * nb);
+      }
+      for (int k = 0; k < 2 && vnni; k++) {
+        if (k == 1 && !amx) continue;
+        const mlxr_r16_gemm_fn fn = k ? mlxr_quant_r16_gemm_amx : mlxr_quant_r16_gemm_avx512vnni;
+        const char *name = k ? "amx" : "vnni";
+        for (size_t ri = 0; ri < sizeof(row_counts) / sizeof(row_counts[0]); ri++) {
+          const int nr = row_counts[ri];
+          for (int g0 = 0; g0 < 3; g0++) {
+            for (int ng = 1; g0 + ng <= 3; ng++) {
+              for (int e = 0; e < MAX_R * LDO; e++) out[e] = -777.0f;
+              fn(t, n, nr, ng, px + (size_t)g0 * 16 * bx, bx, y, by, yd, yc, nb, out + g0 * 16, LDO);
+              int bad = 0;
+              for (int i = 0; i < MAX_R && bad < 3; i++) {
+                for (int c = 0; c < LDO && bad < 3; c++) {
+                  const float got = out[i * LDO + c];
+                  if (i >= nr || c < g0 * 16 || c >= (g0 + ng) * 16) {
+                    if (got != -777.0f) bad++;
+                    CHECK(got == -777.0f, "r16 %s [%s] n=%lld nr=%d groups %d+%d wrote out[%d][%d]",
+                          mlxr_dtype_name(t), name, (long long)n, nr, g0, ng, i, c);
+                    continue;
+                  }
+                  double want = 0.0, mag = 0.0;
+                  for (int64_t e = 0; e < n; e++) {
+                    want += dx[c * n + e] * dy[i * n + e];
+                    mag += fabs(dx[c * n + e] * dy[i * n + e]);
+                  }
+                  const bool ok = fabs((double)got - want) <= 1e-5 * mag + 1e-30;
+                  if (!ok) bad++;
+                  CHECK(ok, "r16 %s [%s] n=%lld nr=%d groups %d+%d out[%d][%d]: got %.9g want %.9g",
+                        mlxr_dtype_name(t), name, (long long)n, nr, g0, ng, i, c, (double)got, want);
+                  n_checked++;
+                }
+              }
+            }
+          }
+        }
+      }
+      free(x); free(px); free(y); free(act); free(f0); free(f1); free(yd); free(yc); free(dx);
+      free(dy); free(out);
+    }
+  }
+  printf("r16: %d outputs checked (vnni %d, amx %d)\n", n_checked, vnni, amx);
+#else
+  (void)r;
+  printf("r16: not x86, skipped\n");
+#endif
+}
+
 /* ---------------------------------------------------------------- 3. conversions across levels */
 
 static void test_from_float_levels(rng *r, mlxr_simd_level best) {
@@ -647,6 +744,7 @@ int main(void) {
   test_dequant(&r, best);
   test_vec_dot(&r, best);
   test_gemm(&r, best);
+  test_r16(&r);
   test_from_float_levels(&r, best);
   test_half_conversions(&r, best);
   test_quant_error(&r);

@@ -11,6 +11,18 @@
  * one row it still reads several weight rows per pass, and the VNNI kernels beat vec_dot there);
  * otherwise one vec_dot per (row, output).
  *
+ * Repacking (weight_prepare): where the CPU has AVX512_VNNI, Q4_0 and Q8_0 matrices with a
+ * multiple of 16 rows are copied once into the R16 layout of gemm_r16_avx512.c (16 rows
+ * interleaved per block, same size as the file's bytes), and matmul then runs the R16 kernels:
+ * one pass over the activation feeds 16 outputs per vpdpbusd, which is what brings single-row
+ * decode to the memory bandwidth; AMX-INT8 takes groups of 16 activation rows when present. The
+ * copy lives in w->device (owned by this backend and freed with it, so the backend should not
+ * outlive a model by long: the engine pairs them; a matrix prepared twice, as tied embeddings are,
+ * shares one copy) and replaces the file's pages: w->data is not read again, so
+ * the mmap'd pages of these matrices go cold and the kernel can drop them, but until then the
+ * process maps both. For a model that barely fits in memory, MLXR_CPU_REPACK=0 (or
+ * params.no_repack) keeps the read-in-place path. get_rows decodes repacked rows directly.
+ *
  * Attention reads K and V rows in place from the paged pools; at AVX2 and above the score dot
  * products and the weighted V sums are gemm_attn_avx2.c's (F16 rows converted by F16C on the fly).
  *
@@ -22,6 +34,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/common/fp16.h"
@@ -31,8 +44,20 @@
 
 #define CPU_MATMUL_TILE 16 /* output rows per tile */
 
+typedef struct cpu_pack {
+  const void *src; /* w->data the copy was made from */
+  mlxr_dtype type;
+  int64_t n_in, n_out;
+  void *copy;      /* R16 layout */
+} cpu_pack;
+
 typedef struct cpu_context {
   mlxr_simd_level level;
+  mlxr_r16_gemm_fn r16_gemm; /* NULL: no repacking (no VNNI, or disabled) */
+  cpu_pack *packs;
+  size_t n_packs, packs_cap;
+  void *aux;            /* R16 activation helpers: float yd[rows][nb] then int32 ycorr[rows][nb] */
+  size_t aux_cap;
   const mlxr_type_traits *traits[MLXR_DTYPE_COUNT]; /* of `level`, looked up once (CPUID inside) */
   mlxr_threadpool *pool;
   void *xq;             /* activations converted to a vec_dot_type */
@@ -79,9 +104,53 @@ static bool cpu_supports_weight(mlxr_backend *be, mlxr_dtype type) {
   return tt && tt->vec_dot && tt->to_float;
 }
 
+static bool cpu_can_repack(const cpu_context *c, const mlxr_weight *w) {
+#if MLXR_QUANTS_X86
+  return c->r16_gemm && mlxr_quant_r16_supported(w->type) && w->n_out % 16 == 0 &&
+         w->n_in % MLXR_QK == 0 && w->n_in > 0;
+#else
+  (void)c;
+  (void)w;
+  return false;
+#endif
+}
+
 static int cpu_weight_prepare(mlxr_backend *be, mlxr_weight *w) {
   if (!w->data) return MLXR_OK;
   if (!cpu_supports_weight(be, w->type)) return MLXR_ERR_UNSUPPORTED;
+  cpu_context *c = cpu_ctx(be);
+  if (w->device || !cpu_can_repack(c, w)) return MLXR_OK;
+#if MLXR_QUANTS_X86
+  /* the same matrix prepared again (tied embeddings: token_embd and output share the data)
+   * shares the copy; the bytes are compared, so a freed and reused address cannot alias */
+  for (size_t i = 0; i < c->n_packs; i++) {
+    const cpu_pack *pk = &c->packs[i];
+    if (pk->src == w->data && pk->type == w->type && pk->n_in == w->n_in && pk->n_out == w->n_out &&
+        mlxr_quant_r16_matches(w->type, w->data, w->row_bytes, w->n_in, w->n_out, pk->copy)) {
+      w->device = pk->copy;
+      return MLXR_OK;
+    }
+  }
+  if (c->n_packs == c->packs_cap) {
+    size_t cap = c->packs_cap ? 2 * c->packs_cap : 64;
+    cpu_pack *p = realloc(c->packs, cap * sizeof(*p));
+    if (!p) return MLXR_ERR_NOMEM;
+    c->packs = p;
+    c->packs_cap = cap;
+  }
+  void *copy = NULL;
+  const size_t bytes = w->row_bytes * (size_t)w->n_out;
+  /* 2 MiB aligned and marked for transparent huge pages: decode streams through every weight
+   * once per token, and with 4 KiB pages the TLB misses stall the kernel's prefetches */
+  const size_t huge = (size_t)2 << 20, alloc = (bytes + huge - 1) & ~(huge - 1);
+  if (posix_memalign(&copy, huge, alloc) != 0) return MLXR_ERR_NOMEM;
+#ifdef MADV_HUGEPAGE
+  (void)madvise(copy, alloc, MADV_HUGEPAGE); /* advice only: without THP this is a no-op */
+#endif
+  mlxr_quant_r16_repack(w->type, w->data, w->row_bytes, w->n_in, w->n_out, copy);
+  c->packs[c->n_packs++] = (cpu_pack){w->data, w->type, w->n_in, w->n_out, copy};
+  w->device = copy;
+#endif
   return MLXR_OK;
 }
 
@@ -97,6 +166,15 @@ typedef struct get_rows_job {
 
 static void get_rows_worker(void *arg, int ith, int nth) {
   get_rows_job *j = arg;
+#if MLXR_QUANTS_X86
+  if (j->table->device) {
+    for (int64_t r = ith; r < j->n; r += nth) {
+      mlxr_quant_r16_row_to_float(j->table->type, j->table->device, j->table->row_bytes,
+                                  j->table->n_in, j->ids[r], j->out + r * j->table->n_in);
+    }
+    return;
+  }
+#endif
   for (int64_t r = ith; r < j->n; r += nth) {
     const uint8_t *row = (const uint8_t *)j->table->data + (size_t)j->ids[r] * j->table->row_bytes;
     j->tt->to_float(row, j->out + r * j->table->n_in, j->table->n_in);
@@ -128,12 +206,37 @@ typedef struct matmul_job {
   size_t xq_row_bytes;
   int64_t n_rows;
   float *y;                       /* [n_rows][n_out] */
+  mlxr_r16_gemm_fn r16;           /* set when w->device holds the R16 copy */
+  float *yd;                      /* R16: [n_rows][nb] activation block scales */
+  int32_t *ycorr;                 /* R16: [n_rows][nb] offset corrections */
 } matmul_job;
 
 static void matmul_quantize_worker(void *arg, int ith, int nth) {
   matmul_job *j = arg;
   for (int64_t r = ith; r < j->n_rows; r += nth) {
     j->act_tt->from_float(j->x + r * j->w->n_in, (uint8_t *)j->xq + r * j->xq_row_bytes, j->w->n_in);
+#if MLXR_QUANTS_X86
+    if (j->r16) {
+      const int64_t nb = j->w->n_in / MLXR_QK;
+      mlxr_quant_r16_act_aux(j->w->type, (uint8_t *)j->xq + r * j->xq_row_bytes, j->w->n_in,
+                             j->yd + r * nb, j->ycorr + r * nb);
+    }
+#endif
+  }
+}
+
+static void matmul_r16_worker(void *arg, int ith, int nth) {
+  matmul_job *j = arg;
+  const int64_t n_out = j->w->n_out, ng = n_out / 16;
+  const int64_t g0 = ng * ith / nth, g1 = ng * (ith + 1) / nth;
+  if (g1 <= g0) return;
+  j->r16(j->w->type, j->w->n_in, j->n_rows, g1 - g0,
+         (const uint8_t *)j->w->device + (size_t)g0 * 16 * j->w->row_bytes, j->w->row_bytes, j->xq,
+         j->xq_row_bytes, j->yd, j->ycorr, j->w->n_in / MLXR_QK, j->y + g0 * 16, n_out);
+  if (j->bias) {
+    for (int64_t r = 0; r < j->n_rows; r++) {
+      for (int64_t o = g0 * 16; o < g1 * 16; o++) j->y[r * n_out + o] += j->bias[o];
+    }
   }
 }
 
@@ -186,10 +289,17 @@ static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight 
     if (!mlxr_dtype_row_size(tt->vec_dot_type, w->n_in, &job.xq_row_bytes)) return MLXR_ERR_INVALID;
     if (!grow_buffer(&c->xq, &c->xq_cap, job.xq_row_bytes * (size_t)n_rows)) return MLXR_ERR_NOMEM;
     job.xq = c->xq;
+    if (w->device && c->r16_gemm) {
+      const size_t nb = (size_t)(w->n_in / MLXR_QK), half = nb * (size_t)n_rows * 4;
+      if (!grow_buffer(&c->aux, &c->aux_cap, 2 * half)) return MLXR_ERR_NOMEM;
+      job.r16 = c->r16_gemm;
+      job.yd = c->aux;
+      job.ycorr = (int32_t *)((uint8_t *)c->aux + half);
+    }
     if (n_rows == 1) matmul_quantize_worker(&job, 0, 1);
     else mlxr_threadpool_run(c->pool, matmul_quantize_worker, &job);
   }
-  mlxr_threadpool_run(c->pool, matmul_dot_worker, &job);
+  mlxr_threadpool_run(c->pool, job.r16 ? matmul_r16_worker : matmul_dot_worker, &job);
   return MLXR_OK;
 }
 
@@ -369,6 +479,9 @@ static void cpu_free(mlxr_backend *be) {
     mlxr_threadpool_free(c->pool);
     free(c->xq);
     free(c->scores);
+    free(c->aux);
+    for (size_t i = 0; i < c->n_packs; i++) free(c->packs[i].copy);
+    free(c->packs);
     free(c);
   }
   free(be);
@@ -415,6 +528,15 @@ mlxr_backend *mlxr_cpu_backend_new(mlxr_cpu_backend_params params) {
   c->level = (params.simd_level < 0 || params.simd_level > (int)best) ? best
                                                                        : (mlxr_simd_level)params.simd_level;
   for (int t = 0; t < MLXR_DTYPE_COUNT; t++) c->traits[t] = mlxr_type_traits_get((mlxr_dtype)t, c->level);
+  const char *env = getenv("MLXR_CPU_REPACK");
+  const bool repack = !params.no_repack && !(env && env[0] == '0');
+#if MLXR_QUANTS_X86
+  if (repack && c->level == MLXR_SIMD_AVX512 && mlxr_quant_cpu_has_avx512_vnni()) {
+    c->r16_gemm = mlxr_quant_cpu_amx_enable() ? mlxr_quant_r16_gemm_amx : mlxr_quant_r16_gemm_avx512vnni;
+  }
+#else
+  (void)repack;
+#endif
   c->pool = mlxr_threadpool_new(n);
   if (!c->pool) {
     cpu_free(be);

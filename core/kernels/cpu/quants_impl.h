@@ -183,6 +183,12 @@ void mlxr_quant_q6_K_vec_dot(int64_t n, float *out, const void *x, const void *y
 void mlxr_quant_q8_K_to_float(const void *src, float *dst, int64_t n);
 void mlxr_quant_q8_K_from_float(const float *src, void *dst, int64_t n);
 
+/* Signature of the R16 kernels below (x86); declared everywhere so callers compile on Arm. */
+typedef void (*mlxr_r16_gemm_fn)(mlxr_dtype t, int64_t n, int64_t nr, int64_t ngroups,
+                                 const void *x, size_t row_bytes, const void *y, size_t by,
+                                 const float *yd, const int32_t *ycorr, int64_t ld_aux, float *out,
+                                 int64_t ldo);
+
 /* ---- AVX2 + FMA + F16C (quants_avx2.c, quants_k_avx2.c; x86 only) ---- */
 #if MLXR_QUANTS_X86
 void mlxr_quant_f32_vec_dot_avx2(int64_t n, float *out, const void *x, const void *y);
@@ -225,6 +231,28 @@ void mlxr_quant_q4_0_gemm_avx512vnni(int64_t n, int64_t nr, int64_t nc, const vo
                                      const void *y, size_t by, float *out, int64_t ldo);
 void mlxr_quant_q8_0_gemm_avx512vnni(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                                      const void *y, size_t by, float *out, int64_t ldo);
+
+/* ---- R16 repacked Q4_0/Q8_0 weights (gemm_r16_avx512.c; x86 only; layout described there).
+ * repack/row_to_float/act_aux are plain C; the gemm kernels need AVX512_VNNI (and AMX-INT8 after
+ * mlxr_quant_cpu_amx_enable() for the _amx one). n_rows % 16 == 0, n_in % 32 == 0. The gemm
+ * writes out[r * ldo + 16g + j] = row (16g + j) . activation row r for r < nr, g < ngroups;
+ * yd/ycorr: per activation row (ld_aux apart) and block, from mlxr_quant_r16_act_aux. ---- */
+bool mlxr_quant_r16_supported(mlxr_dtype t);
+void mlxr_quant_r16_repack(mlxr_dtype t, const void *src, size_t row_bytes, int64_t n_in,
+                           int64_t n_rows, void *dst);
+/* true if `packed` is the R16 form of src (a cached copy is still valid) */
+bool mlxr_quant_r16_matches(mlxr_dtype t, const void *src, size_t row_bytes, int64_t n_in,
+                            int64_t n_rows, const void *packed);
+void mlxr_quant_r16_row_to_float(mlxr_dtype t, const void *packed, size_t row_bytes, int64_t n_in,
+                                 int64_t row, float *dst);
+void mlxr_quant_r16_act_aux(mlxr_dtype t, const void *yrow, int64_t n_in, float *yd, int32_t *ycorr);
+void mlxr_quant_r16_gemm_avx512vnni(mlxr_dtype t, int64_t n, int64_t nr, int64_t ngroups,
+                                    const void *x, size_t row_bytes, const void *y, size_t by,
+                                    const float *yd, const int32_t *ycorr, int64_t ld_aux,
+                                    float *out, int64_t ldo);
+void mlxr_quant_r16_gemm_amx(mlxr_dtype t, int64_t n, int64_t nr, int64_t ngroups, const void *x,
+                             size_t row_bytes, const void *y, size_t by, const float *yd,
+                             const int32_t *ycorr, int64_t ld_aux, float *out, int64_t ldo);
 
 /* ---- attention inner products (gemm_attn_avx2.c; x86, AVX2 level and above) ---- */
 float mlxr_attn_dot_avx2(const float *q, const void *k, bool k_f16, int n);
