@@ -12,6 +12,7 @@
  * chunk with no choices carries the usage. An error after the stream began is one
  * `data: {"error": ...}` event, then [DONE].
  */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,110 @@ static void oai_params_free(oai_params *p) {
   free(p->bias_ids);
   free(p->bias_vals);
   free(p->grammar);
+}
+
+/* Rename the GBNF rule `root` to `to` wherever it is a whole identifier outside string literals
+ * and character classes (the schema converter's grammar may refer to its own root). */
+static char *rename_root_rule(const char *g, const char *to) {
+  size_t n = strlen(g), cap = n * 2 + 64, o = 0;
+  char *out = malloc(cap);
+  if (!out) return NULL;
+  for (size_t i = 0; i < n;) {
+    if (g[i] == '"' || g[i] == '[') { /* copy a literal or class verbatim, escapes included */
+      const char close = g[i] == '"' ? '"' : ']';
+      out[o++] = g[i++];
+      while (i < n && g[i] != close) {
+        if (g[i] == '\\' && i + 1 < n) out[o++] = g[i++];
+        out[o++] = g[i++];
+      }
+      if (i < n) out[o++] = g[i++];
+      continue;
+    }
+    if (g[i] == '#') { /* comment to end of line */
+      while (i < n && g[i] != '\n') out[o++] = g[i++];
+      continue;
+    }
+    const bool word_start = i == 0 || !(isalnum((unsigned char)g[i - 1]) || g[i - 1] == '-' || g[i - 1] == '_');
+    if (word_start && strncmp(g + i, "root", 4) == 0 &&
+        !(isalnum((unsigned char)g[i + 4]) || g[i + 4] == '-' || g[i + 4] == '_')) {
+      size_t l = strlen(to);
+      if (o + l + 1 >= cap) break;
+      memcpy(out + o, to, l);
+      o += l;
+      i += 4;
+      continue;
+    }
+    out[o++] = g[i++];
+  }
+  out[o] = '\0';
+  return out;
+}
+
+/* tool_choice "required" or a named function: the output must be tool calls. The grammar allows one
+ * call (parallel_tool_calls false) or one or more, in the model family's own form: Hermes/Qwen `<tool_call>\n{"name": .., "arguments":
+ * {..}}\n</tool_call>` (templates that mention <tool_call>), else the Llama 3.1 form
+ * `{"name": .., "parameters": {..}}`; each call's arguments follow that tool's parameter schema. */
+static int tool_call_grammar(const cJSON *tools, const char *template_src, bool parallel, char **out,
+                             char *err, size_t err_len) {
+  *out = NULL;
+  const bool hermes = !template_src || strstr(template_src, "<tool_call>") || !strstr(template_src, "parameters");
+  cJSON *any = cJSON_CreateArray();
+  const cJSON *t;
+  cJSON_ArrayForEach(t, tools) {
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+    if (!cJSON_IsString(name)) continue;
+    cJSON *call = cJSON_CreateObject();
+    cJSON_AddStringToObject(call, "type", "object");
+    cJSON *props = cJSON_AddObjectToObject(call, "properties");
+    cJSON *nm = cJSON_AddObjectToObject(props, "name");
+    cJSON_AddStringToObject(nm, "const", name->valuestring);
+    cJSON_AddItemToObject(props, hermes ? "arguments" : "parameters",
+                          cJSON_IsObject(params) ? cJSON_Duplicate(params, true) : cJSON_Parse("{\"type\":\"object\"}"));
+    cJSON *req = cJSON_AddArrayToObject(call, "required");
+    cJSON_AddItemToArray(req, cJSON_CreateString("name"));
+    cJSON_AddItemToArray(req, cJSON_CreateString(hermes ? "arguments" : "parameters"));
+    cJSON_AddItemToArray(any, call);
+  }
+  cJSON *schema = cJSON_CreateObject();
+  cJSON_AddItemToObject(schema, "anyOf", any);
+  char *call_gbnf = NULL;
+  int rc = mlxr_json_schema_to_gbnf(schema, &call_gbnf, err, err_len);
+  cJSON_Delete(schema);
+  if (rc != MLXR_OK) return rc;
+  char *renamed = rename_root_rule(call_gbnf, "tool-call-object");
+  free(call_gbnf);
+  if (!renamed) return MLXR_ERR_NOMEM;
+  /* tool calls are written compactly (as models are trained to): at most one space per gap */
+  char *ws = strstr(renamed, "ws ::= [ \\t\\n]{0,32}\n");
+  if (ws) {
+    const char compact[] = "ws ::= \" \"?";
+    const size_t old_len = strlen("ws ::= [ \\t\\n]{0,32}");
+    memcpy(ws, compact, sizeof(compact) - 1);
+    memset(ws + sizeof(compact) - 1, ' ', old_len - (sizeof(compact) - 1));
+  }
+  const char *top = hermes ? (parallel ? "root ::= tool-call (\"\\n\" tool-call)*\n"
+                                        "tool-call ::= \"<tool_call>\\n\" tool-call-object \"\\n</tool_call>\"\n"
+                                      : "root ::= \"<tool_call>\\n\" tool-call-object \"\\n</tool_call>\"\n")
+                           : (parallel ? "root ::= tool-call-object (\"; \" tool-call-object)*\n"
+                                       : "root ::= tool-call-object\n");
+  size_t l = strlen(top) + strlen(renamed) + 2;
+  *out = malloc(l);
+  if (!*out) {
+    free(renamed);
+    return MLXR_ERR_NOMEM;
+  }
+  snprintf(*out, l, "%s%s", top, renamed);
+  free(renamed);
+  mlxr_grammar *g = NULL; /* the combination must itself be a valid grammar */
+  rc = mlxr_grammar_parse(*out, strlen(*out), NULL, &g, err, err_len);
+  mlxr_grammar_free(g);
+  if (rc != MLXR_OK) {
+    free(*out);
+    *out = NULL;
+  }
+  return rc;
 }
 
 /* response_format {type: text | json_object | json_schema {json_schema: {schema}}} and llama.cpp's
@@ -655,6 +760,22 @@ static enum MHD_Result handle_generate(mlxr_req *r, bool chat) {
       goto done;
     }
     tools_on = cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0;
+    const bool must_call = tools_on && (cJSON_IsObject(choice) ||
+                                        (cJSON_IsString(choice) && strcmp(choice->valuestring, "required") == 0));
+    if (must_call) { /* enforce it: the output is constrained to tool calls */
+      if (p.grammar) {
+        cJSON_Delete(filtered);
+        res = mlxr_http_error(r, 400, NULL, NULL, "tool_choice", "a forced tool_choice cannot be combined with a JSON response_format or a grammar");
+        goto done;
+      }
+      const cJSON *par = cJSON_GetObjectItemCaseSensitive(j, "parallel_tool_calls");
+      if (tool_call_grammar(tools, m->tmpl_src, !cJSON_IsFalse(par), &p.grammar, err, sizeof err) != MLXR_OK) {
+        cJSON_Delete(filtered);
+        res = mlxr_http_error(r, 400, NULL, NULL, "tools", "the tools' parameter schemas cannot be enforced: %s", err);
+        goto done;
+      }
+      p.gp.grammar = p.grammar;
+    }
     cJSON *kwargs = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(j, "chat_template_kwargs"), true);
     if (kwargs && !cJSON_IsObject(kwargs)) {
       cJSON_Delete(kwargs);
