@@ -192,6 +192,38 @@ try {
     check("stream unknown model throws", false);
   } catch (e) { check("stream unknown model 404", e.status === 404); }
 
+  {
+  // Tool calls through the SDK. tool_choice "required" is enforced by constrained decoding, so even
+  // this random-weight model answers with a call whose arguments match the tool's schema.
+  const timeTools = [{ type: "function", function: { name: "get_time", description: "time in a zone",
+    parameters: { type: "object", properties: { zone: { type: "string", maxLength: 8 } }, required: ["zone"] } } }];
+  const tcReq = { model: "tiny", messages: msgs, tools: timeTools, tool_choice: "required", parallel_tool_calls: false,
+    max_tokens: 160, temperature: 0.7, seed: 1 };
+  const tc = await client.chat.completions.create(tcReq);
+  const tcMsg = tc.choices[0].message, call = tcMsg.tool_calls?.[0];
+  let tcArgs = null;
+  try { tcArgs = JSON.parse(call.function.arguments); } catch { /* checked below */ }
+  check("tool call finish_reason", tc.choices[0].finish_reason === "tool_calls", tc.choices[0].finish_reason);
+  check("tool call shape", tcMsg.tool_calls?.length === 1 && call.type === "function" && call.id.startsWith("call_") &&
+    call.function.name === "get_time" && typeof call.function.arguments === "string" && !tcMsg.content, JSON.stringify(tcMsg));
+  check("tool call arguments match the schema", tcArgs && Object.keys(tcArgs).join() === "zone" &&
+    typeof tcArgs.zone === "string" && [...tcArgs.zone].length <= 8, call?.function?.arguments);
+  const tcs = await client.chat.completions.create({ ...tcReq, stream: true });
+  const parts = {};
+  let firstOk = true, tcFinish = null;
+  for await (const ch of tcs) {
+    const c = ch.choices[0];
+    if (!c) continue;
+    for (const t of c.delta?.tool_calls || []) {
+      if (!(t.index in parts)) { firstOk &&= !!t.id && !!t.function?.name; parts[t.index] = { name: t.function?.name, args: "" }; }
+      parts[t.index].args += t.function?.arguments || "";
+    }
+    if (c.finish_reason) tcFinish = c.finish_reason;
+  }
+  check("streamed tool call: id and name first, fragments join to the same call", firstOk && tcFinish === "tool_calls" &&
+    parts[0]?.name === "get_time" && parts[0].args === call?.function?.arguments, JSON.stringify(parts));
+
+  }
   check("daemon alive", d.alive());
   check("metrics count chat requests", /mlxr_http_requests_total\{route="\/v1\/chat\/completions",method="POST",status="200"\} \d+/.test(
     await (await fetch(d.base + "/metrics")).text()));
