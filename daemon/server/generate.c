@@ -20,6 +20,16 @@ uint64_t mlxr_random_seed(void) {
   return s;
 }
 
+mlxr_pooling mlxr_model_pooling(mlxr_sched *sched) {
+  const mlxr_gguf *g = mlxr_sched_gguf(sched);
+  const char *arch = mlxr_gguf_get_str(g, "general.architecture", NULL);
+  char key[96];
+  int64_t v = 0;
+  snprintf(key, sizeof key, "%s.pooling_type", arch ? arch : "");
+  if (arch && mlxr_gguf_get_int(g, key, &v) && v == MLXR_POOL_LAST) return MLXR_POOL_LAST;
+  return MLXR_POOL_MEAN;
+}
+
 const char *mlxr_finish_name(mlxr_finish_reason f) {
   switch (f) {
   case MLXR_FINISH_LENGTH: return "length";

@@ -634,7 +634,7 @@ static enum MHD_Result handle_embed(mlxr_req *r, bool legacy) {
       res = mlxr_http_error(r, 400, NULL, NULL, NULL, "input %d is empty", i);
       goto fail;
     }
-    int rc = mlxr_sched_embed(sched, ids, (int32_t)n, MLXR_POOL_MEAN, vec, err, sizeof err);
+    int rc = mlxr_sched_embed(sched, ids, (int32_t)n, mlxr_model_pooling(sched), vec, err, sizeof err);
     free(ids);
     if (rc < 0) {
       res = mlxr_http_error(r, 500, NULL, NULL, NULL, "embedding failed: %s", err);

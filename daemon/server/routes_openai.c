@@ -1066,11 +1066,13 @@ static enum MHD_Result handle_embeddings(mlxr_req *r) {
   if (!mlxr_http_parse_body(r, &res)) return res;
   const cJSON *j = r->json;
   mlxr_field_err fe = {{0}, {0}};
-  const char *model_name = NULL, *fmt = "float";
+  const char *model_name = NULL, *fmt = "float", *pooling = NULL;
   int64_t dims = 0;
   if (!mlxr_get_str(j, "model", &model_name, &fe) || !mlxr_get_str(j, "encoding_format", &fmt, &fe) ||
-      !mlxr_get_int(j, "dimensions", 1, 1 << 20, &dims, &fe))
+      !mlxr_get_int(j, "dimensions", 1, 1 << 20, &dims, &fe) || !mlxr_get_str(j, "pooling", &pooling, &fe))
     return field_error(r, &fe);
+  if (pooling && strcmp(pooling, "mean") != 0 && strcmp(pooling, "last") != 0)
+    return mlxr_http_error(r, 400, NULL, NULL, "pooling", "'pooling' must be mean or last");
   if (strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0)
     return mlxr_http_error(r, 400, NULL, NULL, "encoding_format", "'encoding_format' must be float or base64");
   mlxr_model_entry *m = mlxr_req_model(r, model_name, &res);
@@ -1106,7 +1108,8 @@ static enum MHD_Result handle_embeddings(mlxr_req *r) {
       cJSON_Delete(o);
       goto done;
     }
-    if (mlxr_sched_embed(sched, pl.ids[i], pl.n[i], MLXR_POOL_MEAN, vec, err, sizeof err) < 0) {
+    const mlxr_pooling pool = pooling ? (pooling[0] == 'l' ? MLXR_POOL_LAST : MLXR_POOL_MEAN) : mlxr_model_pooling(sched);
+    if (mlxr_sched_embed(sched, pl.ids[i], pl.n[i], pool, vec, err, sizeof err) < 0) {
       cJSON_Delete(o);
       res = mlxr_http_error(r, 500, NULL, NULL, NULL, "embedding failed: %s", err);
       goto done;

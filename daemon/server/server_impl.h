@@ -340,6 +340,8 @@ int32_t mlxr_cap_max_tokens(const mlxr_server *s, int32_t want);
 bool mlxr_submit(mlxr_req *r, mlxr_sched *s, mlxr_genset *gs, const int32_t *prompt,
                  int32_t n_prompt, const mlxr_gen_params *gp, int copies, enum MHD_Result *res);
 uint64_t mlxr_random_seed(void);
+/* The pooling a model's GGUF asks for ({arch}.pooling_type: 3 = last token), else mean. */
+mlxr_pooling mlxr_model_pooling(mlxr_sched *sched);
 const char *mlxr_finish_name(mlxr_finish_reason f);
 
 /* ---- routes ---- */

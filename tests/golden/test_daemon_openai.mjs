@@ -163,6 +163,21 @@ try {
   const n8 = norm(v.slice(0, 8));
   check("dimensions: truncate then renormalize", e8.data[0].embedding.length === 8 &&
     e8.data[0].embedding.every((x, i) => Math.abs(x - v[i] / n8) < 1e-5));
+  {
+  // pooling (extension field): mean and last differ for several tokens; for one token they must agree
+  const ids1 = await post("/tokenize", { model: "tiny", content: "hello world", add_special: false });
+  const pl = async (input, pooling) => (await post("/v1/embeddings", { model: "tiny", input, pooling, encoding_format: "float" })).data[0].embedding;
+  const meanV = await pl("hello world", "mean"), lastV = await pl("hello world", "last");
+  check("pooling mean is the default", meanV.every((x, i) => Math.abs(x - v[i]) < 1e-6));
+  check("pooling last differs from mean", ids1.tokens.length > 1 && lastV.some((x, i) => Math.abs(x - meanV[i]) > 1e-4) &&
+    Math.abs(norm(lastV) - 1) < 1e-5);
+  const one = [ids1.tokens[0]];
+  const m1 = await pl(one, "mean"), l1 = await pl(one, "last");
+  check("one token: mean == last", m1.every((x, i) => Math.abs(x - l1[i]) < 1e-6));
+  const badPool = await fetch(d.base + "/v1/embeddings", { method: "POST", body: JSON.stringify({ model: "tiny", input: "x", pooling: "max" }) });
+  check("pooling max is a 400", badPool.status === 400);
+
+  }
 
   // ---- errors
   const expectErr = async (name, fn, status, pred = () => true) => {
