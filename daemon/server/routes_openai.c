@@ -173,7 +173,7 @@ static bool parse_response_format(const cJSON *j, oai_params *p, mlxr_field_err 
       int rc = schema ? mlxr_json_schema_to_gbnf(schema, &p->grammar, err, sizeof err)
                       : ((p->grammar = mlxr_json_grammar_gbnf(MLXR_JSON_GRAMMAR_OBJECT)) ? MLXR_OK : MLXR_ERR_NOMEM);
       if (rc != MLXR_OK) {
-        snprintf(fe->msg, sizeof fe->msg, "'response_format.json_schema.schema' cannot be used: %s",
+        snprintf(fe->msg, sizeof fe->msg, "'response_format.json_schema.schema' cannot be used: %.190s",
                  err[0] ? err : "out of memory");
         return false;
       }
@@ -191,7 +191,7 @@ static bool parse_response_format(const cJSON *j, oai_params *p, mlxr_field_err 
     }
     mlxr_grammar *g = NULL;
     if (mlxr_grammar_parse(gr->valuestring, strlen(gr->valuestring), NULL, &g, err, sizeof err) != MLXR_OK) {
-      snprintf(fe->msg, sizeof fe->msg, "'grammar': %s", err);
+      snprintf(fe->msg, sizeof fe->msg, "'grammar': %.230s", err);
       return false;
     }
     mlxr_grammar_free(g);
