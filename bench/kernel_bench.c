@@ -73,6 +73,34 @@ int main(int argc, char **argv) {
       if (t2 - t1 < best_g) best_g = t2 - t1;
       if (t3 - t2 < best_r) best_r = t3 - t2;
     }
+    /* prompt-sized product: 128 activation rows x the first 512 weight rows (stays in cache) */
+    {
+      enum { NR = 128, NO = 512 };
+      uint8_t *yq2 = malloc(34 * 64 * NR);
+      float *yd2 = malloc(sizeof(float) * 64 * NR), *out2 = malloc(sizeof(float) * NR * NO);
+      int32_t *yc2 = malloc(sizeof(int32_t) * 64 * NR);
+      for (int i = 0; i < NR; i++) {
+        memcpy(yq2 + i * 34 * 64, yq, 34 * 64);
+        mlxr_quant_r16_act_aux(t, yq, n_in, yd2 + i * 64, yc2 + i * 64);
+      }
+      double bg = 1e9, br = 1e9, bv = 1e9;
+      for (int r = 0; r < reps * 3; r++) {
+        double t0 = now();
+        for (int64_t o = 0; o < NO; o += 16) tt->gemm(n_in, NR, 16, w + o * rb, rb, yq2, 34 * 64, out2 + o, NO);
+        double t1 = now();
+        if (mlxr_quant_cpu_amx_enable()) mlxr_quant_r16_gemm_amx(t, n_in, NR, NO / 16, p, rb, yq2, 34 * 64, yd2, yc2, 64, out2, NO);
+        double t2 = now();
+        mlxr_quant_r16_gemm_avx512vnni(t, n_in, NR, NO / 16, p, rb, yq2, 34 * 64, yd2, yc2, 64, out2, NO);
+        double t3 = now();
+        if (t1 - t0 < bg) bg = t1 - t0;
+        if (t2 - t1 < br) br = t2 - t1;
+        if (t3 - t2 < bv) bv = t3 - t2;
+      }
+      const double macs = (double)NR * NO * n_in;
+      printf("%s %d rows x %d x %lld: gemm %.1f GMAC/s, r16 amx %.1f, r16 vnni %.1f\n", mlxr_dtype_name(t),
+             NR, NO, (long long)n_in, macs / bg * 1e-9, macs / br * 1e-9, macs / bv * 1e-9);
+      free(yq2); free(yd2); free(out2); free(yc2);
+    }
     printf("%s %.0f MiB: stream %.2f GB/s, gemm %.2f GB/s, r16 %.2f GB/s (%u)\n", mlxr_dtype_name(t),
            bytes / 1048576.0, bytes / best_s * 1e-9, bytes / best_g * 1e-9, bytes / best_r * 1e-9,
            sink + (out[0] > 0));

@@ -23,6 +23,9 @@
  * process maps both. For a model that barely fits in memory, MLXR_CPU_REPACK=0 (or
  * params.no_repack) keeps the read-in-place path. get_rows decodes repacked rows directly.
  *
+ * Types without a gemm kernel (K-quants, Q4_1, Q5_x, BF16) multiply prompts (4+ rows) by
+ * dequantizing each 16-row weight tile to float32 once and running the F32 gemm on it.
+ *
  * Attention reads K and V rows in place from the paged pools; at AVX2 and above the score dot
  * products and the weighted V sums are gemm_attn_avx2.c's (F16 rows converted by F16C on the fly).
  *
@@ -43,6 +46,7 @@
 #include "core/kernels/cpu/threadpool.h"
 
 #define CPU_MATMUL_TILE 16 /* output rows per tile */
+#define CPU_DEQ_MIN_ROWS 4 /* types without a gemm: from this many rows on, dequantize tiles */
 
 typedef struct cpu_pack {
   const void *src; /* w->data the copy was made from */
@@ -56,6 +60,8 @@ typedef struct cpu_context {
   mlxr_r16_gemm_fn r16_gemm; /* NULL: no repacking (no VNNI, or disabled) */
   cpu_pack *packs;
   size_t n_packs, packs_cap;
+  float *deq;           /* [n_threads][CPU_MATMUL_TILE * n_in] dequantized weight tiles */
+  size_t deq_cap;       /* bytes */
   void *aux;            /* R16 activation helpers: float yd[rows][nb] then int32 ycorr[rows][nb] */
   size_t aux_cap;
   const mlxr_type_traits *traits[MLXR_DTYPE_COUNT]; /* of `level`, looked up once (CPUID inside) */
@@ -207,6 +213,8 @@ typedef struct matmul_job {
   int64_t n_rows;
   float *y;                       /* [n_rows][n_out] */
   mlxr_r16_gemm_fn r16;           /* set when w->device holds the R16 copy */
+  mlxr_gemm_fn f32_gemm;          /* set: dequantize tiles to float and use this */
+  float *deq;                     /* per-thread tile scratch for f32_gemm */
   float *yd;                      /* R16: [n_rows][nb] activation block scales */
   int32_t *ycorr;                 /* R16: [n_rows][nb] offset corrections */
 } matmul_job;
@@ -273,6 +281,33 @@ static void matmul_dot_worker(void *arg, int ith, int nth) {
   }
 }
 
+/* Prompt products for types without a gemm kernel (the K-quants, Q4_1, Q5_x, BF16): each tile
+ * of 16 weight rows is dequantized once to float32 (exact) into this thread's scratch and
+ * multiplied by the float32 activations with the F32 gemm: one decode per weight block per call
+ * instead of one per activation row, and no activation quantization. */
+static void matmul_deq_worker(void *arg, int ith, int nth) {
+  matmul_job *j = arg;
+  const int64_t n_out = j->w->n_out, n_in = j->w->n_in;
+  const int64_t n_tiles = (n_out + CPU_MATMUL_TILE - 1) / CPU_MATMUL_TILE;
+  const int64_t t0 = n_tiles * ith / nth, t1 = n_tiles * (ith + 1) / nth;
+  float *tile = j->deq + (size_t)ith * CPU_MATMUL_TILE * (size_t)n_in;
+  const uint8_t *wdata = j->w->data;
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t o0 = t * CPU_MATMUL_TILE;
+    const int64_t o1 = o0 + CPU_MATMUL_TILE < n_out ? o0 + CPU_MATMUL_TILE : n_out;
+    for (int64_t o = o0; o < o1; o++) {
+      j->tt->to_float(wdata + (size_t)o * j->w->row_bytes, tile + (o - o0) * n_in, n_in);
+    }
+    j->f32_gemm(n_in, j->n_rows, o1 - o0, tile, (size_t)n_in * sizeof(float), j->x,
+                (size_t)n_in * sizeof(float), j->y + o0, n_out);
+    if (j->bias) {
+      for (int64_t r = 0; r < j->n_rows; r++) {
+        for (int64_t o = o0; o < o1; o++) j->y[r * n_out + o] += j->bias[o];
+      }
+    }
+  }
+}
+
 static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight *bias,
                       const float *x, int64_t n_rows, float *y) {
   cpu_context *c = cpu_ctx(be);
@@ -282,6 +317,17 @@ static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight 
   if (bias && bias->data) {
     if (bias->type != MLXR_DTYPE_F32 || bias->n_in != w->n_out) return MLXR_ERR_INVALID;
     job.bias = bias->data;
+  }
+  const mlxr_type_traits *f32 = cpu_traits(c, MLXR_DTYPE_F32);
+  if (!tt->gemm && !w->device && n_rows >= CPU_DEQ_MIN_ROWS && f32 && f32->gemm && tt->to_float &&
+      w->type != MLXR_DTYPE_F32) {
+    const size_t per = (size_t)CPU_MATMUL_TILE * (size_t)w->n_in * sizeof(float);
+    const int nth = mlxr_threadpool_n_threads(c->pool);
+    if (!grow_buffer((void **)&c->deq, &c->deq_cap, per * (size_t)nth)) return MLXR_ERR_NOMEM;
+    job.f32_gemm = f32->gemm;
+    job.deq = c->deq;
+    mlxr_threadpool_run(c->pool, matmul_deq_worker, &job);
+    return MLXR_OK;
   }
   if (tt->vec_dot_type != MLXR_DTYPE_F32) {
     job.act_tt = cpu_traits(c, tt->vec_dot_type);
@@ -480,6 +526,7 @@ static void cpu_free(mlxr_backend *be) {
     free(c->xq);
     free(c->scores);
     free(c->aux);
+    free(c->deq);
     for (size_t i = 0; i < c->n_packs; i++) free(c->packs[i].copy);
     free(c->packs);
     free(c);

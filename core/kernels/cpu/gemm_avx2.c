@@ -136,6 +136,37 @@ static ALWAYS_INLINE void f16_tile(const int rm, const int rn, int64_t n, const 
   }
 }
 
+/* F32 x F32: as F16 without the conversion (used for F32 weights, and by the CPU backend for
+ * prompt products of types without a gemm of their own, on tiles it dequantized to float). */
+#define F32_RM F16_RM
+#define F32_RN F16_RN
+static ALWAYS_INLINE void f32_tile(const int rm, const int rn, int64_t n, const uint8_t *x,
+                                   size_t bx, const uint8_t *y, size_t by, float *out, int64_t ldo) {
+  __m256 acc[F32_RM][F32_RN];
+  _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++)
+    _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) acc[i][j] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m256 w[F32_RN];
+    _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) {
+      w[j] = _mm256_loadu_ps((const float *)(x + (size_t)j * bx) + k);
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) {
+      const __m256 yv = _mm256_loadu_ps((const float *)(y + (size_t)i * by) + k);
+      _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) acc[i][j] = _mm256_fmadd_ps(w[j], yv, acc[i][j]);
+    }
+  }
+  _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) {
+    const float *yr = (const float *)(y + (size_t)i * by);
+    _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) {
+      const float *xr = (const float *)(x + (size_t)j * bx);
+      float s = hsum8(acc[i][j]);
+      for (int64_t t = k; t < n; t++) s += xr[t] * yr[t];
+      out[i * ldo + j] = s;
+    }
+  }
+}
+
 /* ---------------------------------------------------------------- instantiation and drivers */
 
 typedef void (*tile_fn)(int64_t len, const uint8_t *x, size_t bx, const uint8_t *y, size_t by,
@@ -154,6 +185,9 @@ TILE_FN(q8_0, 3, 1) TILE_FN(q8_0, 3, 2) TILE_FN(q8_0, 4, 1) TILE_FN(q8_0, 4, 2)
 TILE_FN(f16, 1, 1) TILE_FN(f16, 1, 2) TILE_FN(f16, 1, 3) TILE_FN(f16, 2, 1) TILE_FN(f16, 2, 2)
 TILE_FN(f16, 2, 3) TILE_FN(f16, 3, 1) TILE_FN(f16, 3, 2) TILE_FN(f16, 3, 3) TILE_FN(f16, 4, 1)
 TILE_FN(f16, 4, 2) TILE_FN(f16, 4, 3)
+TILE_FN(f32, 1, 1) TILE_FN(f32, 1, 2) TILE_FN(f32, 1, 3) TILE_FN(f32, 2, 1) TILE_FN(f32, 2, 2)
+TILE_FN(f32, 2, 3) TILE_FN(f32, 3, 1) TILE_FN(f32, 3, 2) TILE_FN(f32, 3, 3) TILE_FN(f32, 4, 1)
+TILE_FN(f32, 4, 2) TILE_FN(f32, 4, 3)
 
 static const tile_fn q4_0_tiles[Q4_RM][Q4_RN] = {
     {q4_0_tile_1x1, q4_0_tile_1x2}, {q4_0_tile_2x1, q4_0_tile_2x2},
@@ -164,6 +198,9 @@ static const tile_fn q8_0_tiles[Q8_RM][Q8_RN] = {
 static const tile_fn f16_tiles[F16_RM][F16_RN] = {
     {f16_tile_1x1, f16_tile_1x2, f16_tile_1x3}, {f16_tile_2x1, f16_tile_2x2, f16_tile_2x3},
     {f16_tile_3x1, f16_tile_3x2, f16_tile_3x3}, {f16_tile_4x1, f16_tile_4x2, f16_tile_4x3}};
+static const tile_fn f32_tiles[F32_RM][F32_RN] = {
+    {f32_tile_1x1, f32_tile_1x2, f32_tile_1x3}, {f32_tile_2x1, f32_tile_2x2, f32_tile_2x3},
+    {f32_tile_3x1, f32_tile_3x2, f32_tile_3x3}, {f32_tile_4x1, f32_tile_4x2, f32_tile_4x3}};
 
 /* Rows of activations outer (RM of them stay in L1), weight rows inner (the caller's tile of
  * weight rows stays in L1/L2 while the activation groups stream past). */
@@ -194,6 +231,11 @@ void mlxr_quant_q8_0_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x,
 void mlxr_quant_f16_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                               const void *y, size_t by, float *out, int64_t ldo) {
   gemm_drive(&f16_tiles[0][0], F16_RM, F16_RN, n, nr, nc, x, bx, y, by, out, ldo);
+}
+
+void mlxr_quant_f32_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                              const void *y, size_t by, float *out, int64_t ldo) {
+  gemm_drive(&f32_tiles[0][0], F32_RM, F32_RN, n, nr, nc, x, bx, y, by, out, ldo);
 }
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * gemm_avx512.c: register-blocked multi-row products (the `gemm` entry of core/kernels/types.h)
  * with AVX-512 VNNI, for Q4_0 and Q8_0 weights against Q8_0 activations, and with plain AVX-512F
- * for F16 weights against float32 activations (16 lanes per FMA; no VNNI needed). Built with the AVX-512
+ * for F16 and F32 weights against float32 activations (16 lanes per FMA; no VNNI needed). Built with the AVX-512
  * flags CMake gives every *_avx512.c, plus VNNI through the target pragma below; type_traits.c
  * hands these out only when CPUID reports AVX512_VNNI (mlxr_quant_cpu_has_avx512_vnni), so an
  * AVX2-only or AVX-512-without-VNNI machine never executes them.
@@ -96,6 +96,41 @@ static ALWAYS_INLINE void f16_tile(const int rm, const int rn, int64_t n, const 
 
 TILE_ALL(f16)
 static const tile_fn f16_tiles[RM_MAX][RN_MAX] = TABLE(f16);
+
+static ALWAYS_INLINE void f32_tile(const int rm, const int rn, int64_t n, const uint8_t *x,
+                                   size_t bx, const uint8_t *y, size_t by, float *out, int64_t ldo) {
+  __m512 acc[RM_MAX][RN_MAX];
+  _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++)
+    _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) acc[i][j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    __m512 w[RN_MAX];
+    _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) {
+      w[j] = _mm512_loadu_ps((const float *)(x + (size_t)j * bx) + k);
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) {
+      const __m512 yv = _mm512_loadu_ps((const float *)(y + (size_t)i * by) + k);
+      _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) acc[i][j] = _mm512_fmadd_ps(w[j], yv, acc[i][j]);
+    }
+  }
+  _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) {
+    const float *yr = (const float *)(y + (size_t)i * by);
+    _Pragma("GCC unroll 4") for (int j = 0; j < rn; j++) {
+      const float *xr = (const float *)(x + (size_t)j * bx);
+      float s = _mm512_reduce_add_ps(acc[i][j]);
+      for (int64_t t = k; t < n; t++) s += xr[t] * yr[t];
+      out[i * ldo + j] = s;
+    }
+  }
+}
+
+TILE_ALL(f32)
+static const tile_fn f32_tiles[RM_MAX][RN_MAX] = TABLE(f32);
+
+void mlxr_quant_f32_gemm_avx512(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                                const void *y, size_t by, float *out, int64_t ldo) {
+  gemm_drive(f32_tiles, n, nr, nc, x, bx, y, by, out, ldo);
+}
 
 /* F16 needs only AVX-512F (+F16C): usable without VNNI. */
 void mlxr_quant_f16_gemm_avx512(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,

@@ -230,21 +230,35 @@ typedef struct r16_tile_config {
   uint8_t rows[16];
 } r16_tile_config;
 
-/* tmm0: C 16x16 int32; tmm1: A 16 activation rows x 32 bytes; tmm2: B 8 rows x 64 bytes */
+/* Two sets of tiles, used by alternate blocks: C 16x16 int32 in tmm0/tmm3, A (16 activation rows
+ * x 32 bytes) in tmm1/tmm4, B (8 rows x 64 bytes) in tmm2/tmm5. */
 static void r16_amx_configure(void) {
   r16_tile_config cfg;
   memset(&cfg, 0, sizeof(cfg));
   cfg.palette_id = 1;
-  cfg.colsb[0] = 64;
-  cfg.rows[0] = 16;
-  cfg.colsb[1] = 32;
-  cfg.rows[1] = 16;
-  cfg.colsb[2] = 64;
-  cfg.rows[2] = 8;
+  for (int s = 0; s < 2; s++) {
+    cfg.colsb[3 * s] = 64;
+    cfg.rows[3 * s] = 16;
+    cfg.colsb[3 * s + 1] = 32;
+    cfg.rows[3 * s + 1] = 16;
+    cfg.colsb[3 * s + 2] = 64;
+    cfg.rows[3 * s + 2] = 8;
+  }
   _tile_loadconfig(&cfg);
 }
 
-/* groups of 16 activation rows x one weight group; B tiles of block b at bsrc + b * bstride */
+/* block b's tile product into tile set 0 (tmm0-2) or 1 (tmm3-5); tile numbers must be literals */
+#define R16_AMX_DP(C, A, B, b)                                                     \
+  do {                                                                             \
+    _tile_zero(C);                                                                 \
+    _tile_loadd(A, ya + (size_t)(b) * sizeof(mlxr_block_q8_0) + 2, (long)by);      \
+    _tile_loadd(B, bsrc + (size_t)(b) * bstride, 64);                              \
+    _tile_dpbsud(C, A, B);                                                         \
+  } while (0)
+
+/* groups of 16 activation rows x one weight group; B tiles of block b at bsrc + b * bstride.
+ * Software-pipelined: block b+1's tile product is issued before block b's int32 results are
+ * stored and folded into the float accumulators, so the tile unit and the vector units overlap. */
 static void r16_amx_rows(int64_t nb, int64_t agroups, const uint8_t *xg, size_t bb,
                          const uint8_t *bsrc, size_t bstride, const uint8_t *y, size_t by,
                          const float *yd, const int32_t *yc, int64_t ld_aux, float *out, int64_t ldo) {
@@ -254,20 +268,23 @@ static void r16_amx_rows(int64_t nb, int64_t agroups, const uint8_t *xg, size_t 
     const float *yda = yd + a * 16 * ld_aux;
     const int32_t *yca = yc + a * 16 * ld_aux;
     __m512 acc[16];
-    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    R16_AMX_DP(0, 1, 2, 0);
     for (int64_t b = 0; b < nb; b++) {
-      _tile_zero(0);
-      _tile_loadd(1, ya + (size_t)b * sizeof(mlxr_block_q8_0) + 2, (long)by);
-      _tile_loadd(2, bsrc + (size_t)b * bstride, 64);
-      _tile_dpbsud(0, 1, 2);
-      _tile_stored(0, c, 64);
+      if (b & 1) {
+        if (b + 1 < nb) R16_AMX_DP(0, 1, 2, b + 1);
+        _tile_stored(3, c, 64);
+      } else {
+        if (b + 1 < nb) R16_AMX_DP(3, 4, 5, b + 1);
+        _tile_stored(0, c, 64);
+      }
       const __m512 dx = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(xg + (size_t)b * bb)));
-      for (int i = 0; i < 16; i++) {
+      _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) {
         const __m512i ci = _mm512_add_epi32(_mm512_load_si512(c + 16 * i), _mm512_set1_epi32(yca[i * ld_aux + b]));
         acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ci), _mm512_mul_ps(dx, _mm512_set1_ps(yda[i * ld_aux + b])), acc[i]);
       }
     }
-    for (int i = 0; i < 16; i++) _mm512_storeu_ps(out + (a * 16 + i) * ldo, acc[i]);
+    _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) _mm512_storeu_ps(out + (a * 16 + i) * ldo, acc[i]);
   }
 }
 

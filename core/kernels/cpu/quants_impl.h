@@ -222,10 +222,14 @@ void mlxr_quant_q8_0_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x,
                                const void *y, size_t by, float *out, int64_t ldo);
 void mlxr_quant_f16_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                               const void *y, size_t by, float *out, int64_t ldo);
+void mlxr_quant_f32_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                              const void *y, size_t by, float *out, int64_t ldo);
 
 /* ---- AVX-512 F/BW/VL/DQ + VNNI (gemm_avx512.c; x86 only, after the CPUID check) ---- */
 bool mlxr_quant_cpu_has_avx512_vnni(void);
 void mlxr_quant_f16_gemm_avx512(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                                const void *y, size_t by, float *out, int64_t ldo);
+void mlxr_quant_f32_gemm_avx512(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                                 const void *y, size_t by, float *out, int64_t ldo);
 void mlxr_quant_q4_0_gemm_avx512vnni(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                                      const void *y, size_t by, float *out, int64_t ldo);

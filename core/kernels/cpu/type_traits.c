@@ -10,8 +10,8 @@
  * vec_dot_type choices: F32 activations for F32/F16/BF16 weights; Q8_0 for all 32-element legacy
  * types (Q4_1/Q5_1 add mx * dy * sum(qy) themselves, so one activation format serves them all);
  * Q8_K for the K-quants. Activation-only types (Q8_1, Q8_K) have no vec_dot.
- * gemm (multi-row products) exists for F16, Q4_0 and Q8_0 at AVX2 (gemm_avx2.c); at AVX512, F16
- * uses gemm_avx512.c, and when CPUID also reports AVX512_VNNI (checked on each call: callers on
+ * gemm (multi-row products) exists for F32, F16, Q4_0 and Q8_0 at AVX2 (gemm_avx2.c); at AVX512,
+ * F32 and F16 use gemm_avx512.c, and when CPUID also reports AVX512_VNNI (checked on each call: callers on
  * hot paths keep the pointer) so do Q4_0 and Q8_0; where the CPU also has AMX-INT8 and the kernel
  * grants the tile state (mlxr_quant_cpu_amx_enable, an arch_prctl: the one side effect here),
  * Q4_0 and Q8_0 use the AMX kernels of gemm_amx.c. Elsewhere gemm is NULL and callers loop over
@@ -52,10 +52,10 @@ static const mlxr_type_traits scalar_traits[TRAITS_SIZE] = {
 
 #if MLXR_QUANTS_X86
 /* The x86 tables differ only in their gemm kernels. */
-#define X86_TRAITS(F16_GEMM, Q4_0_GEMM, Q8_0_GEMM) \
+#define X86_TRAITS(F32_GEMM, F16_GEMM, Q4_0_GEMM, Q8_0_GEMM) \
   { \
     [MLXR_DTYPE_F32] = {MLXR_DTYPE_F32, 1, 4, mlxr_quant_f32_to_float, mlxr_quant_f32_from_float,              \
-                        MLXR_DTYPE_F32, mlxr_quant_f32_vec_dot_avx2, NULL},                                    \
+                        MLXR_DTYPE_F32, mlxr_quant_f32_vec_dot_avx2, F32_GEMM},                                \
     [MLXR_DTYPE_F16] = {MLXR_DTYPE_F16, 1, 2, mlxr_quant_f16_to_float_avx2,                                    \
                         mlxr_quant_f16_from_float_avx2, MLXR_DTYPE_F32, mlxr_quant_f16_vec_dot_avx2,           \
                         F16_GEMM},                                                                     \
@@ -85,14 +85,14 @@ static const mlxr_type_traits scalar_traits[TRAITS_SIZE] = {
   }
 
 static const mlxr_type_traits avx2_traits[TRAITS_SIZE] =
-    X86_TRAITS(mlxr_quant_f16_gemm_avx2, mlxr_quant_q4_0_gemm_avx2, mlxr_quant_q8_0_gemm_avx2);
+    X86_TRAITS(mlxr_quant_f32_gemm_avx2, mlxr_quant_f16_gemm_avx2, mlxr_quant_q4_0_gemm_avx2, mlxr_quant_q8_0_gemm_avx2);
 static const mlxr_type_traits avx512_traits[TRAITS_SIZE] =
-    X86_TRAITS(mlxr_quant_f16_gemm_avx512, mlxr_quant_q4_0_gemm_avx2, mlxr_quant_q8_0_gemm_avx2);
+    X86_TRAITS(mlxr_quant_f32_gemm_avx512, mlxr_quant_f16_gemm_avx512, mlxr_quant_q4_0_gemm_avx2, mlxr_quant_q8_0_gemm_avx2);
 static const mlxr_type_traits avx512vnni_traits[TRAITS_SIZE] =
-    X86_TRAITS(mlxr_quant_f16_gemm_avx512, mlxr_quant_q4_0_gemm_avx512vnni,
+    X86_TRAITS(mlxr_quant_f32_gemm_avx512, mlxr_quant_f16_gemm_avx512, mlxr_quant_q4_0_gemm_avx512vnni,
                mlxr_quant_q8_0_gemm_avx512vnni);
 static const mlxr_type_traits amx_traits[TRAITS_SIZE] =
-    X86_TRAITS(mlxr_quant_f16_gemm_avx512, mlxr_quant_q4_0_gemm_amx, mlxr_quant_q8_0_gemm_amx);
+    X86_TRAITS(mlxr_quant_f32_gemm_avx512, mlxr_quant_f16_gemm_avx512, mlxr_quant_q4_0_gemm_amx, mlxr_quant_q8_0_gemm_amx);
 #endif
 
 const mlxr_type_traits *mlxr_type_traits_get(mlxr_dtype t, mlxr_simd_level level) {
