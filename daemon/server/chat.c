@@ -252,6 +252,7 @@ static size_t partial_suffix(const char *s, size_t n, const char *tag) {
 }
 
 static void consume(mlxr_chat_parser *p, size_t n) {
+  if (n == 0) return; /* also covers a parser that never buffered (buf NULL) */
   memmove(p->buf, p->buf + n, p->len - n);
   p->len -= n;
 }

@@ -470,7 +470,7 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
       }
       ids[n_ids++] = (int32_t)v->valuedouble;
     }
-    memcpy(ids + n_ids, body, n_body * sizeof(int32_t));
+    if (n_body) memcpy(ids + n_ids, body, n_body * sizeof(int32_t));
     n_ids += n_body;
     free(body);
   }
