@@ -11,9 +11,10 @@
  *      float64 sum of dequant(x) * dequant(y) within a tolerance relative to sum |x||y|;
  *      the SIMD level agrees with the scalar level on identical inputs; every gemm (multi-row
  *      product) agrees with the same reference and with vec_dot, for 1..9 rows and columns and
- *      for 16-row groups x 16 columns; the R16 repacked Q4_0/Q8_0 kernels (VNNI, and AMX where
- *      present) against the same reference for 1..9, 16, 17, 35 activation rows, 1-3 groups of
- *      16 weight rows, and rows one block long up to 257 blocks (past the AMX Q4_0 scratch);
+ *      for 16-row groups x 16 columns; the R16 repacked Q4_0/Q8_0/Q4_K kernels (VNNI, and AMX
+ *      where present) against the same reference for 1..9, 16, 17, 35 activation rows, 1-3
+ *      groups of 16 weight rows, and rows one block long up to 257 blocks (past the AMX Q4_0
+ *      scratch; Q4_K: 1, 3 and 17 super-blocks);
  *      decoding one row of the repacked form equals to_float of the original row bit for bit;
  *   3. from_float of the activation types (Q8_0, Q8_K) and of F16/BF16 is byte-identical across
  *      levels; f16/bf16 conversions agree with core/common/fp16.h on all 65536 patterns and on
@@ -474,23 +475,27 @@ static void test_r16(rng *r) {
   }
   const bool vnni = mlxr_quant_cpu_has_avx512_vnni(), amx = vnni && mlxr_quant_cpu_amx_enable();
   static const int64_t sizes[] = {32, 96, 160, 4128, 8224};
+  static const int64_t sizes_k[] = {256, 768, 4352};
   static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 35};
-  const mlxr_dtype types[] = {MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q8_0};
+  const mlxr_dtype types[] = {MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q8_0, MLXR_DTYPE_Q4_K};
   enum { MAX_R = 35, N_OUT = 48, LDO = N_OUT + 5 };
   int n_checked = 0;
-  for (int ti = 0; ti < 2; ti++) {
+  for (int ti = 0; ti < 3; ti++) {
     const mlxr_dtype t = types[ti];
+    const bool kq = t == MLXR_DTYPE_Q4_K;
     const mlxr_type_traits *tt = mlxr_type_traits_get(t, MLXR_SIMD_SCALAR);
-    const mlxr_type_traits *ytr = mlxr_type_traits_get(MLXR_DTYPE_Q8_0, MLXR_SIMD_SCALAR);
+    const mlxr_dtype yt = tt->vec_dot_type;
+    const mlxr_type_traits *ytr = mlxr_type_traits_get(yt, MLXR_SIMD_SCALAR);
     CHECK(mlxr_quant_r16_supported(t), "r16 supports %s", mlxr_dtype_name(t));
-    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
-      const int64_t n = sizes[s], nb = n / 32;
-      if (n > 4128 && !(t == MLXR_DTYPE_Q4_0 && amx)) continue; /* only the AMX fallback needs it */
-      const size_t bx = row_bytes(t, n), by = row_bytes(MLXR_DTYPE_Q8_0, n);
+    for (size_t s = 0; s < (kq ? 3 : sizeof(sizes) / sizeof(sizes[0])); s++) {
+      const int64_t n = kq ? sizes_k[s] : sizes[s], nb = n / tt->block_size;
+      if (n > 4128 && !kq && !(t == MLXR_DTYPE_Q4_0 && amx)) continue; /* only the AMX fallback needs it */
+      const int ci = mlxr_quant_r16_aux_ints(t);
+      const size_t bx = row_bytes(t, n), by = row_bytes(yt, n);
       uint8_t *x = xmalloc(bx * N_OUT), *px = xmalloc(bx * N_OUT), *y = xmalloc(by * MAX_R);
       float *act = xmalloc((size_t)n * sizeof(float)), *f0 = xmalloc((size_t)n * sizeof(float));
       float *f1 = xmalloc((size_t)n * sizeof(float)), *yd = xmalloc(sizeof(float) * MAX_R * nb);
-      int32_t *yc = xmalloc(sizeof(int32_t) * MAX_R * nb);
+      int32_t *yc = xmalloc(sizeof(int32_t) * MAX_R * nb * ci);
       double *dx = xmalloc(sizeof(double) * (size_t)n * N_OUT), *dy = xmalloc(sizeof(double) * (size_t)n * MAX_R);
       float *out = xmalloc(sizeof(float) * MAX_R * LDO);
       for (int c = 0; c < N_OUT; c++) {
@@ -508,8 +513,8 @@ static void test_r16(rng *r) {
       for (int i = 0; i < MAX_R; i++) {
         for (int64_t e = 0; e < n; e++) act[e] = rng_gauss(r) * (i == 2 ? 1000.0f : 1.0f);
         ytr->from_float(act, y + i * by, n);
-        ref_dequant(MLXR_DTYPE_Q8_0, y + i * by, dy + i * n, n);
-        mlxr_quant_r16_act_aux(t, y + i * by, n, yd + i * nb, yc + i * nb);
+        ref_dequant(yt, y + i * by, dy + i * n, n);
+        mlxr_quant_r16_act_aux(t, y + i * by, n, yd + i * nb, yc + i * nb * ci);
       }
       for (int k = 0; k < 2 && vnni; k++) {
         if (k == 1 && !amx) continue;

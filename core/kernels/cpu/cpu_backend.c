@@ -11,7 +11,7 @@
  * one row it still reads several weight rows per pass, and the VNNI kernels beat vec_dot there);
  * otherwise one vec_dot per (row, output).
  *
- * Repacking (weight_prepare): where the CPU has AVX512_VNNI, Q4_0 and Q8_0 matrices with a
+ * Repacking (weight_prepare): where the CPU has AVX512_VNNI, Q4_0, Q8_0 and Q4_K matrices with a
  * multiple of 16 rows are copied once into the R16 layout of gemm_r16_avx512.c (16 rows
  * interleaved per block, same size as the file's bytes), and matmul then runs the R16 kernels:
  * one pass over the activation feeds 16 outputs per vpdpbusd, which is what brings single-row
@@ -24,7 +24,8 @@
  * params.no_repack) keeps the read-in-place path. get_rows decodes repacked rows directly.
  *
  * Types without a gemm kernel (K-quants, Q4_1, Q5_x, BF16) multiply prompts (4+ rows) by
- * dequantizing each 16-row weight tile to float32 once and running the F32 gemm on it.
+ * dequantizing each 16-row weight tile to float32 once and running the F32 gemm on it, against
+ * activations rounded to the vec_dot_type like everywhere else (same numbers as decode).
  *
  * Attention reads K and V rows in place from the paged pools; at AVX2 and above the score dot
  * products and the weighted V sums are gemm_attn_avx2.c's (F16 rows converted by F16C on the fly).
@@ -62,6 +63,8 @@ typedef struct cpu_context {
   size_t n_packs, packs_cap;
   float *deq;           /* [n_threads][CPU_MATMUL_TILE * n_in] dequantized weight tiles */
   size_t deq_cap;       /* bytes */
+  float *xf;            /* activations rounded to the vec_dot_type, as float32 */
+  size_t xf_cap;
   void *aux;            /* R16 activation helpers: float yd[rows][nb] then int32 ycorr[rows][nb] */
   size_t aux_cap;
   const mlxr_type_traits *traits[MLXR_DTYPE_COUNT]; /* of `level`, looked up once (CPUID inside) */
@@ -113,7 +116,7 @@ static bool cpu_supports_weight(mlxr_backend *be, mlxr_dtype type) {
 static bool cpu_can_repack(const cpu_context *c, const mlxr_weight *w) {
 #if MLXR_QUANTS_X86
   return c->r16_gemm && mlxr_quant_r16_supported(w->type) && w->n_out % 16 == 0 &&
-         w->n_in % MLXR_QK == 0 && w->n_in > 0;
+         w->n_in % mlxr_dtype_block_size(w->type) == 0 && w->n_in > 0;
 #else
   (void)c;
   (void)w;
@@ -215,6 +218,7 @@ typedef struct matmul_job {
   mlxr_r16_gemm_fn r16;           /* set when w->device holds the R16 copy */
   mlxr_gemm_fn f32_gemm;          /* set: dequantize tiles to float and use this */
   float *deq;                     /* per-thread tile scratch for f32_gemm */
+  float *xf;                      /* f32_gemm: the quantized activations as float, or NULL */
   float *yd;                      /* R16: [n_rows][nb] activation block scales */
   int32_t *ycorr;                 /* R16: [n_rows][nb] offset corrections */
 } matmul_job;
@@ -223,11 +227,12 @@ static void matmul_quantize_worker(void *arg, int ith, int nth) {
   matmul_job *j = arg;
   for (int64_t r = ith; r < j->n_rows; r += nth) {
     j->act_tt->from_float(j->x + r * j->w->n_in, (uint8_t *)j->xq + r * j->xq_row_bytes, j->w->n_in);
+    if (j->xf) j->act_tt->to_float((uint8_t *)j->xq + r * j->xq_row_bytes, j->xf + r * j->w->n_in, j->w->n_in);
 #if MLXR_QUANTS_X86
     if (j->r16) {
-      const int64_t nb = j->w->n_in / MLXR_QK;
+      const int64_t nb = j->w->n_in / j->tt->block_size;
       mlxr_quant_r16_act_aux(j->w->type, (uint8_t *)j->xq + r * j->xq_row_bytes, j->w->n_in,
-                             j->yd + r * nb, j->ycorr + r * nb);
+                             j->yd + r * nb, j->ycorr + r * nb * mlxr_quant_r16_aux_ints(j->w->type));
     }
 #endif
   }
@@ -240,7 +245,7 @@ static void matmul_r16_worker(void *arg, int ith, int nth) {
   if (g1 <= g0) return;
   j->r16(j->w->type, j->w->n_in, j->n_rows, g1 - g0,
          (const uint8_t *)j->w->device + (size_t)g0 * 16 * j->w->row_bytes, j->w->row_bytes, j->xq,
-         j->xq_row_bytes, j->yd, j->ycorr, j->w->n_in / MLXR_QK, j->y + g0 * 16, n_out);
+         j->xq_row_bytes, j->yd, j->ycorr, j->w->n_in / j->tt->block_size, j->y + g0 * 16, n_out);
   if (j->bias) {
     for (int64_t r = 0; r < j->n_rows; r++) {
       for (int64_t o = g0 * 16; o < g1 * 16; o++) j->y[r * n_out + o] += j->bias[o];
@@ -283,8 +288,9 @@ static void matmul_dot_worker(void *arg, int ith, int nth) {
 
 /* Prompt products for types without a gemm kernel (the K-quants, Q4_1, Q5_x, BF16): each tile
  * of 16 weight rows is dequantized once to float32 (exact) into this thread's scratch and
- * multiplied by the float32 activations with the F32 gemm: one decode per weight block per call
- * instead of one per activation row, and no activation quantization. */
+ * multiplied with the F32 gemm by the activations rounded to the type's vec_dot_type (as
+ * vec_dot sees them) and converted back to float: one decode per weight block per call instead
+ * of one per activation row. */
 static void matmul_deq_worker(void *arg, int ith, int nth) {
   matmul_job *j = arg;
   const int64_t n_out = j->w->n_out, n_in = j->w->n_in;
@@ -298,7 +304,7 @@ static void matmul_deq_worker(void *arg, int ith, int nth) {
     for (int64_t o = o0; o < o1; o++) {
       j->tt->to_float(wdata + (size_t)o * j->w->row_bytes, tile + (o - o0) * n_in, n_in);
     }
-    j->f32_gemm(n_in, j->n_rows, o1 - o0, tile, (size_t)n_in * sizeof(float), j->x,
+    j->f32_gemm(n_in, j->n_rows, o1 - o0, tile, (size_t)n_in * sizeof(float), j->xf ? j->xf : j->x,
                 (size_t)n_in * sizeof(float), j->y + o0, n_out);
     if (j->bias) {
       for (int64_t r = 0; r < j->n_rows; r++) {
@@ -326,8 +332,6 @@ static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight 
     if (!grow_buffer((void **)&c->deq, &c->deq_cap, per * (size_t)nth)) return MLXR_ERR_NOMEM;
     job.f32_gemm = f32->gemm;
     job.deq = c->deq;
-    mlxr_threadpool_run(c->pool, matmul_deq_worker, &job);
-    return MLXR_OK;
   }
   if (tt->vec_dot_type != MLXR_DTYPE_F32) {
     job.act_tt = cpu_traits(c, tt->vec_dot_type);
@@ -336,16 +340,28 @@ static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight 
     if (!grow_buffer(&c->xq, &c->xq_cap, job.xq_row_bytes * (size_t)n_rows)) return MLXR_ERR_NOMEM;
     job.xq = c->xq;
     if (w->device && c->r16_gemm) {
-      const size_t nb = (size_t)(w->n_in / MLXR_QK), half = nb * (size_t)n_rows * 4;
-      if (!grow_buffer(&c->aux, &c->aux_cap, 2 * half)) return MLXR_ERR_NOMEM;
+      const size_t nb = (size_t)(w->n_in / tt->block_size), half = nb * (size_t)n_rows * 4;
+      if (!grow_buffer(&c->aux, &c->aux_cap, half * (1 + (size_t)mlxr_quant_r16_aux_ints(w->type)))) {
+        return MLXR_ERR_NOMEM;
+      }
       job.r16 = c->r16_gemm;
       job.yd = c->aux;
       job.ycorr = (int32_t *)((uint8_t *)c->aux + half);
     }
+    if (job.f32_gemm) {
+      /* the F32 gemm multiplies the activations as quantized and dequantized again, so a row
+       * gets the same products (up to float summation order) in a prompt as in decode, and as
+       * llama.cpp, which also rounds activations to the vec_dot_type */
+      const size_t xf_bytes = (size_t)w->n_in * (size_t)n_rows * sizeof(float);
+      if (!job.act_tt->to_float || !grow_buffer((void **)&c->xf, &c->xf_cap, xf_bytes)) {
+        return MLXR_ERR_NOMEM;
+      }
+      job.xf = c->xf;
+    }
     if (n_rows == 1) matmul_quantize_worker(&job, 0, 1);
     else mlxr_threadpool_run(c->pool, matmul_quantize_worker, &job);
   }
-  mlxr_threadpool_run(c->pool, job.r16 ? matmul_r16_worker : matmul_dot_worker, &job);
+  mlxr_threadpool_run(c->pool, job.f32_gemm ? matmul_deq_worker : job.r16 ? matmul_r16_worker : matmul_dot_worker, &job);
   return MLXR_OK;
 }
 
@@ -527,6 +543,7 @@ static void cpu_free(mlxr_backend *be) {
     free(c->scores);
     free(c->aux);
     free(c->deq);
+    free(c->xf);
     for (size_t i = 0; i < c->n_packs; i++) free(c->packs[i].copy);
     free(c->packs);
     free(c);

@@ -33,89 +33,131 @@
 #if MLXR_QUANTS_X86
 
 #include <immintrin.h>
+#include <stdlib.h>
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 #define R16 16
 #define R16_PF 4096 /* prefetch distance, bytes */
 
-static size_t r16_block_bytes(mlxr_dtype t) { return t == MLXR_DTYPE_Q4_0 ? 16 * 18 : 16 * 34; }
+/* Where each byte of a row's block goes in the group's block: fields of 2 bytes per row (f16
+ * scales) at base + 2r, and fields cut into dwords, dword k of row r at base + 64k + 4r. */
+typedef struct r16_map {
+  size_t tsz;          /* bytes per block of one row */
+  uint16_t off[144];   /* packed offset of byte o for row 0 */
+  uint8_t step[144];   /* added per row: 2 or 4 */
+  uint8_t flip[144];   /* xor applied (Q8_0 quants: 0x80) */
+} r16_map;
 
-bool mlxr_quant_r16_supported(mlxr_dtype t) { return t == MLXR_DTYPE_Q4_0 || t == MLXR_DTYPE_Q8_0; }
+static void r16_field(r16_map *m, size_t so, size_t len, size_t base, bool dwords, uint8_t flip) {
+  for (size_t o = 0; o < len; o++) {
+    m->off[so + o] = (uint16_t)(dwords ? base + 64 * (o / 4) + o % 4 : base + o);
+    m->step[so + o] = dwords ? 4 : 2;
+    m->flip[so + o] = flip;
+  }
+}
+
+static void r16_map_init(mlxr_dtype t, r16_map *m) {
+  memset(m, 0, sizeof(*m));
+  if (t == MLXR_DTYPE_Q4_0) {
+    m->tsz = 18;
+    r16_field(m, 0, 2, 0, false, 0);
+    r16_field(m, 2, 16, 32, true, 0);
+  } else if (t == MLXR_DTYPE_Q8_0) {
+    m->tsz = 34;
+    r16_field(m, 0, 2, 0, false, 0);
+    r16_field(m, 2, 32, 32, true, 0x80);
+  } else { /* Q4_K: d, dmin, scales[12], qs[128] */
+    m->tsz = 144;
+    r16_field(m, 0, 2, 0, false, 0);
+    r16_field(m, 2, 2, 32, false, 0);
+    r16_field(m, 4, 12, 64, true, 0);
+    r16_field(m, 16, 128, 256, true, 0);
+  }
+}
+
+bool mlxr_quant_r16_supported(mlxr_dtype t) {
+  return t == MLXR_DTYPE_Q4_0 || t == MLXR_DTYPE_Q8_0 || t == MLXR_DTYPE_Q4_K;
+}
 
 void mlxr_quant_r16_repack(mlxr_dtype t, const void *src, size_t row_bytes, int64_t n_in,
                            int64_t n_rows, void *dst) {
-  const int64_t nb = n_in / MLXR_QK;
-  const size_t tsz = t == MLXR_DTYPE_Q4_0 ? 18 : 34, bb = r16_block_bytes(t);
+  r16_map m;
+  r16_map_init(t, &m);
+  const int64_t nb = n_in / mlxr_dtype_block_size(t);
+  const size_t bb = R16 * m.tsz;
   for (int64_t g = 0; g < n_rows / R16; g++) {
     uint8_t *out = (uint8_t *)dst + (size_t)g * R16 * row_bytes;
-    for (int64_t b = 0; b < nb; b++) {
-      uint8_t *ob = out + (size_t)b * bb;
-      for (int r = 0; r < R16; r++) {
-        const uint8_t *blk = (const uint8_t *)src + (size_t)(g * R16 + r) * row_bytes + (size_t)b * tsz;
-        memcpy(ob + 2 * r, blk, 2);
-        if (t == MLXR_DTYPE_Q4_0) {
-          for (int m = 0; m < 4; m++) memcpy(ob + 32 + 64 * m + 4 * r, blk + 2 + 4 * m, 4);
-        } else {
-          for (int k = 0; k < 8; k++) {
-            for (int e = 0; e < 4; e++) ob[32 + 64 * k + 4 * r + e] = blk[2 + 4 * k + e] ^ 0x80;
-          }
-        }
+    for (int r = 0; r < R16; r++) {
+      const uint8_t *row = (const uint8_t *)src + (size_t)(g * R16 + r) * row_bytes;
+      for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = row + (size_t)b * m.tsz;
+        uint8_t *ob = out + (size_t)b * bb;
+        for (size_t o = 0; o < m.tsz; o++) ob[m.off[o] + m.step[o] * r] = blk[o] ^ m.flip[o];
       }
     }
+  }
+}
+
+/* row `row` of the packed matrix back in the file's layout */
+static void r16_unpack_row(const r16_map *m, const void *packed, size_t row_bytes, int64_t nb,
+                           int64_t row, uint8_t *dst) {
+  const int r = (int)(row % R16);
+  const uint8_t *g = (const uint8_t *)packed + (size_t)(row / R16) * R16 * row_bytes;
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *ob = g + (size_t)b * R16 * m->tsz;
+    for (size_t o = 0; o < m->tsz; o++) dst[(size_t)b * m->tsz + o] = ob[m->off[o] + m->step[o] * r] ^ m->flip[o];
   }
 }
 
 bool mlxr_quant_r16_matches(mlxr_dtype t, const void *src, size_t row_bytes, int64_t n_in,
                             int64_t n_rows, const void *packed) {
-  const int64_t nb = n_in / MLXR_QK;
-  const size_t tsz = t == MLXR_DTYPE_Q4_0 ? 18 : 34, bb = r16_block_bytes(t);
-  const uint8_t flip = t == MLXR_DTYPE_Q4_0 ? 0 : 0x80;
-  for (int64_t row = 0; row < n_rows; row++) {
-    const int r = (int)(row % R16);
-    const uint8_t *g = (const uint8_t *)packed + (size_t)(row / R16) * R16 * row_bytes;
-    for (int64_t b = 0; b < nb; b++) {
-      const uint8_t *blk = (const uint8_t *)src + (size_t)row * row_bytes + (size_t)b * tsz;
-      const uint8_t *ob = g + (size_t)b * bb;
-      if (memcmp(ob + 2 * r, blk, 2) != 0) return false;
-      for (size_t k = 0; k < (tsz - 2) / 4; k++) {
-        for (int e = 0; e < 4; e++) {
-          if ((uint8_t)(ob[32 + 64 * k + 4 * r + e] ^ flip) != blk[2 + 4 * k + e]) return false;
-        }
-      }
-    }
+  r16_map m;
+  r16_map_init(t, &m);
+  uint8_t *tmp = malloc(row_bytes);
+  if (!tmp) return false;
+  bool same = true;
+  for (int64_t row = 0; row < n_rows && same; row++) {
+    r16_unpack_row(&m, packed, row_bytes, n_in / mlxr_dtype_block_size(t), row, tmp);
+    same = memcmp(tmp, (const uint8_t *)src + (size_t)row * row_bytes, row_bytes) == 0;
   }
-  return true;
+  free(tmp);
+  return same;
 }
+
+int mlxr_quant_r16_aux_ints(mlxr_dtype t) { return t == MLXR_DTYPE_Q4_K ? 4 : 1; }
 
 void mlxr_quant_r16_row_to_float(mlxr_dtype t, const void *packed, size_t row_bytes, int64_t n_in,
                                  int64_t row, float *dst) {
-  const int64_t nb = n_in / MLXR_QK;
-  const size_t bb = r16_block_bytes(t);
+  r16_map m;
+  r16_map_init(t, &m);
+  const int64_t bs = mlxr_dtype_block_size(t), nb = n_in / bs;
+  const mlxr_to_float_fn to_float = mlxr_type_traits_get(t, MLXR_SIMD_SCALAR)->to_float;
   const int r = (int)(row % R16);
   const uint8_t *g = (const uint8_t *)packed + (size_t)(row / R16) * R16 * row_bytes;
+  uint8_t blk[144];
   for (int64_t b = 0; b < nb; b++) {
-    const uint8_t *ob = g + (size_t)b * bb;
-    mlxr_f16 h;
-    memcpy(&h, ob + 2 * r, 2);
-    const float d = mlxr_f16_to_f32(h);
-    float *o = dst + b * MLXR_QK;
-    if (t == MLXR_DTYPE_Q4_0) {
-      for (int m = 0; m < 4; m++) {
-        for (int e = 0; e < 4; e++) {
-          const uint8_t q = ob[32 + 64 * m + 4 * r + e];
-          o[4 * m + e] = d * (float)((q & 0x0f) - 8);
-          o[16 + 4 * m + e] = d * (float)((q >> 4) - 8);
-        }
-      }
-    } else {
-      for (int k = 0; k < 8; k++) {
-        for (int e = 0; e < 4; e++) o[4 * k + e] = d * (float)((int)ob[32 + 64 * k + 4 * r + e] - 128);
-      }
-    }
+    const uint8_t *ob = g + (size_t)b * R16 * m.tsz;
+    for (size_t o = 0; o < m.tsz; o++) blk[o] = ob[m.off[o] + m.step[o] * r] ^ m.flip[o];
+    to_float(blk, dst + b * bs, bs);
   }
 }
 
 void mlxr_quant_r16_act_aux(mlxr_dtype t, const void *yrow, int64_t n_in, float *yd, int32_t *ycorr) {
+  if (t == MLXR_DTYPE_Q4_K) {
+    /* Q8_K activations: the block scale, and the 8 sub-block sums of 32 packed as int16 pairs
+     * (s0, s2), (s1, s3), (s4, s6), (s5, s7) for the vpdpwssd with the packed mins */
+    const mlxr_block_q8_K *yb = yrow;
+    for (int64_t b = 0; b < n_in / MLXR_QK_K; b++) {
+      int32_t sj[8];
+      for (int j = 0; j < 8; j++) sj[j] = yb[b].bsums[2 * j] + yb[b].bsums[2 * j + 1];
+      yd[b] = yb[b].d;
+      for (int k = 0; k < 4; k++) {
+        const int lo = (k & 1) + 4 * (k >> 1), hi = lo + 2;
+        ycorr[4 * b + k] = (int32_t)(((uint32_t)(uint16_t)sj[lo]) | ((uint32_t)(uint16_t)sj[hi] << 16));
+      }
+    }
+    return;
+  }
   const int32_t off = t == MLXR_DTYPE_Q4_0 ? 8 : 128;
   const mlxr_block_q8_0 *yb = yrow;
   for (int64_t b = 0; b < n_in / MLXR_QK; b++) {
@@ -177,6 +219,85 @@ static ALWAYS_INLINE void r16_rows(const bool q4, const int rm, int64_t nb, cons
   _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) _mm512_storeu_ps(out + i * ldo, acc[i]);
 }
 
+/* Q4_K: rm activation rows (Q8_K) x the 16 rows of one group. Per super-block: the 6-bit scales
+ * and mins of the 16 rows are unpacked lane-wise from the three scale dwords; each 64-element
+ * chunk's nibbles are split once and fed to every activation row (two dpbusd chains, sub-blocks
+ * 2c and 2c+1), the chains are scaled by the sub-block scales (vpmulld, exact in int32) and
+ * summed; the min term sum_j m_j * ysum_j is two pairs of vpdpwssd on int16 mins x the
+ * activation's packed sub-block sums (mlxr_quant_r16_act_aux). */
+static ALWAYS_INLINE void r16_q4k_rows(const int rm, int64_t nb, const uint8_t *xg, const uint8_t *y,
+                                       size_t by, const float *yd, const int32_t *yc,
+                                       int64_t ld_aux, float *out, int64_t ldo) {
+  const size_t bb = 16 * 144;
+  const __m512i m4 = _mm512_set1_epi8(0x0f), m6 = _mm512_set1_epi8(0x3f), m30 = _mm512_set1_epi8(0x30);
+  const __m512i m00ff = _mm512_set1_epi32(0x00ff00ff), mff = _mm512_set1_epi32(0xff);
+  __m512 acc[4];
+  _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = xg + (size_t)b * bb;
+    for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + R16_PF + o, _MM_HINT_T0);
+    const __m512 dx = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+    const __m512i d0 = _mm512_loadu_si512((const void *)(blk + 64));
+    const __m512i d1 = _mm512_loadu_si512((const void *)(blk + 128));
+    const __m512i d2 = _mm512_loadu_si512((const void *)(blk + 192));
+    const __m512i sc03 = _mm512_and_si512(d0, m6), m03 = _mm512_and_si512(d1, m6);
+    const __m512i sc47 = _mm512_or_si512(_mm512_and_si512(d2, m4),
+                                         _mm512_and_si512(_mm512_srli_epi32(d0, 2), m30));
+    const __m512i m47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(d2, 4), m4),
+                                        _mm512_and_si512(_mm512_srli_epi32(d1, 2), m30));
+    __m512i sc[8];
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+      sc[j] = _mm512_and_si512(_mm512_srli_epi32(sc03, 8 * j), mff);
+      sc[j + 4] = _mm512_and_si512(_mm512_srli_epi32(sc47, 8 * j), mff);
+    }
+    const __m512i mp[4] = {_mm512_and_si512(m03, m00ff), _mm512_and_si512(_mm512_srli_epi32(m03, 8), m00ff),
+                           _mm512_and_si512(m47, m00ff), _mm512_and_si512(_mm512_srli_epi32(m47, 8), m00ff)};
+    __m512i isum[4];
+    _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) isum[i] = _mm512_setzero_si512();
+    for (int c = 0; c < 4; c++) {
+      __m512i lo[8], hi[8];
+      _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {
+        const __m512i v = _mm512_loadu_si512((const void *)(blk + 256 + 64 * (8 * c + k)));
+        lo[k] = _mm512_and_si512(v, m4);
+        hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+      }
+      _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) {
+        const uint8_t *yq = y + (size_t)i * by + (size_t)b * sizeof(mlxr_block_q8_K) + 4 + 64 * c;
+        __m512i dl = _mm512_setzero_si512(), dh = _mm512_setzero_si512();
+        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {
+          dl = _mm512_dpbusd_epi32(dl, lo[k], bcast32(yq + 4 * k));
+          dh = _mm512_dpbusd_epi32(dh, hi[k], bcast32(yq + 32 + 4 * k));
+        }
+        isum[i] = _mm512_add_epi32(isum[i], _mm512_add_epi32(_mm512_mullo_epi32(dl, sc[2 * c]),
+                                                             _mm512_mullo_epi32(dh, sc[2 * c + 1])));
+      }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) {
+      const int32_t *yci = yc + (i * ld_aux + b) * 4;
+      __m512i ms = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mp[0], _mm512_set1_epi32(yci[0]));
+      ms = _mm512_dpwssd_epi32(ms, mp[1], _mm512_set1_epi32(yci[1]));
+      ms = _mm512_dpwssd_epi32(ms, mp[2], _mm512_set1_epi32(yci[2]));
+      ms = _mm512_dpwssd_epi32(ms, mp[3], _mm512_set1_epi32(yci[3]));
+      const __m512 dy = _mm512_set1_ps(yd[i * ld_aux + b]);
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), _mm512_mul_ps(dx, dy), acc[i]);
+      acc[i] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dmin, dy), acc[i]);
+    }
+  }
+  _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) _mm512_storeu_ps(out + i * ldo, acc[i]);
+}
+
+#define R16_K_FN(RM)                                                                               \
+  static void q4kr_##RM(int64_t nb, const uint8_t *xg, const uint8_t *y, size_t by,                \
+                        const float *yd, const int32_t *yc, int64_t ld_aux, float *out,            \
+                        int64_t ldo) {                                                             \
+    r16_q4k_rows(RM, nb, xg, y, by, yd, yc, ld_aux, out, ldo);                                     \
+  }
+R16_K_FN(1)
+R16_K_FN(2)
+R16_K_FN(3)
+R16_K_FN(4)
+
 #define R16_ROWS_FN(NAME, Q4, RM)                                                                  \
   static void NAME##_##RM(int64_t nb, const uint8_t *xg, const uint8_t *y, size_t by,              \
                           const float *yd, const int32_t *yc, int64_t ld_aux, float *out,          \
@@ -196,19 +317,20 @@ typedef void (*rows_fn)(int64_t nb, const uint8_t *xg, const uint8_t *y, size_t 
                         const int32_t *yc, int64_t ld_aux, float *out, int64_t ldo);
 static const rows_fn q4r_fns[4] = {q4r_1, q4r_2, q4r_3, q4r_4};
 static const rows_fn q8r_fns[4] = {q8r_1, q8r_2, q8r_3, q8r_4};
+static const rows_fn q4kr_fns[4] = {q4kr_1, q4kr_2, q4kr_3, q4kr_4};
 
 void mlxr_quant_r16_gemm_avx512vnni(mlxr_dtype t, int64_t n, int64_t nr, int64_t ngroups,
                                     const void *x, size_t row_bytes, const void *y, size_t by,
                                     const float *yd, const int32_t *ycorr, int64_t ld_aux,
                                     float *out, int64_t ldo) {
-  const rows_fn *fns = t == MLXR_DTYPE_Q4_0 ? q4r_fns : q8r_fns;
-  const int64_t nb = n / MLXR_QK;
+  const rows_fn *fns = t == MLXR_DTYPE_Q4_0 ? q4r_fns : t == MLXR_DTYPE_Q8_0 ? q8r_fns : q4kr_fns;
+  const int64_t nb = n / mlxr_dtype_block_size(t), cs = mlxr_quant_r16_aux_ints(t);
   for (int64_t g = 0; g < ngroups; g++) {
     const uint8_t *xg = (const uint8_t *)x + (size_t)g * R16 * row_bytes;
     for (int64_t r0 = 0; r0 < nr; r0 += 4) {
       const int rm = nr - r0 < 4 ? (int)(nr - r0) : 4;
       fns[rm - 1](nb, xg, (const uint8_t *)y + (size_t)r0 * by, by, yd + r0 * ld_aux,
-                  ycorr + r0 * ld_aux, ld_aux, out + r0 * ldo + g * R16, ldo);
+                  ycorr + r0 * ld_aux * cs, ld_aux, out + r0 * ldo + g * R16, ldo);
     }
   }
 }
@@ -311,7 +433,8 @@ void mlxr_quant_r16_gemm_amx(mlxr_dtype t, int64_t n, int64_t nr, int64_t ngroup
                              size_t row_bytes, const void *y, size_t by, const float *yd,
                              const int32_t *ycorr, int64_t ld_aux, float *out, int64_t ldo) {
   const int64_t nb = n / MLXR_QK;
-  const int64_t agroups = t == MLXR_DTYPE_Q8_0 || nb <= AMX_MAX_BLOCKS ? nr / 16 : 0;
+  const int64_t agroups = t == MLXR_DTYPE_Q4_K ? 0 /* no AMX kernel: VNNI */
+                          : t == MLXR_DTYPE_Q8_0 || nb <= AMX_MAX_BLOCKS ? nr / 16 : 0;
   if (agroups > 0) {
     r16_amx_configure();
     for (int64_t g = 0; g < ngroups; g++) {
