@@ -5,7 +5,7 @@
  *   matmul (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K weights; with and without bias; 1, 2, 5, 7 and
  *   13 rows, and 40 rows for the 16-row AMX groups, so that the multi-row gemm kernels run with
  *   full and partial tiles; 37 and 48 outputs: 48 are repacked into the R16 layout at AVX-512
- *   with VNNI (Q4_0, Q8_0, Q4_K), and get_rows must decode the repacked copy; the no_repack switch is honoured),
+ *   with VNNI (Q4_0, Q8_0, Q4_K, Q6_K), and get_rows must decode the repacked copy; the no_repack switch is honoured),
  *   get_rows, rms_norm, rope (NORM and NEOX, partial rotation), swiglu, add,
  *   kv_store + paged attention (GQA, scattered block tables, F32 and F16 KV, rows of two
  *   sequences in one batch, causal lengths).
@@ -63,7 +63,7 @@ static void *make_weight(mlxr_dtype type, int64_t n_in, int64_t n_out, mlxr_weig
 }
 
 /* n_out 37: the file layout; n_out 48 after weight_prepare: the R16 repacked copy where the CPU
- * has AVX512_VNNI (Q4_0/Q8_0/Q4_K), which get_rows must decode too; a second view of the same data
+ * has AVX512_VNNI (Q4_0/Q8_0/Q4_K/Q6_K), which get_rows must decode too; a second view of the same data
  * shares the copy; a backend made with no_repack keeps reading in place. */
 static void test_matmul(mlxr_backend *be, const char *tag, bool expect_repack) {
   const mlxr_dtype types[] = {MLXR_DTYPE_F32, MLXR_DTYPE_F16, MLXR_DTYPE_BF16, MLXR_DTYPE_Q8_0,
@@ -78,7 +78,7 @@ static void test_matmul(mlxr_backend *be, const char *tag, bool expect_repack) {
       void *data = make_weight(types[ti], n_in, n_out, &w, deq);
       CHECK(be->iface->weight_prepare(be, &w) == MLXR_OK, "weight_prepare");
       const bool r16_type = types[ti] == MLXR_DTYPE_Q4_0 || types[ti] == MLXR_DTYPE_Q8_0 ||
-                            types[ti] == MLXR_DTYPE_Q4_K;
+                            types[ti] == MLXR_DTYPE_Q4_K || types[ti] == MLXR_DTYPE_Q6_K;
       CHECK((w.device != NULL) == (expect_repack && r16_type && n_out % 16 == 0),
             "%s %s n_out %lld: repacked %d", tag, mlxr_dtype_name(types[ti]), (long long)n_out,
             w.device != NULL);

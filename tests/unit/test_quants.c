@@ -11,10 +11,10 @@
  *      float64 sum of dequant(x) * dequant(y) within a tolerance relative to sum |x||y|;
  *      the SIMD level agrees with the scalar level on identical inputs; every gemm (multi-row
  *      product) agrees with the same reference and with vec_dot, for 1..9 rows and columns and
- *      for 16-row groups x 16 columns; the R16 repacked Q4_0/Q8_0/Q4_K kernels (VNNI, and AMX
+ *      for 16-row groups x 16 columns; the R16 repacked Q4_0/Q8_0/Q4_K/Q6_K kernels (VNNI, and AMX
  *      where present) against the same reference for 1..9, 16, 17, 35 activation rows, 1-3
  *      groups of 16 weight rows, and rows one block long up to 257 blocks (past the AMX Q4_0
- *      scratch; Q4_K: 1, 3 and 17 super-blocks);
+ *      scratch; K-quants: 1, 3 and 17 super-blocks);
  *      decoding one row of the repacked form equals to_float of the original row bit for bit;
  *   3. from_float of the activation types (Q8_0, Q8_K) and of F16/BF16 is byte-identical across
  *      levels; f16/bf16 conversions agree with core/common/fp16.h on all 65536 patterns and on
@@ -477,12 +477,12 @@ static void test_r16(rng *r) {
   static const int64_t sizes[] = {32, 96, 160, 4128, 8224};
   static const int64_t sizes_k[] = {256, 768, 4352};
   static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 35};
-  const mlxr_dtype types[] = {MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q8_0, MLXR_DTYPE_Q4_K};
+  const mlxr_dtype types[] = {MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q8_0, MLXR_DTYPE_Q4_K, MLXR_DTYPE_Q6_K};
   enum { MAX_R = 35, N_OUT = 48, LDO = N_OUT + 5 };
   int n_checked = 0;
-  for (int ti = 0; ti < 3; ti++) {
+  for (int ti = 0; ti < 4; ti++) {
     const mlxr_dtype t = types[ti];
-    const bool kq = t == MLXR_DTYPE_Q4_K;
+    const bool kq = t == MLXR_DTYPE_Q4_K || t == MLXR_DTYPE_Q6_K;
     const mlxr_type_traits *tt = mlxr_type_traits_get(t, MLXR_SIMD_SCALAR);
     const mlxr_dtype yt = tt->vec_dot_type;
     const mlxr_type_traits *ytr = mlxr_type_traits_get(yt, MLXR_SIMD_SCALAR);

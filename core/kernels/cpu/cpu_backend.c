@@ -11,7 +11,7 @@
  * one row it still reads several weight rows per pass, and the VNNI kernels beat vec_dot there);
  * otherwise one vec_dot per (row, output).
  *
- * Repacking (weight_prepare): where the CPU has AVX512_VNNI, Q4_0, Q8_0 and Q4_K matrices with a
+ * Repacking (weight_prepare): where the CPU has AVX512_VNNI, Q4_0, Q8_0, Q4_K and Q6_K matrices with a
  * multiple of 16 rows are copied once into the R16 layout of gemm_r16_avx512.c (16 rows
  * interleaved per block, same size as the file's bytes), and matmul then runs the R16 kernels:
  * one pass over the activation feeds 16 outputs per vpdpbusd, which is what brings single-row

@@ -43,9 +43,9 @@
  * scales) at base + 2r, and fields cut into dwords, dword k of row r at base + 64k + 4r. */
 typedef struct r16_map {
   size_t tsz;          /* bytes per block of one row */
-  uint16_t off[144];   /* packed offset of byte o for row 0 */
-  uint8_t step[144];   /* added per row: 2 or 4 */
-  uint8_t flip[144];   /* xor applied (Q8_0 quants: 0x80) */
+  uint16_t off[210];   /* packed offset of byte o for row 0 */
+  uint8_t step[210];   /* added per row: 2 or 4 */
+  uint8_t flip[210];   /* xor applied (Q8_0 quants: 0x80) */
 } r16_map;
 
 static void r16_field(r16_map *m, size_t so, size_t len, size_t base, bool dwords, uint8_t flip) {
@@ -66,6 +66,12 @@ static void r16_map_init(mlxr_dtype t, r16_map *m) {
     m->tsz = 34;
     r16_field(m, 0, 2, 0, false, 0);
     r16_field(m, 2, 32, 32, true, 0x80);
+  } else if (t == MLXR_DTYPE_Q6_K) { /* ql[128], qh[64], scales[16], d */
+    m->tsz = 210;
+    r16_field(m, 0, 128, 0, true, 0);
+    r16_field(m, 128, 64, 2048, true, 0);
+    r16_field(m, 192, 16, 3072, true, 0);
+    r16_field(m, 208, 2, 3328, false, 0);
   } else { /* Q4_K: d, dmin, scales[12], qs[128] */
     m->tsz = 144;
     r16_field(m, 0, 2, 0, false, 0);
@@ -76,7 +82,7 @@ static void r16_map_init(mlxr_dtype t, r16_map *m) {
 }
 
 bool mlxr_quant_r16_supported(mlxr_dtype t) {
-  return t == MLXR_DTYPE_Q4_0 || t == MLXR_DTYPE_Q8_0 || t == MLXR_DTYPE_Q4_K;
+  return t == MLXR_DTYPE_Q4_0 || t == MLXR_DTYPE_Q8_0 || t == MLXR_DTYPE_Q4_K || t == MLXR_DTYPE_Q6_K;
 }
 
 void mlxr_quant_r16_repack(mlxr_dtype t, const void *src, size_t row_bytes, int64_t n_in,
@@ -124,7 +130,9 @@ bool mlxr_quant_r16_matches(mlxr_dtype t, const void *src, size_t row_bytes, int
   return same;
 }
 
-int mlxr_quant_r16_aux_ints(mlxr_dtype t) { return t == MLXR_DTYPE_Q4_K ? 4 : 1; }
+int mlxr_quant_r16_aux_ints(mlxr_dtype t) {
+  return t == MLXR_DTYPE_Q4_K ? 4 : t == MLXR_DTYPE_Q6_K ? 8 : 1;
+}
 
 void mlxr_quant_r16_row_to_float(mlxr_dtype t, const void *packed, size_t row_bytes, int64_t n_in,
                                  int64_t row, float *dst) {
@@ -134,7 +142,7 @@ void mlxr_quant_r16_row_to_float(mlxr_dtype t, const void *packed, size_t row_by
   const mlxr_to_float_fn to_float = mlxr_type_traits_get(t, MLXR_SIMD_SCALAR)->to_float;
   const int r = (int)(row % R16);
   const uint8_t *g = (const uint8_t *)packed + (size_t)(row / R16) * R16 * row_bytes;
-  uint8_t blk[144];
+  uint8_t blk[210];
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t *ob = g + (size_t)b * R16 * m.tsz;
     for (size_t o = 0; o < m.tsz; o++) blk[o] = ob[m.off[o] + m.step[o] * r] ^ m.flip[o];
@@ -154,6 +162,22 @@ void mlxr_quant_r16_act_aux(mlxr_dtype t, const void *yrow, int64_t n_in, float 
       for (int k = 0; k < 4; k++) {
         const int lo = (k & 1) + 4 * (k >> 1), hi = lo + 2;
         ycorr[4 * b + k] = (int32_t)(((uint32_t)(uint16_t)sj[lo]) | ((uint32_t)(uint16_t)sj[hi] << 16));
+      }
+    }
+    return;
+  }
+  if (t == MLXR_DTYPE_Q6_K) {
+    /* Q8_K activations: the block scale, and the 16 sums of 16 packed as int16 pairs
+     * (s[4t], s[4t+2]), (s[4t+1], s[4t+3]) for t < 4, matching the kernel's scale words */
+    const mlxr_block_q8_K *yb = yrow;
+    for (int64_t b = 0; b < n_in / MLXR_QK_K; b++) {
+      const int16_t *bs = yb[b].bsums;
+      yd[b] = yb[b].d;
+      for (int t4 = 0; t4 < 4; t4++) {
+        for (int o = 0; o < 2; o++) {
+          ycorr[8 * b + 2 * t4 + o] = (int32_t)((uint32_t)(uint16_t)bs[4 * t4 + o] |
+                                                ((uint32_t)(uint16_t)bs[4 * t4 + o + 2] << 16));
+        }
       }
     }
     return;
@@ -287,6 +311,83 @@ static ALWAYS_INLINE void r16_q4k_rows(const int rm, int64_t nb, const uint8_t *
   _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) _mm512_storeu_ps(out + i * ldo, acc[i]);
 }
 
+/* Q6_K: rm activation rows (Q8_K) x the 16 rows of one group. For each half and each of the four
+ * 32-element quarters, the 6-bit quants of the 16 rows are assembled lane-wise from the ql and qh
+ * dwords (unsigned 0..63), fed to every activation row in two dpbusd chains (the quarter's two
+ * 16-element sub-blocks), and scaled by the sign-extended int8 sub-block scales (vpmulld). The
+ * -32 offset is sum_s sc_s * bsum_s, four pairs of vpdpwssd against the activation's packed
+ * 16-element sums; everything stays exact in int32 until the final scale d * dy. */
+static ALWAYS_INLINE void r16_q6k_rows(const int rm, int64_t nb, const uint8_t *xg, const uint8_t *y,
+                                       size_t by, const float *yd, const int32_t *yc,
+                                       int64_t ld_aux, float *out, int64_t ldo) {
+  const size_t bb = 16 * 210;
+  const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(0x03);
+  const __m512i mc = _mm512_set1_epi8(0x0c), m30 = _mm512_set1_epi8(0x30);
+  __m512 acc[4];
+  _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = xg + (size_t)b * bb;
+    for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + R16_PF + o, _MM_HINT_T0);
+    const __m512 dx = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 3328)));
+    __m512i dsc[4];
+    _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) dsc[t] = _mm512_loadu_si512((const void *)(blk + 3072 + 64 * t));
+    __m512i isum[4];
+    _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) isum[i] = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+      _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+        __m512i q[8];
+        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {
+          const __m512i src = _mm512_loadu_si512((const void *)(blk + 64 * (16 * h + 8 * (j & 1) + k)));
+          const __m512i hb = _mm512_loadu_si512((const void *)(blk + 2048 + 64 * (8 * h + k)));
+          const __m512i lo = j < 2 ? _mm512_and_si512(src, m4) : _mm512_and_si512(_mm512_srli_epi16(src, 4), m4);
+          const __m512i hi = j == 0   ? _mm512_slli_epi16(_mm512_and_si512(hb, m3), 4)
+                             : j == 1 ? _mm512_slli_epi16(_mm512_and_si512(hb, mc), 2)
+                             : j == 2 ? _mm512_and_si512(hb, m30)
+                                      : _mm512_and_si512(_mm512_srli_epi16(hb, 2), m30);
+          q[k] = _mm512_or_si512(lo, hi);
+        }
+        const int s0 = 8 * h + 2 * j, s1 = s0 + 1;
+        const __m512i sc0 = _mm512_srai_epi32(_mm512_slli_epi32(dsc[s0 / 4], 24 - 8 * (s0 % 4)), 24);
+        const __m512i sc1 = _mm512_srai_epi32(_mm512_slli_epi32(dsc[s1 / 4], 24 - 8 * (s1 % 4)), 24);
+        _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) {
+          const uint8_t *yq = y + (size_t)i * by + (size_t)b * sizeof(mlxr_block_q8_K) + 4 + 128 * h + 32 * j;
+          __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
+          _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+            d0 = _mm512_dpbusd_epi32(d0, q[k], bcast32(yq + 4 * k));
+            d1 = _mm512_dpbusd_epi32(d1, q[k + 4], bcast32(yq + 16 + 4 * k));
+          }
+          isum[i] = _mm512_add_epi32(isum[i], _mm512_add_epi32(_mm512_mullo_epi32(d0, sc0),
+                                                               _mm512_mullo_epi32(d1, sc1)));
+        }
+      }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) {
+      const int32_t *yci = yc + (i * ld_aux + b) * 8;
+      __m512i ms = _mm512_setzero_si512();
+      _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) {
+        const __m512i even = _mm512_srai_epi16(_mm512_slli_epi16(dsc[t], 8), 8);
+        const __m512i odd = _mm512_srai_epi16(dsc[t], 8);
+        ms = _mm512_dpwssd_epi32(ms, even, _mm512_set1_epi32(yci[2 * t]));
+        ms = _mm512_dpwssd_epi32(ms, odd, _mm512_set1_epi32(yci[2 * t + 1]));
+      }
+      const __m512i tot = _mm512_sub_epi32(isum[i], _mm512_slli_epi32(ms, 5));
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), _mm512_mul_ps(dx, _mm512_set1_ps(yd[i * ld_aux + b])), acc[i]);
+    }
+  }
+  _Pragma("GCC unroll 4") for (int i = 0; i < rm; i++) _mm512_storeu_ps(out + i * ldo, acc[i]);
+}
+
+#define R16_Q6_FN(RM)                                                                              \
+  static void q6kr_##RM(int64_t nb, const uint8_t *xg, const uint8_t *y, size_t by,                \
+                        const float *yd, const int32_t *yc, int64_t ld_aux, float *out,            \
+                        int64_t ldo) {                                                             \
+    r16_q6k_rows(RM, nb, xg, y, by, yd, yc, ld_aux, out, ldo);                                     \
+  }
+R16_Q6_FN(1)
+R16_Q6_FN(2)
+R16_Q6_FN(3)
+R16_Q6_FN(4)
+
 #define R16_K_FN(RM)                                                                               \
   static void q4kr_##RM(int64_t nb, const uint8_t *xg, const uint8_t *y, size_t by,                \
                         const float *yd, const int32_t *yc, int64_t ld_aux, float *out,            \
@@ -318,12 +419,16 @@ typedef void (*rows_fn)(int64_t nb, const uint8_t *xg, const uint8_t *y, size_t 
 static const rows_fn q4r_fns[4] = {q4r_1, q4r_2, q4r_3, q4r_4};
 static const rows_fn q8r_fns[4] = {q8r_1, q8r_2, q8r_3, q8r_4};
 static const rows_fn q4kr_fns[4] = {q4kr_1, q4kr_2, q4kr_3, q4kr_4};
+static const rows_fn q6kr_fns[4] = {q6kr_1, q6kr_2, q6kr_3, q6kr_4};
 
 void mlxr_quant_r16_gemm_avx512vnni(mlxr_dtype t, int64_t n, int64_t nr, int64_t ngroups,
                                     const void *x, size_t row_bytes, const void *y, size_t by,
                                     const float *yd, const int32_t *ycorr, int64_t ld_aux,
                                     float *out, int64_t ldo) {
-  const rows_fn *fns = t == MLXR_DTYPE_Q4_0 ? q4r_fns : t == MLXR_DTYPE_Q8_0 ? q8r_fns : q4kr_fns;
+  const rows_fn *fns = t == MLXR_DTYPE_Q4_0   ? q4r_fns
+                       : t == MLXR_DTYPE_Q8_0 ? q8r_fns
+                       : t == MLXR_DTYPE_Q4_K ? q4kr_fns
+                                              : q6kr_fns;
   const int64_t nb = n / mlxr_dtype_block_size(t), cs = mlxr_quant_r16_aux_ints(t);
   for (int64_t g = 0; g < ngroups; g++) {
     const uint8_t *xg = (const uint8_t *)x + (size_t)g * R16 * row_bytes;
@@ -433,7 +538,7 @@ void mlxr_quant_r16_gemm_amx(mlxr_dtype t, int64_t n, int64_t nr, int64_t ngroup
                              size_t row_bytes, const void *y, size_t by, const float *yd,
                              const int32_t *ycorr, int64_t ld_aux, float *out, int64_t ldo) {
   const int64_t nb = n / MLXR_QK;
-  const int64_t agroups = t == MLXR_DTYPE_Q4_K ? 0 /* no AMX kernel: VNNI */
+  const int64_t agroups = t == MLXR_DTYPE_Q4_K || t == MLXR_DTYPE_Q6_K ? 0 /* no AMX kernel: VNNI */
                           : t == MLXR_DTYPE_Q8_0 || nb <= AMX_MAX_BLOCKS ? nr / 16 : 0;
   if (agroups > 0) {
     r16_amx_configure();

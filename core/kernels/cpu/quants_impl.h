@@ -236,10 +236,10 @@ void mlxr_quant_q4_0_gemm_avx512vnni(int64_t n, int64_t nr, int64_t nc, const vo
 void mlxr_quant_q8_0_gemm_avx512vnni(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                                      const void *y, size_t by, float *out, int64_t ldo);
 
-/* ---- R16 repacked Q4_0/Q8_0/Q4_K weights (gemm_r16_avx512.c; x86 only; layout described there).
+/* ---- R16 repacked Q4_0/Q8_0/Q4_K/Q6_K weights (gemm_r16_avx512.c; x86 only; layout described there).
  * repack/row_to_float/act_aux are plain C; the gemm kernels need AVX512_VNNI (and AMX-INT8 after
- * mlxr_quant_cpu_amx_enable() for the _amx one; Q4_K runs VNNI there). n_rows % 16 == 0, n_in a
- * multiple of the block size; activations are the type's vec_dot_type (Q8_0, or Q8_K for Q4_K). The gemm
+ * mlxr_quant_cpu_amx_enable() for the _amx one; K-quants run VNNI there). n_rows % 16 == 0, n_in a
+ * multiple of the block size; activations are the type's vec_dot_type (Q8_0, or Q8_K for the K-quants). The gemm
  * writes out[r * ldo + 16g + j] = row (16g + j) . activation row r for r < nr, g < ngroups;
  * yd: per activation row (ld_aux apart) and block; ycorr the same times mlxr_quant_r16_aux_ints;
  * both from mlxr_quant_r16_act_aux. ---- */
@@ -251,7 +251,7 @@ bool mlxr_quant_r16_matches(mlxr_dtype t, const void *src, size_t row_bytes, int
                             int64_t n_rows, const void *packed);
 void mlxr_quant_r16_row_to_float(mlxr_dtype t, const void *packed, size_t row_bytes, int64_t n_in,
                                  int64_t row, float *dst);
-/* int32 corrections per activation block: 1 (Q4_0, Q8_0) or 4 (Q4_K); yd holds one float per block */
+/* int32 corrections per activation block: 1 (Q4_0, Q8_0), 4 (Q4_K), 8 (Q6_K); yd: one float per block */
 int mlxr_quant_r16_aux_ints(mlxr_dtype t);
 void mlxr_quant_r16_act_aux(mlxr_dtype t, const void *yrow, int64_t n_in, float *yd, int32_t *ycorr);
 void mlxr_quant_r16_gemm_avx512vnni(mlxr_dtype t, int64_t n, int64_t nr, int64_t ngroups,
