@@ -407,7 +407,20 @@ def load_round(d, prompts, ref, n_ctx, queue_cap, running_cap):
             # >=: a preempted running request goes back to the queue on top of the waiting ones
             full = d.metrics().get("mlxr_requests_waiting", 0) >= queue_cap
         if full:
-            burst = run_parallel([lambda i=i: stream_completion(d, prompts[i], 8) for i in range(8)])
+            # The burst arrives while the queue is full. Any burst request admitted anyway (the queue
+            # moved) would wait behind every long stream, so the long streams are closed (cancelled)
+            # as soon as the burst has been answered or admitted, not after it completes.
+            holder = {}
+            t = threading.Thread(target=lambda: holder.setdefault(
+                "r", run_parallel([lambda i=i: stream_completion(d, prompts[i], 8) for i in range(8)])))
+            t.start()
+            time.sleep(1.0)
+            for c, r in longs:
+                c.sock.shutdown(socket.SHUT_RDWR)
+                c.close()
+            longs = []
+            t.join()
+            burst = holder.get("r", [])
     finally:
         for c, r in longs:
             c.sock.shutdown(socket.SHUT_RDWR)

@@ -238,8 +238,10 @@ def main():
                 # The engines may round activations differently (llama.cpp: Q8_0/Q8_1/Q8_K per
                 # weight type); llama.cpp's own distance from float64 measures that effect.
                 lim = max(TOL_QUANT, 1.5 * rel_lc)
+                # argmax agreement between the engines is bounded by the less accurate one: when
+                # llama.cpp itself agrees with float64 on fewer positions, so can we with it
                 check(f"mlxr logits on {label} vs llama.cpp",
-                      rel <= lim and agree >= ARGMAX_QUANT,
+                      rel <= lim and agree >= min(ARGMAX_QUANT, agree_lc - 2 / 32),
                       f"{fmt(rel, agree, rms)}, limit {lim:.2e} (vs float64 of dequantized weights: "
                       f"mlxr rel {rel_ref:.2e}, llama.cpp rel {rel_lc:.2e})")
                 check(f"mlxr on {label} no less accurate than llama.cpp (vs float64)",
