@@ -339,6 +339,7 @@ static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight 
     if (!mlxr_dtype_row_size(tt->vec_dot_type, w->n_in, &job.xq_row_bytes)) return MLXR_ERR_INVALID;
     if (!grow_buffer(&c->xq, &c->xq_cap, job.xq_row_bytes * (size_t)n_rows)) return MLXR_ERR_NOMEM;
     job.xq = c->xq;
+#if MLXR_QUANTS_X86
     if (w->device && c->r16_gemm) {
       const size_t nb = (size_t)(w->n_in / tt->block_size), half = nb * (size_t)n_rows * 4;
       if (!grow_buffer(&c->aux, &c->aux_cap, half * (1 + (size_t)mlxr_quant_r16_aux_ints(w->type)))) {
@@ -348,6 +349,7 @@ static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight 
       job.yd = c->aux;
       job.ycorr = (int32_t *)((uint8_t *)c->aux + half);
     }
+#endif
     if (job.f32_gemm) {
       /* the F32 gemm multiplies the activations as quantized and dequantized again, so a row
        * gets the same products (up to float summation order) in a prompt as in decode, and as
