@@ -89,6 +89,21 @@ void mlxr_quant_r16_repack(mlxr_dtype t, const void *src, size_t row_bytes, int6
                            int64_t n_rows, void *dst) {
   r16_map m;
   r16_map_init(t, &m);
+  /* the map as units of 4 bytes (dword fields) and 2 bytes (f16 fields): one move per unit */
+  uint16_t u4s[64], u4d[64], u2s[8], u2d[8];
+  int n4 = 0, n2 = 0;
+  for (size_t o = 0; o < m.tsz;) {
+    if (m.step[o] == 4) {
+      u4s[n4] = (uint16_t)o;
+      u4d[n4++] = m.off[o];
+      o += 4;
+    } else {
+      u2s[n2] = (uint16_t)o;
+      u2d[n2++] = m.off[o];
+      o += 2;
+    }
+  }
+  const uint32_t flip4 = t == MLXR_DTYPE_Q8_0 ? 0x80808080u : 0; /* the only flipped field */
   const int64_t nb = n_in / mlxr_dtype_block_size(t);
   const size_t bb = R16 * m.tsz;
   for (int64_t g = 0; g < n_rows / R16; g++) {
@@ -98,7 +113,13 @@ void mlxr_quant_r16_repack(mlxr_dtype t, const void *src, size_t row_bytes, int6
       for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = row + (size_t)b * m.tsz;
         uint8_t *ob = out + (size_t)b * bb;
-        for (size_t o = 0; o < m.tsz; o++) ob[m.off[o] + m.step[o] * r] = blk[o] ^ m.flip[o];
+        for (int u = 0; u < n2; u++) memcpy(ob + u2d[u] + 2 * r, blk + u2s[u], 2);
+        for (int u = 0; u < n4; u++) {
+          uint32_t v;
+          memcpy(&v, blk + u4s[u], 4);
+          v ^= flip4;
+          memcpy(ob + u4d[u] + 4 * r, &v, 4);
+        }
       }
     }
   }
