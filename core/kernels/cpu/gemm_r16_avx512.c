@@ -1,7 +1,8 @@
 /*
- * gemm_r16_avx512.c: Q4_0 and Q8_0 weights repacked once at load time into "R16" groups of 16
- * rows, and the products that read them: AVX-512 VNNI for any number of activation rows (decode
- * is one row), AMX-INT8 for groups of 16 activation rows (prompt processing). The CPU backend
+ * gemm_r16_avx512.c: Q4_0, Q8_0, Q4_K and Q6_K weights repacked once at load time into "R16"
+ * groups of 16 rows, and the products that read them: AVX-512 VNNI for any number of activation
+ * rows (decode is one row), AMX-INT8 for groups of 16 activation rows (prompt processing; Q4_0
+ * and Q8_0 only). The K-quant kernels are described above r16_q4k_rows / r16_q6k_rows. The CPU backend
  * (cpu_backend.c) repacks in weight_prepare and uses these kernels only after CPUID reported
  * AVX512_VNNI (and, for the AMX ones, mlxr_quant_cpu_amx_enable() returned true).
  *
@@ -13,6 +14,10 @@
  *         (low nibbles: elements 4m..4m+3, high nibbles: elements 16+4m..16+4m+3);
  *   Q8_0: 8 chunks of 64 bytes; chunk k, dword r = elements 4k..4k+3 of row r, each stored as
  *         (uint8)(q ^ 0x80) = q + 128.
+ * The K-quants follow the same rule field by field (f16 fields: 16 x 2 bytes; every other field
+ * cut into dwords, dword k of row r at field + 64k + 4r; see r16_map_init):
+ *   Q4_K (2304 bytes a group block): d [0,32), dmin [32,64), scales [64,256), qs [256,2304);
+ *   Q6_K (3360 bytes): ql [0,2048), qh [2048,3072), scales [3072,3328), d [3328,3360).
  * So one 64-byte chunk holds, in its 16 int32 lanes, four consecutive elements of each of the 16
  * rows: a vpdpbusd with the four matching activation bytes broadcast to every lane adds those four
  * products to each row's own lane. A block is eight such steps and leaves the 16 rows' exact block
