@@ -20,7 +20,8 @@
 #include "core/runtime/engine.h"
 
 static void bench_usage(FILE *f) {
-  fprintf(f, "usage: mlxr bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]\n");
+  fprintf(f, "usage: mlxr bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json] [--no-repack]\n"
+             "  --no-repack   read weights in place from the file (no load-time repacking)\n");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -62,11 +63,12 @@ static double bench_once(mlxr_engine *e, const int32_t *tokens, int32_t p, int32
 
 int mlxr_cmd_bench(int argc, char **argv) {
   static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                       {"no-repack", no_argument, NULL, 'R'},
                                        {"threads", required_argument, NULL, 't'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   long long p = 512, n = 128, reps = 5, threads = 0, v;
-  bool json = false;
+  bool json = false, no_repack = false;
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "p:n:t:r:h", opts, NULL)) != -1) {
@@ -77,6 +79,7 @@ int mlxr_cmd_bench(int argc, char **argv) {
     case 'r': ok = mlxr_cli_parse_int(optarg, 1, 1000, &v); reps = v; break;
     case 't': ok = mlxr_cli_parse_int(optarg, 1, 1024, &v); threads = v; break;
     case 'j': json = true; break;
+    case 'R': no_repack = true; break;
     case 'h': bench_usage(stdout); return 0;
     default: bench_usage(stderr); return 2;
     }
@@ -99,6 +102,7 @@ int mlxr_cmd_bench(int argc, char **argv) {
   mlxr_engine_params ep = mlxr_engine_default_params();
   ep.n_threads = (int)threads;
   ep.load_tokenizer = false;
+  ep.cpu_no_repack = no_repack;
   ep.n_batch = p > 0 ? (int32_t)p : 1;
   ep.n_ctx = (int32_t)(p > n ? p : n) + 1;
   mlxr_engine *e = NULL;

@@ -60,6 +60,7 @@ int mlxr_engine_open(const char *gguf_path, const mlxr_engine_params *params, ml
   mlxr_cpu_backend_params bp = mlxr_cpu_backend_default_params();
   bp.n_threads = params->n_threads;
   bp.simd_level = params->simd_level;
+  bp.no_repack = params->cpu_no_repack;
   e->be = mlxr_cpu_backend_new(bp);
   if (!e->be) {
     mlxr_engine_close(e);

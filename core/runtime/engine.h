@@ -29,6 +29,8 @@ typedef struct mlxr_engine_params {
   int kv_type;            /* -1: F32 for F32 models, else F16; or MLXR_DTYPE_F32 / _F16 */
   bool load_tokenizer;    /* false: logits-only use (no tokenizer needed) */
   int simd_level;         /* -1: best available (tests may pin a lower one) */
+  bool cpu_no_repack;     /* keep weights in the file's layout, read in place (no load-time
+                             repacking: less memory, slower on CPUs with AVX512-VNNI) */
 } mlxr_engine_params;
 
 mlxr_engine_params mlxr_engine_default_params(void);

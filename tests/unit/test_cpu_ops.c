@@ -275,8 +275,7 @@ int main(void) {
       char tag[64];
       snprintf(tag, sizeof(tag), "[%s, %d threads%s]", mlxr_simd_level_name((mlxr_simd_level)level),
                threads, p.no_repack ? ", no repack" : "");
-      const char *env = getenv("MLXR_CPU_REPACK");
-      bool expect_repack = level == (int)MLXR_SIMD_AVX512 && !p.no_repack && !(env && env[0] == '0');
+      bool expect_repack = level == (int)MLXR_SIMD_AVX512 && !p.no_repack;
 #if MLXR_QUANTS_X86
       expect_repack = expect_repack && mlxr_quant_cpu_has_avx512_vnni();
 #else

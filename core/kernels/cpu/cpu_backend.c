@@ -22,7 +22,7 @@
  * the mmap'd pages of these matrices go cold (MADV_COLD once copied: advice, contents stay valid)
  * and the kernel can drop them, but until then the process maps both. The copy is made by the
  * thread pool, 16-row groups split across threads (load time: ~0.4 s more for a 370 MiB Q8_0
- * file here). For a model that barely fits in memory, MLXR_CPU_REPACK=0 (or params.no_repack)
+ * file here). For a model that barely fits in memory, the engine's cpu_no_repack (mlxr bench --no-repack) (or params.no_repack)
  * keeps the read-in-place path. get_rows decodes repacked rows directly.
  *
  * Types without a gemm kernel (K-quants, Q4_1, Q5_x, BF16) multiply prompts (4+ rows) by
@@ -621,8 +621,7 @@ mlxr_backend *mlxr_cpu_backend_new(mlxr_cpu_backend_params params) {
   c->level = (params.simd_level < 0 || params.simd_level > (int)best) ? best
                                                                        : (mlxr_simd_level)params.simd_level;
   for (int t = 0; t < MLXR_DTYPE_COUNT; t++) c->traits[t] = mlxr_type_traits_get((mlxr_dtype)t, c->level);
-  const char *env = getenv("MLXR_CPU_REPACK");
-  const bool repack = !params.no_repack && !(env && env[0] == '0');
+  const bool repack = !params.no_repack;
 #if MLXR_QUANTS_X86
   if (repack && c->level == MLXR_SIMD_AVX512 && mlxr_quant_cpu_has_avx512_vnni()) {
     c->r16_gemm = mlxr_quant_cpu_amx_enable() ? mlxr_quant_r16_gemm_amx : mlxr_quant_r16_gemm_avx512vnni;

@@ -14,7 +14,7 @@ typedef struct mlxr_cpu_backend_params {
   int n_threads;          /* <= 0: number of online CPUs */
   int simd_level;         /* -1: best the CPU has; else an mlxr_simd_level (tests pin scalar) */
   bool no_repack;         /* true: never repack weights at load time (see cpu_backend.c); the
-                           * environment variable MLXR_CPU_REPACK=0 does the same */
+                           * environment variable engine param cpu_no_repack does the same */
 } mlxr_cpu_backend_params;
 
 mlxr_cpu_backend_params mlxr_cpu_backend_default_params(void);
