@@ -8,15 +8,6 @@
 #include "daemon/server/server.h"
 
 int main(int argc, char **argv) {
-  mlxr_server_env env = {
-      .host = getenv("MLXR_HOST"),
-      .port = getenv("MLXR_PORT"),
-      .socket = getenv("MLXR_SOCKET"),
-      .config = getenv("MLXR_CONFIG"),
-      .api_key = getenv("MLXR_API_KEY"),
-      .models = getenv("MLXR_MODELS"),
-      .origins = getenv("MLXR_ORIGINS"),
-      .xdg_runtime_dir = getenv("XDG_RUNTIME_DIR"),
-  };
+  mlxr_server_env env = mlxr_server_env_read();
   return mlxr_server_main(argc, argv, &env);
 }

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define MLXR_SERVER_DEFAULT_PORT 11435
 #define MLXR_SERVER_MAX_MODELS 64
@@ -61,6 +62,22 @@ typedef struct mlxr_server_config {
 typedef struct mlxr_server_env {
   const char *host, *port, *socket, *config, *api_key, *models, *origins, *xdg_runtime_dir;
 } mlxr_server_env;
+
+/* The MLXR_* environment of this process, for a program's entry point only (mlxrd's main, `mlxr
+ * serve`): library code takes the struct and never reads the environment itself. */
+static inline mlxr_server_env mlxr_server_env_read(void) {
+  mlxr_server_env env = {
+      .host = getenv("MLXR_HOST"),
+      .port = getenv("MLXR_PORT"),
+      .socket = getenv("MLXR_SOCKET"),
+      .config = getenv("MLXR_CONFIG"),
+      .api_key = getenv("MLXR_API_KEY"),
+      .models = getenv("MLXR_MODELS"),
+      .origins = getenv("MLXR_ORIGINS"),
+      .xdg_runtime_dir = getenv("XDG_RUNTIME_DIR"),
+  };
+  return env;
+}
 
 /* Defaults (allocations owned by cfg; mlxr_server_config_free releases them). uid picks the socket
  * path when xdg_runtime_dir is NULL. */
