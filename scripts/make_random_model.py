@@ -304,6 +304,8 @@ def model_tensors(cfg, arch, rng, std):
 
 def make_config(args, vocab_size, special):
     arch = args.arch
+    if args.vocab_size and args.vocab_size < vocab_size:
+        sys.exit("make_random_model: --vocab-size %d is below the tokenizer's %d tokens" % (args.vocab_size, vocab_size))
     hf_class = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
                 "qwen3": "Qwen3ForCausalLM"}[arch]
     cfg = {
@@ -316,7 +318,7 @@ def make_config(args, vocab_size, special):
         "num_key_value_heads": args.kv_heads,
         "max_position_embeddings": args.max_pos,
         "rms_norm_eps": 1e-5 if arch == "llama" else 1e-6,
-        "vocab_size": vocab_size + args.vocab_pad,
+        "vocab_size": args.vocab_size if args.vocab_size else vocab_size + args.vocab_pad,
         "tie_word_embeddings": bool(args.tie),
         "hidden_act": "silu",
         "initializer_range": 0.02,
@@ -412,6 +414,8 @@ def parse_args(argv=None):
     ap.add_argument("--max-pos", type=int, default=2048)
     ap.add_argument("--merges", type=int, default=1000, help="BPE merges to learn (at most)")
     ap.add_argument("--vocab-pad", type=int, default=0, help="config vocab_size beyond the tokenizer's tokens")
+    ap.add_argument("--vocab-size", type=int, default=0,
+                    help="config vocab_size in total (padding the tokenizer's tokens up to it; 0: --vocab-pad)")
     ap.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f32")
     ap.add_argument("--std", type=float, default=0.05, help="std of the random weights")
     ap.add_argument("--tie", action="store_true", help="tie_word_embeddings (no lm_head)")
