@@ -25,6 +25,12 @@
  * file here). For a model that barely fits in memory, the engine's cpu_no_repack (mlxr bench --no-repack) (or params.no_repack)
  * keeps the read-in-place path. get_rows decodes repacked rows directly.
  *
+ * F16 matrices with a multiple of 32 rows go, at the AVX-512 level, into the P32 panels of
+ * gemm_p32_avx512.c (32 rows' weights for one input element on one cache line), by the same
+ * weight_prepare mechanism (copy in w->device, shared by tied views, no_repack keeps them in
+ * place): decode becomes one sequential stream per thread and prompts a 12-row x 32-output
+ * broadcast micro-kernel; get_rows decodes panel rows.
+ *
  * Types without a gemm kernel (K-quants, Q4_1, Q5_x, BF16) multiply prompts (4+ rows) by
  * dequantizing each 16-row weight tile to float32 once and running the F32 gemm on it, against
  * activations rounded to the vec_dot_type like everywhere else (same numbers as decode).
@@ -61,6 +67,7 @@ typedef struct cpu_pack {
 typedef struct cpu_context {
   mlxr_simd_level level;
   mlxr_r16_gemm_fn r16_gemm; /* NULL: no repacking (no VNNI, or disabled) */
+  bool p32;                  /* F16 matrices are repacked into P32 panels (AVX-512F) */
   cpu_pack *packs;
   size_t n_packs, packs_cap;
   float *deq;           /* [n_threads][CPU_MATMUL_TILE * n_in] dequantized weight tiles */
@@ -115,8 +122,14 @@ static bool cpu_supports_weight(mlxr_backend *be, mlxr_dtype type) {
   return tt && tt->vec_dot && tt->to_float;
 }
 
+/* true for F16 matrices that go into P32 panels (gemm_p32_avx512.c) */
+static bool cpu_is_p32(const cpu_context *c, const mlxr_weight *w) {
+  return c->p32 && w->type == MLXR_DTYPE_F16 && w->n_out % 32 == 0 && w->n_in > 0;
+}
+
 static bool cpu_can_repack(const cpu_context *c, const mlxr_weight *w) {
 #if MLXR_QUANTS_X86
+  if (cpu_is_p32(c, w)) return true;
   return c->r16_gemm && mlxr_quant_r16_supported(w->type) && w->n_out % 16 == 0 &&
          w->n_in % mlxr_dtype_block_size(w->type) == 0 && w->n_in > 0;
 #else
@@ -130,15 +143,21 @@ static bool cpu_can_repack(const cpu_context *c, const mlxr_weight *w) {
 typedef struct repack_job {
   const mlxr_weight *w;
   void *copy;
+  bool p32; /* P32 panels of 32 rows, else R16 groups of 16 */
 } repack_job;
 
 static void repack_worker(void *arg, int ith, int nth) {
   const repack_job *j = arg;
-  const int64_t ng = j->w->n_out / 16, g0 = ng * ith / nth, g1 = ng * (ith + 1) / nth;
-  const size_t off = (size_t)g0 * 16 * j->w->row_bytes;
-  if (g1 > g0) {
-    mlxr_quant_r16_repack(j->w->type, (const uint8_t *)j->w->data + off, j->w->row_bytes,
-                          j->w->n_in, (g1 - g0) * 16, (uint8_t *)j->copy + off);
+  const int64_t gr = j->p32 ? 32 : 16;
+  const int64_t ng = j->w->n_out / gr, g0 = ng * ith / nth, g1 = ng * (ith + 1) / nth;
+  const size_t off = (size_t)(g0 * gr) * j->w->row_bytes;
+  if (g1 <= g0) return;
+  const uint8_t *src = (const uint8_t *)j->w->data + off;
+  if (j->p32) {
+    mlxr_quant_p32_repack_f16(src, j->w->row_bytes, j->w->n_in, (g1 - g0) * gr, (uint8_t *)j->copy + off);
+  } else {
+    mlxr_quant_r16_repack(j->w->type, src, j->w->row_bytes, j->w->n_in, (g1 - g0) * gr,
+                          (uint8_t *)j->copy + off);
   }
 }
 #endif
@@ -154,7 +173,9 @@ static int cpu_weight_prepare(mlxr_backend *be, mlxr_weight *w) {
   for (size_t i = 0; i < c->n_packs; i++) {
     const cpu_pack *pk = &c->packs[i];
     if (pk->src == w->data && pk->type == w->type && pk->n_in == w->n_in && pk->n_out == w->n_out &&
-        mlxr_quant_r16_matches(w->type, w->data, w->row_bytes, w->n_in, w->n_out, pk->copy)) {
+        (w->type == MLXR_DTYPE_F16
+             ? mlxr_quant_p32_matches_f16(w->data, w->row_bytes, w->n_in, w->n_out, pk->copy)
+             : mlxr_quant_r16_matches(w->type, w->data, w->row_bytes, w->n_in, w->n_out, pk->copy))) {
       w->device = pk->copy;
       return MLXR_OK;
     }
@@ -175,7 +196,7 @@ static int cpu_weight_prepare(mlxr_backend *be, mlxr_weight *w) {
 #ifdef MADV_HUGEPAGE
   (void)madvise(copy, alloc, MADV_HUGEPAGE); /* advice only: without THP this is a no-op */
 #endif
-  repack_job rj = {w, copy};
+  repack_job rj = {w, copy, w->type == MLXR_DTYPE_F16};
   mlxr_threadpool_run(c->pool, repack_worker, &rj);
 #ifdef MADV_COLD
   /* the file's bytes of this matrix are not read again: let the kernel reclaim them first
@@ -203,6 +224,12 @@ typedef struct get_rows_job {
 static void get_rows_worker(void *arg, int ith, int nth) {
   get_rows_job *j = arg;
 #if MLXR_QUANTS_X86
+  if (j->table->device && j->table->type == MLXR_DTYPE_F16) {
+    for (int64_t r = ith; r < j->n; r += nth) {
+      mlxr_quant_p32_row_to_float(j->table->device, j->table->n_in, j->ids[r], j->out + r * j->table->n_in);
+    }
+    return;
+  }
   if (j->table->device) {
     for (int64_t r = ith; r < j->n; r += nth) {
       mlxr_quant_r16_row_to_float(j->table->type, j->table->device, j->table->row_bytes,
@@ -280,6 +307,24 @@ static void matmul_r16_worker(void *arg, int ith, int nth) {
   }
 }
 
+#if MLXR_QUANTS_X86
+/* F16 weights in P32 panels: each thread takes a contiguous range of 32-row groups. */
+static void matmul_p32_worker(void *arg, int ith, int nth) {
+  matmul_job *j = arg;
+  const int64_t n_out = j->w->n_out, ng = n_out / 32;
+  const int64_t g0 = ng * ith / nth, g1 = ng * (ith + 1) / nth;
+  if (g1 <= g0) return;
+  mlxr_quant_p32_gemm_f16_avx512(j->w->n_in, j->n_rows, g1 - g0,
+                                 (const uint8_t *)j->w->device + (size_t)(g0 * 32) * j->w->row_bytes,
+                                 j->x, (size_t)j->w->n_in, j->y + g0 * 32, n_out);
+  if (j->bias) {
+    for (int64_t r = 0; r < j->n_rows; r++) {
+      for (int64_t o = g0 * 32; o < g1 * 32; o++) j->y[r * n_out + o] += j->bias[o];
+    }
+  }
+}
+#endif
+
 static void matmul_dot_worker(void *arg, int ith, int nth) {
   matmul_job *j = arg;
   const int64_t n_out = j->w->n_out;
@@ -351,6 +396,12 @@ static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight 
     if (bias->type != MLXR_DTYPE_F32 || bias->n_in != w->n_out) return MLXR_ERR_INVALID;
     job.bias = bias->data;
   }
+#if MLXR_QUANTS_X86
+  if (w->device && w->type == MLXR_DTYPE_F16) {
+    mlxr_threadpool_run(c->pool, matmul_p32_worker, &job);
+    return MLXR_OK;
+  }
+#endif
   const mlxr_type_traits *f32 = cpu_traits(c, MLXR_DTYPE_F32);
   if (!tt->gemm && !w->device && n_rows >= CPU_DEQ_MIN_ROWS && f32 && f32->gemm && tt->to_float &&
       w->type != MLXR_DTYPE_F32) {
@@ -626,6 +677,7 @@ mlxr_backend *mlxr_cpu_backend_new(mlxr_cpu_backend_params params) {
   if (repack && c->level == MLXR_SIMD_AVX512 && mlxr_quant_cpu_has_avx512_vnni()) {
     c->r16_gemm = mlxr_quant_cpu_amx_enable() ? mlxr_quant_r16_gemm_amx : mlxr_quant_r16_gemm_avx512vnni;
   }
+  c->p32 = repack && c->level == MLXR_SIMD_AVX512;
 #else
   (void)repack;
 #endif

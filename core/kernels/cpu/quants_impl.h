@@ -262,6 +262,17 @@ void mlxr_quant_r16_gemm_amx(mlxr_dtype t, int64_t n, int64_t nr, int64_t ngroup
                              size_t row_bytes, const void *y, size_t by, const float *yd,
                              const int32_t *ycorr, int64_t ld_aux, float *out, int64_t ldo);
 
+/* ---- P32 panels of F16 weights (gemm_p32_avx512.c; x86 only; layout described there). The
+ * repack, match and row decode are plain C; the gemm needs AVX-512F. n_rows % 32 == 0, any n_in.
+ * gemm: out[r * ldo + 32g + j] = row (32g + j) . y row r (float32, ldy floats apart). ---- */
+void mlxr_quant_p32_repack_f16(const void *src, size_t row_bytes, int64_t n_in, int64_t n_rows,
+                               void *dst);
+bool mlxr_quant_p32_matches_f16(const void *src, size_t row_bytes, int64_t n_in, int64_t n_rows,
+                                const void *packed);
+void mlxr_quant_p32_row_to_float(const void *packed, int64_t n_in, int64_t row, float *dst);
+void mlxr_quant_p32_gemm_f16_avx512(int64_t n, int64_t nr, int64_t ngroups, const void *packed,
+                                    const float *y, size_t ldy, float *out, int64_t ldo);
+
 /* ---- attention inner products (gemm_attn_avx2.c; x86, AVX2 level and above) ---- */
 float mlxr_attn_dot_avx2(const float *q, const void *k, bool k_f16, int n);
 void mlxr_attn_axpy_avx2(float *out, float p, const void *v, bool v_f16, int n);
