@@ -5,8 +5,10 @@
 # and generation (tg), and the fraction of the memory-bandwidth roofline that tg reaches
 # (tg tok/s * weight bytes / measured read bandwidth).
 #
-#   bash bench/compare_llamacpp.sh MODEL.gguf [-t THREADS] [-p 512] [-n 128] [-r ROUNDS]
+#   bash bench/compare_llamacpp.sh MODEL.gguf [-t THREADS] [-p 512] [-n 128] [-r ROUNDS] [-j OUT.jsonl]
 #
+# -j appends one JSON line with the medians, the per-round ratios and the roofline figures (what
+# bench/cpu_suite.sh tabulates).
 # Needs build/bin/mlxr (scripts/setup.sh) and node-llama-cpp (scripts/fetch_test_deps.sh).
 # MLXR_BIN overrides the mlxr binary: the bin directory (as the golden tests take it) or the
 # executable itself.
@@ -18,9 +20,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: compare_llamacpp.sh MODEL.gguf [-t T] [-p P] [-n N] [-r ROUNDS]}
 shift
-threads=$(nproc); p=512; n=128; rounds=3
-while getopts "t:p:n:r:" o; do
-  case $o in t) threads=$OPTARG ;; p) p=$OPTARG ;; n) n=$OPTARG ;; r) rounds=$OPTARG ;; *) exit 2 ;; esac
+threads=$(nproc); p=512; n=128; rounds=3; summary=
+while getopts "t:p:n:r:j:" o; do
+  case $o in t) threads=$OPTARG ;; p) p=$OPTARG ;; n) n=$OPTARG ;; r) rounds=$OPTARG ;; j) summary=$OPTARG ;; *) exit 2 ;; esac
 done
 mlxr=${MLXR_BIN:-build/bin}
 [ -d "$mlxr" ] && mlxr=$mlxr/mlxr
@@ -49,8 +51,8 @@ for r in $(seq 1 "$rounds"); do
   fi
   echo "{\"round\": $r, \"mlxr\": $m, \"llamacpp\": $l}" >>"$out"
 done
-/usr/bin/python3 - "$out" "$bw" "$model" "$threads" <<'PY'
-import json, statistics, subprocess, sys, datetime, platform
+/usr/bin/python3 - "$out" "$bw" "$model" "$threads" "$summary" <<'PY'
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 bw = float(sys.argv[2])
 m0 = rows[0]["mlxr"]
@@ -65,6 +67,20 @@ for r in rows:
 tg = statistics.median(r["mlxr"]["tg"]["tok_s"] for r in rows)
 tgl = statistics.median(r["llamacpp"]["tg"]["tok_s"] for r in rows)
 roof = bw * 1e9 / m0["weight_bytes"]
-print(f"ratio mlxr/llama.cpp: pp {statistics.median(rp):.2f}x, tg {statistics.median(rt):.2f}x")
+print(f"ratio mlxr/llama.cpp: pp {statistics.median(rp):.2f}x ({min(rp):.2f}-{max(rp):.2f}), "
+      f"tg {statistics.median(rt):.2f}x ({min(rt):.2f}-{max(rt):.2f})")
 print(f"tg roofline {roof:.1f} tok/s: mlxr {tg/roof*100:.0f}%, llama.cpp {tgl/roof*100:.0f}%")
+if sys.argv[5]:
+    med = lambda eng, k: statistics.median(r[eng][k]["tok_s"] for r in rows)
+    with open(sys.argv[5], "a") as f:
+        f.write(json.dumps({
+            "model": sys.argv[3], "arch": m0["arch"], "weight_type": m0["weight_type"],
+            "weight_bytes": m0["weight_bytes"], "threads": int(sys.argv[4]), "bandwidth_gb_s": bw,
+            "rounds": len(rows), "pp_n": m0["pp"]["n"], "tg_n": m0["tg"]["n"],
+            "mlxr_pp": med("mlxr", "pp"), "llama_pp": med("llamacpp", "pp"),
+            "mlxr_tg": med("mlxr", "tg"), "llama_tg": med("llamacpp", "tg"),
+            "pp_ratios": rp, "tg_ratios": rt,
+            "mlxr_roofline": tg / roof, "llama_roofline": tgl / roof,
+            "llamacpp": rows[0]["llamacpp"].get("engine", "?"),
+            "llamacpp_cpu_variant": rows[0]["llamacpp"].get("cpu_variant", "?")}) + "\n")
 PY
