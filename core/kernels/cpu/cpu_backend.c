@@ -122,10 +122,12 @@ static bool cpu_supports_weight(mlxr_backend *be, mlxr_dtype type) {
   return tt && tt->vec_dot && tt->to_float;
 }
 
+#if MLXR_QUANTS_X86
 /* true for F16 matrices that go into P32 panels (gemm_p32_avx512.c) */
 static bool cpu_is_p32(const cpu_context *c, const mlxr_weight *w) {
   return c->p32 && w->type == MLXR_DTYPE_F16 && w->n_out % 32 == 0 && w->n_in > 0;
 }
+#endif
 
 static bool cpu_can_repack(const cpu_context *c, const mlxr_weight *w) {
 #if MLXR_QUANTS_X86
