@@ -35,8 +35,11 @@
  * dequantizing each 16-row weight tile to float32 once and running the F32 gemm on it, against
  * activations rounded to the vec_dot_type like everywhere else (same numbers as decode).
  *
- * Attention reads K and V rows in place from the paged pools; at AVX2 and above the score dot
- * products and the weighted V sums are gemm_attn_avx2.c's (F16 rows converted by F16C on the fly).
+ * Attention reads K and V rows in place from the paged pools. At AVX-512 (head dims multiples of
+ * 16) it runs attn_tiled_avx512.c: units of (run of rows of one sequence, KV head), each key and
+ * value row converted once per unit, scores and value sums as register-blocked products with an
+ * online softmax. Otherwise, at AVX2 and above, per (row, head) with the score dot products and the
+ * weighted V sums of gemm_attn_avx2.c (F16 rows converted by F16C on the fly).
  *
  * Scratch (quantized activations, attention scores) belongs to the backend context and only grows;
  * after the first forward of the largest batch, ops allocate nothing.
@@ -82,6 +85,8 @@ typedef struct cpu_context {
   size_t xq_cap;
   float *scores;        /* [n_threads][scores_cap] attention scratch */
   size_t scores_cap;    /* floats per thread */
+  int64_t *attn_runs;   /* tiled attention: [n][2] row ranges of one sequence */
+  size_t attn_runs_cap; /* bytes */
 } cpu_context;
 
 static cpu_context *cpu_ctx(mlxr_backend *be) { return be->context; }
@@ -591,10 +596,69 @@ static void attn_worker(void *arg, int ith, int nth) {
   }
 }
 
+#if MLXR_QUANTS_X86
+/* Prompts at AVX-512: units of (run of rows of one sequence, KV head) in attn_tiled_avx512.c,
+ * dealt round-robin so the later (longer-context) runs are shared between threads. */
+typedef struct attn_tiled_job {
+  const mlxr_attn_args *a;
+  const int64_t *runs; /* [n_runs][2] */
+  int64_t n_runs;
+  float *scratch;      /* [nth][per] */
+  size_t per;
+} attn_tiled_job;
+
+static void attn_tiled_worker(void *arg, int ith, int nth) {
+  const attn_tiled_job *j = arg;
+  const int64_t n_units = j->n_runs * j->a->n_head_kv;
+  for (int64_t u = ith; u < n_units; u += nth) {
+    const int64_t run = u / j->a->n_head_kv;
+    mlxr_attn_tiled_avx512(j->a, j->runs[2 * run], j->runs[2 * run + 1], (int)(u % j->a->n_head_kv),
+                           j->scratch + (size_t)ith * j->per);
+  }
+}
+
+static int cpu_attention_tiled(cpu_context *c, const mlxr_attn_args *a) {
+  const int64_t rt = mlxr_attn_tiled_rows_per_unit(a);
+  int64_t n_runs = 0;
+  for (int64_t r = 0; r < a->n_rows;) {
+    int64_t e = r + 1;
+    while (e < a->n_rows && e - r < rt && a->block_tables[e] == a->block_tables[r]) e++;
+    n_runs++;
+    r = e;
+  }
+  if (!grow_buffer((void **)&c->attn_runs, &c->attn_runs_cap, (size_t)n_runs * 2 * sizeof(int64_t))) {
+    return MLXR_ERR_NOMEM;
+  }
+  n_runs = 0;
+  for (int64_t r = 0; r < a->n_rows;) {
+    int64_t e = r + 1;
+    while (e < a->n_rows && e - r < rt && a->block_tables[e] == a->block_tables[r]) e++;
+    c->attn_runs[2 * n_runs] = r;
+    c->attn_runs[2 * n_runs + 1] = e;
+    n_runs++;
+    r = e;
+  }
+  const int nth = mlxr_threadpool_n_threads(c->pool);
+  const size_t per = mlxr_attn_tiled_scratch_floats(a->head_dim_k, a->head_dim_v);
+  if (per > c->scores_cap) {
+    float *p = realloc(c->scores, per * (size_t)nth * sizeof(float));
+    if (!p) return MLXR_ERR_NOMEM;
+    c->scores = p;
+    c->scores_cap = per;
+  }
+  attn_tiled_job job = {a, c->attn_runs, n_runs, c->scores, c->scores_cap};
+  mlxr_threadpool_run(c->pool, attn_tiled_worker, &job);
+  return MLXR_OK;
+}
+#endif
+
 static int cpu_attention(mlxr_backend *be, const mlxr_attn_args *a) {
   cpu_context *c = cpu_ctx(be);
   if (a->kv_type != MLXR_DTYPE_F32 && a->kv_type != MLXR_DTYPE_F16) return MLXR_ERR_UNSUPPORTED;
   if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv != 0) return MLXR_ERR_INVALID;
+#if MLXR_QUANTS_X86
+  if (c->level == MLXR_SIMD_AVX512 && mlxr_attn_tiled_supported(a)) return cpu_attention_tiled(c, a);
+#endif
   int32_t max_ctx = 0;
   for (int64_t r = 0; r < a->n_rows; r++) {
     if (a->n_ctx[r] > max_ctx) max_ctx = a->n_ctx[r];
@@ -623,6 +687,7 @@ static void cpu_free(mlxr_backend *be) {
     mlxr_threadpool_free(c->pool);
     free(c->xq);
     free(c->scores);
+    free(c->attn_runs);
     free(c->aux);
     free(c->deq);
     free(c->xf);

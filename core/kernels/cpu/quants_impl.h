@@ -273,6 +273,15 @@ void mlxr_quant_p32_row_to_float(const void *packed, int64_t n_in, int64_t row, 
 void mlxr_quant_p32_gemm_f16_avx512(int64_t n, int64_t nr, int64_t ngroups, const void *packed,
                                     const float *y, size_t ldy, float *out, int64_t ldo);
 
+/* ---- tiled prompt attention (attn_tiled_avx512.c; x86 only; AVX-512F). One call: KV head kvh
+ * for rows [r0, r1) of one sequence (same block table), r1 - r0 <= mlxr_attn_tiled_rows_per_unit;
+ * scratch of mlxr_attn_tiled_scratch_floats floats (any alignment). ---- */
+struct mlxr_attn_args;
+bool mlxr_attn_tiled_supported(const struct mlxr_attn_args *a);
+int mlxr_attn_tiled_rows_per_unit(const struct mlxr_attn_args *a);
+size_t mlxr_attn_tiled_scratch_floats(int head_dim_k, int head_dim_v);
+void mlxr_attn_tiled_avx512(const struct mlxr_attn_args *a, int64_t r0, int64_t r1, int kvh, float *scratch);
+
 /* ---- attention inner products (gemm_attn_avx2.c; x86, AVX2 level and above) ---- */
 float mlxr_attn_dot_avx2(const float *q, const void *k, bool k_f16, int n);
 void mlxr_attn_axpy_avx2(float *out, float p, const void *v, bool v_f16, int n);
