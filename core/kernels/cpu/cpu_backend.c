@@ -454,9 +454,54 @@ static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight 
 
 /* ---- elementwise ---- */
 
+#if MLXR_QUANTS_X86
+/* At AVX-512 the elementwise ops run elementwise_avx512.c's kernels, on the pool's threads from
+ * CPU_EW_POOL elements on (a prompt's activations), on the caller below that (decode). */
+#define CPU_EW_POOL 32768
+
+typedef enum ew_op { EW_RMS_NORM, EW_SWIGLU, EW_ADD } ew_op;
+
+typedef struct ew_job {
+  ew_op op;
+  const float *a, *b; /* rms_norm: x, w; swiglu: gate, up; add: x */
+  float *out;         /* rms_norm: y; swiglu: out; add: y (accumulated into) */
+  int64_t n;          /* elements (rms_norm: rows) */
+  int64_t dim;        /* rms_norm only */
+  float eps;
+} ew_job;
+
+static void ew_worker(void *arg, int ith, int nth) {
+  const ew_job *j = arg;
+  if (j->op == EW_RMS_NORM) {
+    const int64_t r0 = j->n * ith / nth, r1 = j->n * (ith + 1) / nth;
+    if (r1 > r0) mlxr_rms_norm_avx512(j->a + r0 * j->dim, j->b, r1 - r0, j->dim, j->eps, j->out + r0 * j->dim);
+    return;
+  }
+  const int64_t chunks = (j->n + 15) / 16;
+  const int64_t i0 = chunks * ith / nth * 16, e1 = chunks * (ith + 1) / nth * 16;
+  const int64_t i1 = e1 < j->n ? e1 : j->n;
+  if (i1 <= i0) return;
+  if (j->op == EW_SWIGLU) mlxr_swiglu_avx512(j->a + i0, j->b + i0, j->out + i0, i1 - i0);
+  else mlxr_add_avx512(j->out + i0, j->a + i0, i1 - i0);
+}
+
+/* true if it ran the op (AVX-512 level) */
+static bool ew_run(cpu_context *c, const ew_job *job, int64_t elements) {
+  if (c->level != MLXR_SIMD_AVX512) return false;
+  if (elements >= CPU_EW_POOL) mlxr_threadpool_run(c->pool, ew_worker, (void *)job);
+  else ew_worker((void *)job, 0, 1);
+  return true;
+}
+#endif
+
 static void cpu_rms_norm(mlxr_backend *be, const float *x, const float *w, int64_t n_rows,
                          int64_t dim, float eps, float *y) {
+#if MLXR_QUANTS_X86
+  const ew_job job = {EW_RMS_NORM, x, w, y, n_rows, dim, eps};
+  if (ew_run(cpu_ctx(be), &job, n_rows * dim)) return;
+#else
   (void)be;
+#endif
   for (int64_t r = 0; r < n_rows; r++) {
     const float *xr = x + r * dim;
     float *yr = y + r * dim;
@@ -487,7 +532,12 @@ static void cpu_rope(mlxr_backend *be, float *x, int64_t n_rows, int n_heads, in
 }
 
 static void cpu_swiglu(mlxr_backend *be, const float *gate, const float *up, float *out, int64_t n) {
+#if MLXR_QUANTS_X86
+  const ew_job job = {EW_SWIGLU, gate, up, out, n, 0, 0.0f};
+  if (ew_run(cpu_ctx(be), &job, n)) return;
+#else
   (void)be;
+#endif
   for (int64_t i = 0; i < n; i++) {
     const float g = gate[i];
     out[i] = g / (1.0f + expf(-g)) * up[i];
@@ -495,7 +545,12 @@ static void cpu_swiglu(mlxr_backend *be, const float *gate, const float *up, flo
 }
 
 static void cpu_add(mlxr_backend *be, float *y, const float *x, int64_t n) {
+#if MLXR_QUANTS_X86
+  const ew_job job = {EW_ADD, x, NULL, y, n, 0, 0.0f};
+  if (ew_run(cpu_ctx(be), &job, n)) return;
+#else
   (void)be;
+#endif
   for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 

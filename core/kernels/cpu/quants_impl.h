@@ -282,6 +282,12 @@ int mlxr_attn_tiled_rows_per_unit(const struct mlxr_attn_args *a);
 size_t mlxr_attn_tiled_scratch_floats(int head_dim_k, int head_dim_v);
 void mlxr_attn_tiled_avx512(const struct mlxr_attn_args *a, int64_t r0, int64_t r1, int kvh, float *scratch);
 
+/* ---- elementwise ops (elementwise_avx512.c; x86 only; AVX-512F; any n) ---- */
+void mlxr_swiglu_avx512(const float *gate, const float *up, float *out, int64_t n);
+void mlxr_rms_norm_avx512(const float *x, const float *w, int64_t n_rows, int64_t dim, float eps,
+                          float *y);
+void mlxr_add_avx512(float *y, const float *x, int64_t n);
+
 /* ---- attention inner products (gemm_attn_avx2.c; x86, AVX2 level and above) ---- */
 float mlxr_attn_dot_avx2(const float *q, const void *k, bool k_f16, int n);
 void mlxr_attn_axpy_avx2(float *out, float p, const void *v, bool v_f16, int n);
