@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake pkg-config git libpcre2-dev libcjson-dev libutf8proc-dev libedit-dev libcurl4-openssl-dev python3 python3-numpy
   python3-jinja2 python3-sentencepiece ca-certificates
-  libmicrohttpd-dev libyaml-dev curl)
+  libmicrohttpd-dev libyaml-dev curl gcc-aarch64-linux-gnu qemu-user-static)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -4,11 +4,15 @@
  * The reference here is independent of the kernels: a float64 dequantizer written per element
  * from the published GGUF block layouts (byte offsets and bit positions, nothing shared with
  * core/kernels/cpu), and an f16 decoder built on ldexp. Checks:
- *   1. to_float of blocks of random bytes (with random finite f16 scales) equals the reference
- *      rounded to float, bit for bit (every product in these formats is exact in double, and the
- *      kernels round each element once);
+ *   0. each level's table is complete; on aarch64 the NEON level has its own vec_dot for every
+ *      weight type, gemm for F32/F16/Q4_0/Q8_0 and its own to_float/from_float where written
+ *      (so the comparisons below really exercise NEON code: see tests/golden/test_arm64_qemu.sh);
+ *   1. to_float of blocks of random bytes (with random finite f16 scales; 1, 17 and 40 blocks,
+ *      plain types 3, 37 and 4099 elements) equals the reference rounded to float, bit for bit
+ *      (every product in these formats is exact in double, and the kernels round each element once);
  *   2. vec_dot of random weight blocks against activations quantized by from_float equals the
- *      float64 sum of dequant(x) * dequant(y) within a tolerance relative to sum |x||y|;
+ *      float64 sum of dequant(x) * dequant(y) within a tolerance relative to sum |x||y| (legacy
+ *      types 1, 2, 3, 128 and 129 blocks; K-quants 1, 2, 3, 16 and 17 super-blocks);
  *      the SIMD level agrees with the scalar level on identical inputs; every gemm (multi-row
  *      product) agrees with the same reference and with vec_dot, for 1..9 rows and columns and
  *      for 16-row groups x 16 columns; the R16 repacked Q4_0/Q8_0/Q4_K/Q6_K kernels (VNNI, and AMX
@@ -17,8 +21,8 @@
  *      scratch; K-quants: 1, 3 and 17 super-blocks);
  *      decoding one row of the repacked form equals to_float of the original row bit for bit;
  *   3. from_float of the activation types (Q8_0, Q8_K) and of F16/BF16 is byte-identical across
- *      levels; f16/bf16 conversions agree with core/common/fp16.h on all 65536 patterns and on
- *      random float32 bit patterns;
+ *      levels (one block, 4096 + one block and 4096 elements); f16/bf16 conversions agree with
+ *      core/common/fp16.h on all 65536 patterns and on random float32 bit patterns;
  *   4. quantize -> dequantize of Gaussian data stays under per-type RMS error bounds (measured
  *      values are printed), and zero rows or rows with one huge value give finite results.
  * Exits 0 when everything passes; prints each failure.
@@ -269,6 +273,24 @@ static void test_tables(mlxr_simd_level best) {
       CHECK(activation_only == (tr->vec_dot == NULL), "%s vec_dot presence", mlxr_dtype_name(t));
     }
   }
+#if defined(__aarch64__)
+  /* the NEON level really has its own kernels (not the scalar table) for the matmul path */
+  for (int k = 0; k < N_TYPES; k++) {
+    const mlxr_dtype t = k_all_types[k];
+    const mlxr_type_traits *sc = mlxr_type_traits_get(t, MLXR_SIMD_SCALAR);
+    const mlxr_type_traits *ne = mlxr_type_traits_get(t, MLXR_SIMD_NEON);
+    if (!sc || !ne) continue;
+    CHECK(sc->vec_dot == NULL || ne->vec_dot != sc->vec_dot, "%s: NEON vec_dot is the scalar one", mlxr_dtype_name(t));
+    const bool has_gemm = t == MLXR_DTYPE_F32 || t == MLXR_DTYPE_F16 || t == MLXR_DTYPE_Q4_0 || t == MLXR_DTYPE_Q8_0;
+    CHECK(has_gemm == (ne->gemm != NULL), "%s: NEON gemm presence", mlxr_dtype_name(t));
+    const bool own_to_float = t == MLXR_DTYPE_F16 || t == MLXR_DTYPE_BF16 || t == MLXR_DTYPE_Q4_0 ||
+                              t == MLXR_DTYPE_Q8_0 || t == MLXR_DTYPE_Q4_K || t == MLXR_DTYPE_Q6_K;
+    CHECK(own_to_float == (ne->to_float != sc->to_float), "%s: NEON to_float selection", mlxr_dtype_name(t));
+    const bool own_from_float = t == MLXR_DTYPE_F16 || t == MLXR_DTYPE_BF16 || t == MLXR_DTYPE_Q8_0 ||
+                                t == MLXR_DTYPE_Q8_K;
+    CHECK(own_from_float == (ne->from_float != sc->from_float), "%s: NEON from_float selection", mlxr_dtype_name(t));
+  }
+#endif
   CHECK(mlxr_type_traits_get(MLXR_DTYPE_Q2_K, MLXR_SIMD_SCALAR) == NULL, "q2_K has no kernels yet");
   CHECK(mlxr_type_traits_get(MLXR_DTYPE_I32, MLXR_SIMD_SCALAR) == NULL, "i32 has no kernels");
   CHECK(mlxr_type_traits_get((mlxr_dtype)1000, MLXR_SIMD_SCALAR) == NULL, "bad type id");
@@ -282,31 +304,35 @@ static void test_dequant(rng *r, mlxr_simd_level best) {
   for (int k = 0; k < N_TYPES; k++) {
     const mlxr_dtype t = k_all_types[k];
     const int64_t bs = mlxr_dtype_block_size(t);
-    const int64_t n = bs == 1 ? 4099 : bs * 40;
-    uint8_t *blocks = xmalloc(row_bytes(t, n));
-    double *want = xmalloc((size_t)n * sizeof(double));
-    float *got = xmalloc((size_t)n * sizeof(float));
-    random_blocks(r, t, blocks, n);
-    ref_dequant(t, blocks, want, n);
-    for (int l = 0; l < MLXR_SIMD_COUNT; l++) {
-      if (!level_runs((mlxr_simd_level)l, best)) continue;
-      const mlxr_type_traits *tr = mlxr_type_traits_get(t, (mlxr_simd_level)l);
-      if (!tr) continue;
-      for (int64_t i = 0; i < n; i++) got[i] = -12345.0f;
-      tr->to_float(blocks, got, n);
-      int bad = 0;
-      for (int64_t i = 0; i < n && bad < 3; i++) {
-        const float w = (float)want[i];
-        if (mlxr_f32_bits(w) != mlxr_f32_bits(got[i])) {
-          bad++;
-          CHECK(0, "to_float %s [%s] elem %lld: got %.9g want %.9g", mlxr_dtype_name(t),
-                mlxr_simd_level_name((mlxr_simd_level)l), (long long)i, (double)got[i], want[i]);
+    for (int sz = 0; sz < 3; sz++) {
+      /* one block (plain types: 3 elements, all tail), an odd count, and a long row */
+      const int64_t n = bs == 1 ? (sz == 0 ? 3 : sz == 1 ? 37 : 4099) : bs * (sz == 0 ? 1 : sz == 1 ? 17 : 40);
+      uint8_t *blocks = xmalloc(row_bytes(t, n));
+      double *want = xmalloc((size_t)n * sizeof(double));
+      float *got = xmalloc((size_t)n * sizeof(float));
+      random_blocks(r, t, blocks, n);
+      ref_dequant(t, blocks, want, n);
+      for (int l = 0; l < MLXR_SIMD_COUNT; l++) {
+        if (!level_runs((mlxr_simd_level)l, best)) continue;
+        const mlxr_type_traits *tr = mlxr_type_traits_get(t, (mlxr_simd_level)l);
+        if (!tr) continue;
+        for (int64_t i = 0; i < n; i++) got[i] = -12345.0f;
+        tr->to_float(blocks, got, n);
+        int bad = 0;
+        for (int64_t i = 0; i < n && bad < 3; i++) {
+          const float w = (float)want[i];
+          if (mlxr_f32_bits(w) != mlxr_f32_bits(got[i])) {
+            bad++;
+            CHECK(0, "to_float %s [%s] n=%lld elem %lld: got %.9g want %.9g", mlxr_dtype_name(t),
+                  mlxr_simd_level_name((mlxr_simd_level)l), (long long)n, (long long)i, (double)got[i],
+                  want[i]);
+          }
         }
       }
+      free(blocks);
+      free(want);
+      free(got);
     }
-    free(blocks);
-    free(want);
-    free(got);
   }
 }
 
@@ -314,7 +340,7 @@ static void test_dequant(rng *r, mlxr_simd_level best) {
 
 static void test_vec_dot(rng *r, mlxr_simd_level best) {
   static const int64_t sizes_legacy[] = {32, 64, 96, 4096, 4128};
-  static const int64_t sizes_k[] = {256, 512, 4096};
+  static const int64_t sizes_k[] = {256, 512, 768, 4096, 4352};
   static const int64_t sizes_plain[] = {1, 7, 32, 33, 100, 4096, 4101};
   for (int k = 0; k < N_TYPES; k++) {
     const mlxr_dtype t = k_all_types[k];
@@ -322,7 +348,7 @@ static void test_vec_dot(rng *r, mlxr_simd_level best) {
     if (!base || !base->vec_dot) continue;
     const int64_t bs = base->block_size;
     const int64_t *sizes = bs == 1 ? sizes_plain : bs == 32 ? sizes_legacy : sizes_k;
-    const int nsizes = bs == 1 ? 7 : bs == 32 ? 5 : 3;
+    const int nsizes = bs == 1 ? 7 : 5;
     const mlxr_dtype yt = base->vec_dot_type;
     const mlxr_type_traits *ytr = mlxr_type_traits_get(yt, MLXR_SIMD_SCALAR);
     for (int s = 0; s < nsizes; s++) {
@@ -568,10 +594,13 @@ static void test_r16(rng *r) {
 static void test_from_float_levels(rng *r, mlxr_simd_level best) {
   static const mlxr_dtype act_types[] = {MLXR_DTYPE_Q8_0, MLXR_DTYPE_Q8_1, MLXR_DTYPE_Q8_K,
                                          MLXR_DTYPE_F16, MLXR_DTYPE_BF16};
-  const int64_t n = 4096;
-  float *src = xmalloc((size_t)n * sizeof(float));
-  for (int a = 0; a < 5; a++) {
-    const mlxr_dtype t = act_types[a];
+  const int64_t n_max = 4096 + 256;
+  float *src = xmalloc((size_t)n_max * sizeof(float));
+  for (int a = 0; a < 5 * 3; a++) {
+    const mlxr_dtype t = act_types[a % 5];
+    /* one block, a long row plus one block (odd block count; plain types: a vector tail) */
+    const int64_t bs = mlxr_dtype_block_size(t);
+    const int64_t n = a < 5 ? bs : a < 10 ? 4096 + bs : 4096;
     const size_t nb = row_bytes(t, n);
     uint8_t *want = xmalloc(nb), *got = xmalloc(nb);
     for (int rep = 0; rep < 4; rep++) {
@@ -589,8 +618,8 @@ static void test_from_float_levels(rng *r, mlxr_simd_level best) {
         if (!level_runs((mlxr_simd_level)l, best)) continue;
         memset(got, 0xa5, nb);
         mlxr_type_traits_get(t, (mlxr_simd_level)l)->from_float(src, got, n);
-        CHECK(memcmp(want, got, nb) == 0, "from_float %s [%s] rep %d differs from scalar",
-              mlxr_dtype_name(t), mlxr_simd_level_name((mlxr_simd_level)l), rep);
+        CHECK(memcmp(want, got, nb) == 0, "from_float %s [%s] n=%lld rep %d differs from scalar",
+              mlxr_dtype_name(t), mlxr_simd_level_name((mlxr_simd_level)l), (long long)n, rep);
       }
     }
     free(want);
@@ -745,6 +774,14 @@ int main(void) {
   rng r = {0x5eed1234abcdULL};
   const mlxr_simd_level best = mlxr_cpu_detect_simd();
   printf("cpu simd level: %s\n", mlxr_simd_level_name(best));
+#if defined(__aarch64__)
+  printf("neon kernels built with dotprod (SDOT): %s\n", mlxr_quant_neon_dotprod() ? "yes" : "no");
+#endif
+  printf("levels tested:");
+  for (int l = 0; l < MLXR_SIMD_COUNT; l++) {
+    if (level_runs((mlxr_simd_level)l, best)) printf(" %s", mlxr_simd_level_name((mlxr_simd_level)l));
+  }
+  printf("\n");
   test_tables(best);
   test_dequant(&r, best);
   test_vec_dot(&r, best);

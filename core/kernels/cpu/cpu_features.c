@@ -7,7 +7,9 @@
  * registers on a context switch (XGETBV(0) = XCR0 must have the SSE and AVX state bits, plus the
  * opmask/ZMM bits for AVX-512). A CPU with AVX2 under an OS (or hypervisor) that does not enable
  * the YMM state would fault on the first AVX instruction, so both are checked.
- * On Arm the level is fixed by the compile target. Stateless; any thread may call these.
+ * On AArch64 the level is NEON, unless the NEON kernels were built with the dotprod extension and
+ * the CPU lacks it (see below); on other Arm targets it is fixed by the compile target. Stateless;
+ * any thread may call these.
  */
 #include "core/kernels/types.h"
 
@@ -33,6 +35,26 @@ mlxr_simd_level mlxr_cpu_detect_simd(void) {
   const bool avx512 = (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) && (b & (1u << 31));
   if (avx512 && (xcr0 & 0xe0) == 0xe0) return MLXR_SIMD_AVX512; /* opmask, ZMM0-15 hi, ZMM16-31 */
   return MLXR_SIMD_AVX2;
+}
+
+#elif defined(__aarch64__)
+#include "core/kernels/cpu/quants_impl.h" /* mlxr_quant_neon_dotprod */
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+#endif
+
+/* NEON (Advanced SIMD) is part of every AArch64 CPU. The *_neon.c kernels may have been built
+ * with the dotprod extension (SDOT, Armv8.2+ optional, Armv8.4+ mandatory); on Linux the kernel
+ * reports it as HWCAP_ASIMDDP, and a CPU without it (Cortex-A53/A57/A72) gets the scalar kernels
+ * instead of an illegal-instruction fault. Elsewhere (macOS: every Apple core has it) it is assumed. */
+mlxr_simd_level mlxr_cpu_detect_simd(void) {
+#if defined(__linux__)
+  if (mlxr_quant_neon_dotprod() && !(getauxval(AT_HWCAP) & HWCAP_ASIMDDP)) return MLXR_SIMD_SCALAR;
+#endif
+  return MLXR_SIMD_NEON;
 }
 
 #else

@@ -282,12 +282,6 @@ int mlxr_attn_tiled_rows_per_unit(const struct mlxr_attn_args *a);
 size_t mlxr_attn_tiled_scratch_floats(int head_dim_k, int head_dim_v);
 void mlxr_attn_tiled_avx512(const struct mlxr_attn_args *a, int64_t r0, int64_t r1, int kvh, float *scratch);
 
-/* ---- elementwise ops (elementwise_avx512.c; x86 only; AVX-512F; any n) ---- */
-void mlxr_swiglu_avx512(const float *gate, const float *up, float *out, int64_t n);
-void mlxr_rms_norm_avx512(const float *x, const float *w, int64_t n_rows, int64_t dim, float eps,
-                          float *y);
-void mlxr_add_avx512(float *y, const float *x, int64_t n);
-
 /* ---- attention inner products (gemm_attn_avx2.c; x86, AVX2 level and above) ---- */
 float mlxr_attn_dot_avx2(const float *q, const void *k, bool k_f16, int n);
 void mlxr_attn_axpy_avx2(float *out, float p, const void *v, bool v_f16, int n);
@@ -298,6 +292,82 @@ void mlxr_quant_q4_0_gemm_amx(int64_t n, int64_t nr, int64_t nc, const void *x, 
                               const void *y, size_t by, float *out, int64_t ldo);
 void mlxr_quant_q8_0_gemm_amx(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                               const void *y, size_t by, float *out, int64_t ldo);
+#endif
+
+/* ---- Arm NEON (quants_neon.c, quants_k_neon.c, gemm_neon.c; aarch64 only). The integer dot
+ * products use SDOT where the *_neon.c files were compiled with the dotprod extension
+ * (mlxr_quant_neon_dotprod() says which), else SMULL + SADALP. The inline helpers below are for
+ * those files; in any other file they compile to the plain-NEON flavour and go unused. ---- */
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+bool mlxr_quant_neon_dotprod(void); /* true if the kernels were built with +dotprod (SDOT) */
+
+/* acc + the products a[k] * b[k] of 16 int8 pairs, summed into 4 int32 lanes. Only the total of
+ * the lanes is defined the same way in both flavours (the grouping of products into lanes differs). */
+static inline int32x4_t mlxr_neon_dot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+  return vdotq_s32(acc, a, b);
+#else
+  return vpadalq_s16(vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b))), vmull_high_s8(a, b));
+#endif
+}
+
+/* 16 bytes of packed nibbles: low nibbles (elems 0..15) to *lo, high (16..31) to *hi. */
+static inline void mlxr_neon_nibbles(const uint8_t *qs, int8x16_t *lo, int8x16_t *hi) {
+  const uint8x16_t v = vld1q_u8(qs);
+  *lo = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f)));
+  *hi = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
+}
+
+/* 4 f16 (IEEE binary16 bits) -> 4 floats, exact. */
+static inline float32x4_t mlxr_neon_f16x4(const mlxr_f16 *p) {
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+
+/* dst[0..15] = q[k] * d, one rounding each (as the scalar (float)q * d). */
+static inline void mlxr_neon_store_i8_scaled(int8x16_t q, float d, float *dst) {
+  const int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_high_s8(q);
+  vst1q_f32(dst + 0, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), d));
+  vst1q_f32(dst + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(lo)), d));
+  vst1q_f32(dst + 8, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), d));
+  vst1q_f32(dst + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(hi)), d));
+}
+
+/* quants_neon.c */
+void mlxr_quant_f32_vec_dot_neon(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_f16_to_float_neon(const void *src, float *dst, int64_t n);
+void mlxr_quant_f16_from_float_neon(const float *src, void *dst, int64_t n);
+void mlxr_quant_f16_vec_dot_neon(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_bf16_to_float_neon(const void *src, float *dst, int64_t n);
+void mlxr_quant_bf16_from_float_neon(const float *src, void *dst, int64_t n);
+void mlxr_quant_bf16_vec_dot_neon(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q4_0_to_float_neon(const void *src, float *dst, int64_t n);
+void mlxr_quant_q4_0_vec_dot_neon(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q4_1_vec_dot_neon(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q5_0_vec_dot_neon(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q5_1_vec_dot_neon(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q8_0_to_float_neon(const void *src, float *dst, int64_t n);
+void mlxr_quant_q8_0_from_float_neon(const float *src, void *dst, int64_t n);
+void mlxr_quant_q8_0_vec_dot_neon(int64_t n, float *out, const void *x, const void *y);
+
+/* quants_k_neon.c */
+void mlxr_quant_q4_K_to_float_neon(const void *src, float *dst, int64_t n);
+void mlxr_quant_q4_K_vec_dot_neon(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q5_K_vec_dot_neon(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q6_K_to_float_neon(const void *src, float *dst, int64_t n);
+void mlxr_quant_q6_K_vec_dot_neon(int64_t n, float *out, const void *x, const void *y);
+void mlxr_quant_q8_K_from_float_neon(const float *src, void *dst, int64_t n);
+
+/* gemm_neon.c (the mlxr_gemm_fn contract of core/kernels/types.h) */
+void mlxr_quant_f32_gemm_neon(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                              const void *y, size_t by, float *out, int64_t ldo);
+void mlxr_quant_f16_gemm_neon(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                              const void *y, size_t by, float *out, int64_t ldo);
+void mlxr_quant_q4_0_gemm_neon(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                               const void *y, size_t by, float *out, int64_t ldo);
+void mlxr_quant_q8_0_gemm_neon(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
+                               const void *y, size_t by, float *out, int64_t ldo);
 #endif
 
 #endif
