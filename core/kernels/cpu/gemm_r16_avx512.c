@@ -2,8 +2,8 @@
  * gemm_r16_avx512.c: Q4_0, Q8_0, Q4_K and Q6_K weights repacked once at load time into "R16"
  * groups of 16 rows, and the products that read them: AVX-512 VNNI for any number of activation
  * rows (decode is one row), AMX-INT8 for groups of 16 activation rows (prompt processing; Q4_0
- * and Q8_0 only). The K-quant kernels are described above r16_q4k_rows / r16_q6k_rows. The CPU backend
- * (cpu_backend.c) repacks in weight_prepare and uses these kernels only after CPUID reported
+ * and Q8_0 here, Q4_K and Q6_K in gemm_r16k_amx_avx512.c). The K-quant VNNI kernels are described
+ * above r16_q4k_rows / r16_q6k_rows. The CPU backend (cpu_backend.c) repacks in weight_prepare and uses these kernels only after CPUID reported
  * AVX512_VNNI (and, for the AMX ones, mlxr_quant_cpu_amx_enable() returned true).
  *
  * R16 layout. Rows are taken 16 at a time (the backend repacks only matrices with n_out % 16 == 0).
@@ -564,9 +564,11 @@ void mlxr_quant_r16_gemm_amx(mlxr_dtype t, int64_t n, int64_t nr, int64_t ngroup
                              size_t row_bytes, const void *y, size_t by, const float *yd,
                              const int32_t *ycorr, int64_t ld_aux, float *out, int64_t ldo) {
   const int64_t nb = n / MLXR_QK;
-  const int64_t agroups = t == MLXR_DTYPE_Q4_K || t == MLXR_DTYPE_Q6_K ? 0 /* no AMX kernel: VNNI */
-                          : t == MLXR_DTYPE_Q8_0 || nb <= AMX_MAX_BLOCKS ? nr / 16 : 0;
-  if (agroups > 0) {
+  const bool kq = t == MLXR_DTYPE_Q4_K || t == MLXR_DTYPE_Q6_K;
+  const int64_t agroups = kq || t == MLXR_DTYPE_Q8_0 || nb <= AMX_MAX_BLOCKS ? nr / 16 : 0;
+  if (kq) {
+    mlxr_quant_r16k_gemm_amx(t, n, agroups, ngroups, x, row_bytes, y, by, yd, ycorr, ld_aux, out, ldo);
+  } else if (agroups > 0) {
     r16_amx_configure();
     for (int64_t g = 0; g < ngroups; g++) {
       const uint8_t *xg = (const uint8_t *)x + (size_t)g * R16 * row_bytes;
@@ -583,7 +585,8 @@ void mlxr_quant_r16_gemm_amx(mlxr_dtype t, int64_t n, int64_t nr, int64_t ngroup
   if (done < nr) {
     mlxr_quant_r16_gemm_avx512vnni(t, n, nr - done, ngroups, x, row_bytes,
                                    (const uint8_t *)y + (size_t)done * by, by, yd + done * ld_aux,
-                                   ycorr + done * ld_aux, ld_aux, out + done * ldo, ldo);
+                                   ycorr + done * ld_aux * mlxr_quant_r16_aux_ints(t), ld_aux,
+                                   out + done * ldo, ldo);
   }
 }
 

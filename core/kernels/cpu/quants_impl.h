@@ -238,7 +238,7 @@ void mlxr_quant_q8_0_gemm_avx512vnni(int64_t n, int64_t nr, int64_t nc, const vo
 
 /* ---- R16 repacked Q4_0/Q8_0/Q4_K/Q6_K weights (gemm_r16_avx512.c; x86 only; layout described there).
  * repack/row_to_float/act_aux are plain C; the gemm kernels need AVX512_VNNI (and AMX-INT8 after
- * mlxr_quant_cpu_amx_enable() for the _amx one; K-quants run VNNI there). n_rows % 16 == 0, n_in a
+ * mlxr_quant_cpu_amx_enable() for the _amx ones). n_rows % 16 == 0, n_in a
  * multiple of the block size; activations are the type's vec_dot_type (Q8_0, or Q8_K for the K-quants). The gemm
  * writes out[r * ldo + 16g + j] = row (16g + j) . activation row r for r < nr, g < ngroups;
  * yd: per activation row (ld_aux apart) and block; ycorr the same times mlxr_quant_r16_aux_ints;
@@ -261,6 +261,12 @@ void mlxr_quant_r16_gemm_avx512vnni(mlxr_dtype t, int64_t n, int64_t nr, int64_t
 void mlxr_quant_r16_gemm_amx(mlxr_dtype t, int64_t n, int64_t nr, int64_t ngroups, const void *x,
                              size_t row_bytes, const void *y, size_t by, const float *yd,
                              const int32_t *ycorr, int64_t ld_aux, float *out, int64_t ldo);
+/* gemm_r16k_amx_avx512.c: Q4_K/Q6_K on AMX-INT8, the first agroups * 16 activation rows only
+ * (mlxr_quant_r16_gemm_amx calls it and gives the rest to the VNNI kernel); arguments as above */
+void mlxr_quant_r16k_gemm_amx(mlxr_dtype t, int64_t n, int64_t agroups, int64_t ngroups,
+                              const void *x, size_t row_bytes, const void *y, size_t by,
+                              const float *yd, const int32_t *ycorr, int64_t ld_aux, float *out,
+                              int64_t ldo);
 
 /* ---- P32 panels of F16 weights (gemm_p32_avx512.c; x86 only; layout described there). The
  * repack, match and row decode are plain C; the gemm needs AVX-512F. n_rows % 32 == 0, any n_in.
@@ -281,6 +287,12 @@ bool mlxr_attn_tiled_supported(const struct mlxr_attn_args *a);
 int mlxr_attn_tiled_rows_per_unit(const struct mlxr_attn_args *a);
 size_t mlxr_attn_tiled_scratch_floats(int head_dim_k, int head_dim_v);
 void mlxr_attn_tiled_avx512(const struct mlxr_attn_args *a, int64_t r0, int64_t r1, int kvh, float *scratch);
+
+/* ---- elementwise ops (elementwise_avx512.c; x86 only; AVX-512F; any n) ---- */
+void mlxr_swiglu_avx512(const float *gate, const float *up, float *out, int64_t n);
+void mlxr_rms_norm_avx512(const float *x, const float *w, int64_t n_rows, int64_t dim, float eps,
+                          float *y);
+void mlxr_add_avx512(float *y, const float *x, int64_t n);
 
 /* ---- attention inner products (gemm_attn_avx2.c; x86, AVX2 level and above) ---- */
 float mlxr_attn_dot_avx2(const float *q, const void *k, bool k_f16, int n);
