@@ -5,7 +5,9 @@
 # and generation (tg), and the fraction of the memory-bandwidth roofline that tg reaches
 # (tg tok/s * weight bytes / measured read bandwidth).
 #
-#   bash bench/compare_llamacpp.sh MODEL.gguf [-t THREADS] [-p 512] [-n 128] [-r ROUNDS] [-j OUT.jsonl]
+#   bash bench/compare_llamacpp.sh MODEL.gguf [-t THREADS] [-p 512] [-n 128] [-d 0] [-r ROUNDS] [-j OUT.jsonl]
+#
+# -d: tg after that many tokens of context (both engines, untimed prefill), as llama-bench's -d.
 #
 # -j appends one JSON line with the medians, the per-round ratios and the roofline figures (what
 # bench/cpu_suite.sh tabulates).
@@ -20,9 +22,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: compare_llamacpp.sh MODEL.gguf [-t T] [-p P] [-n N] [-r ROUNDS]}
 shift
-threads=$(nproc); p=512; n=128; rounds=3; summary=
-while getopts "t:p:n:r:j:" o; do
-  case $o in t) threads=$OPTARG ;; p) p=$OPTARG ;; n) n=$OPTARG ;; r) rounds=$OPTARG ;; j) summary=$OPTARG ;; *) exit 2 ;; esac
+threads=$(nproc); p=512; n=128; d=0; rounds=3; summary=
+while getopts "t:p:n:d:r:j:" o; do
+  case $o in
+    t) threads=$OPTARG ;; p) p=$OPTARG ;; n) n=$OPTARG ;; d) d=$OPTARG ;; r) rounds=$OPTARG ;;
+    j) summary=$OPTARG ;; *) exit 2 ;;
+  esac
 done
 mlxr=${MLXR_BIN:-build/bin}
 [ -d "$mlxr" ] && mlxr=$mlxr/mlxr
@@ -31,6 +36,7 @@ bash scripts/fetch.d/20-llamacpp.sh >/dev/null
 mkdir -p build/bench
 gcc -O2 -mavx2 -pthread bench/membw.c -o build/bench/membw
 engine=${LLAMACPP_BENCH:-c}
+[ "$engine" = c ] || [ "$d" = 0 ] || { echo "-d needs LLAMACPP_BENCH=c" >&2; exit 2; }
 lc=tests/.cache/llamacpp
 bins=$lc/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
 if [ "$engine" = c ]; then
@@ -43,9 +49,9 @@ bw=$(build/bench/membw "$threads" 1024)
 out=build/bench/rounds.jsonl
 : >"$out"
 for r in $(seq 1 "$rounds"); do
-  m=$("$mlxr" bench "$model" -p "$p" -n "$n" -t "$threads" -r 1 --json)
+  m=$("$mlxr" bench "$model" -p "$p" -n "$n" -d "$d" -t "$threads" -r 1 --json)
   if [ "$engine" = c ]; then
-    l=$(build/bench/llamacpp-cbench "$model" "$bins" -t "$threads" -p "$p" -n "$n" -r 1)
+    l=$(build/bench/llamacpp-cbench "$model" "$bins" -t "$threads" -p "$p" -n "$n" -d "$d" -r 1)
   else
     l=$(node bench/llamacpp_bench.mjs "$model" --threads "$threads" --p "$p" --n "$n" --reps 1)
   fi
@@ -77,6 +83,7 @@ if sys.argv[5]:
             "model": sys.argv[3], "arch": m0["arch"], "weight_type": m0["weight_type"],
             "weight_bytes": m0["weight_bytes"], "threads": int(sys.argv[4]), "bandwidth_gb_s": bw,
             "rounds": len(rows), "pp_n": m0["pp"]["n"], "tg_n": m0["tg"]["n"],
+            "tg_depth": m0["tg"].get("depth", 0),
             "mlxr_pp": med("mlxr", "pp"), "llama_pp": med("llamacpp", "pp"),
             "mlxr_tg": med("mlxr", "tg"), "llama_tg": med("llamacpp", "tg"),
             "pp_ratios": rp, "tg_ratios": rt,

@@ -4,11 +4,12 @@
  * variants, picked by ggml's own scoring), called from C the way llama-bench does it. Nothing
  * here is MLXR code. bench/compare_llamacpp.sh builds it against tests/.cache/llamacpp.
  *
- *   llamacpp-cbench MODEL.gguf BINS_DIR [-t THREADS] [-p 512] [-n 128] [-r REPS]
+ *   llamacpp-cbench MODEL.gguf BINS_DIR [-t THREADS] [-p 512] [-n 128] [-d 0] [-r REPS]
  *
  * pp: the sequence's memory is cleared and P pseudo-random token ids are decoded as one batch.
- * tg: memory cleared, then N single-token decodes, each feeding a fixed token id (as llama-bench
- * does: no sampling, so no per-token work beyond llama_decode itself). One warm-up of each first.
+ * tg: memory cleared, D context tokens decoded as one batch (untimed: llama-bench's -d), then N
+ * single-token decodes, each feeding a fixed token id (as llama-bench does: no sampling, so no
+ * per-token work beyond llama_decode itself). One warm-up of each first.
  * Prints one JSON object like bench/llamacpp_bench.mjs:
  *   {"pp": {"n": P, "tok_s": X}, "tg": {"n": N, "tok_s": Y}, "threads": T, "reps": R,
  *    "engine": "...", "cpu_variant": "sapphirerapids" (the libggml-cpu-*.so that got loaded)}
@@ -36,24 +37,28 @@ static void quiet_log(enum ggml_log_level level, const char *text, void *user) {
 static int parse_int(const char *s, int *out) {
   char *end = NULL;
   long v = strtol(s, &end, 10);
-  if (!end || *end || v < 1 || v > 1 << 20) return 0;
+  if (!end || *end || v < 0 || v > 1 << 20) return 0;
   *out = (int)v;
   return 1;
 }
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: llamacpp-cbench MODEL.gguf BINS_DIR [-t T] [-p P] [-n N] [-r R]\n");
+    fprintf(stderr, "usage: llamacpp-cbench MODEL.gguf BINS_DIR [-t T] [-p P] [-n N] [-d D] [-r R]\n");
     return 2;
   }
-  int threads = 2, P = 512, N = 128, reps = 1;
+  int threads = 2, P = 512, N = 128, D = 0, reps = 1;
   for (int i = 3; i + 1 < argc; i += 2) {
     int *dst = !strcmp(argv[i], "-t") ? &threads : !strcmp(argv[i], "-p") ? &P
-             : !strcmp(argv[i], "-n") ? &N : !strcmp(argv[i], "-r") ? &reps : NULL;
+             : !strcmp(argv[i], "-n") ? &N : !strcmp(argv[i], "-d") ? &D : !strcmp(argv[i], "-r") ? &reps : NULL;
     if (!dst || !parse_int(argv[i + 1], dst)) {
       fprintf(stderr, "llamacpp-cbench: bad option %s %s\n", argv[i], argv[i + 1]);
       return 2;
     }
+  }
+  if (threads < 1 || P < 1 || N < 1 || reps < 1) {
+    fprintf(stderr, "llamacpp-cbench: -t, -p, -n and -r must be at least 1\n");
+    return 2;
   }
   llama_log_set(quiet_log, NULL);
   ggml_backend_load_all_from_path(argv[2]);
@@ -81,9 +86,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   struct llama_context_params cp = llama_context_default_params();
-  cp.n_ctx = (uint32_t)(P > N ? P : N) + 16;
-  cp.n_batch = (uint32_t)P;
-  cp.n_ubatch = (uint32_t)P;
+  cp.n_ctx = (uint32_t)(P > N + D ? P : N + D) + 16;
+  cp.n_batch = (uint32_t)(P > D ? P : D);
+  cp.n_ubatch = cp.n_batch;
   cp.n_threads = threads;
   cp.n_threads_batch = threads;
   cp.no_perf = true;
@@ -93,10 +98,11 @@ int main(int argc, char **argv) {
     return 1;
   }
   const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
-  llama_token *prompt = malloc(sizeof(llama_token) * (size_t)P);
+  const int n_prompt = P > D ? P : D;
+  llama_token *prompt = malloc(sizeof(llama_token) * (size_t)n_prompt);
   if (!prompt) return 1;
   unsigned state = 12345;
-  for (int i = 0; i < P; i++) {
+  for (int i = 0; i < n_prompt; i++) {
     state = state * 1103515245u + 12345u;
     prompt[i] = (llama_token)(state % (unsigned)n_vocab);
   }
@@ -108,6 +114,10 @@ int main(int argc, char **argv) {
     llama_synchronize(ctx);
     double t1 = now_s();
     llama_memory_clear(llama_get_memory(ctx), true);
+    if (D > 0) {
+      if (llama_decode(ctx, llama_batch_get_one(prompt, D)) != 0) return 1;
+      llama_synchronize(ctx);
+    }
     llama_token tok = prompt[0];
     double t2 = now_s();
     for (int i = 0; i < N; i++) {
@@ -120,10 +130,10 @@ int main(int argc, char **argv) {
       tg_sum += N / (t3 - t2);
     }
   }
-  printf("{\"pp\": {\"n\": %d, \"tok_s\": %.2f}, \"tg\": {\"n\": %d, \"tok_s\": %.2f}, \"threads\": %d, "
+  printf("{\"pp\": {\"n\": %d, \"tok_s\": %.2f}, \"tg\": {\"n\": %d, \"depth\": %d, \"tok_s\": %.2f}, \"threads\": %d, "
          "\"reps\": %d, \"engine\": \"llama.cpp (node-llama-cpp 3.21.1 prebuilt libraries, from C)\", "
          "\"cpu_variant\": \"%s\"}\n",
-         P, pp_sum / reps, N, tg_sum / reps, threads, reps, variant);
+         P, pp_sum / reps, N, D, tg_sum / reps, threads, reps, variant);
   free(prompt);
   llama_free(ctx);
   llama_model_free(model);

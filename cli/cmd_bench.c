@@ -1,7 +1,9 @@
 /*
- * cmd_bench.c: `mlxr bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]`, in the manner
- * of llama-bench: "pp" evaluates p prompt tokens as one batch on an empty sequence; "tg" generates
- * n tokens one at a time (each a one-row forward, as decoding does). Each is repeated r times on a
+ * cmd_bench.c: `mlxr bench MODEL [-p 512] [-n 128] [-d 0] [-t THREADS] [-r REPS] [--json]`, in the
+ * manner of llama-bench: "pp" evaluates p prompt tokens as one batch on an empty sequence; "tg"
+ * generates n tokens one at a time (each a one-row forward, as decoding does), after d tokens of
+ * context evaluated untimed as one batch (llama-bench's -d: decode speed at depth, where attention
+ * over the cache adds to the weight reads). Each is repeated r times on a
  * fresh sequence after one untimed warm-up; the median tokens/s and the standard deviation are
  * reported. Token ids are drawn from a fixed-seed generator so runs are comparable.
  * --json prints one object: {"model", "threads", "pp": {"n", "tok_s", "stddev"}, "tg": {...}} plus
@@ -20,7 +22,8 @@
 #include "core/runtime/engine.h"
 
 static void bench_usage(FILE *f) {
-  fprintf(f, "usage: mlxr bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json] [--no-repack]\n"
+  fprintf(f, "usage: mlxr bench MODEL [-p 512] [-n 128] [-d 0] [-t THREADS] [-r REPS] [--json] [--no-repack]\n"
+             "  -d DEPTH      tokens of context before the timed generation (default 0)\n"
              "  --no-repack   read weights in place from the file (no load-time repacking)\n");
 }
 
@@ -39,13 +42,19 @@ static void summarize(double *v, int n, double *median, double *stddev) {
   *stddev = n > 1 ? sqrt(var / (n - 1)) : 0.0;
 }
 
-/* One timed pp or tg run on a fresh sequence; returns tokens/s or a negative value on error. */
-static double bench_once(mlxr_engine *e, const int32_t *tokens, int32_t p, int32_t n, bool tg,
-                         float *logits, char *err, size_t err_len) {
+/* One timed pp or tg run on a fresh sequence (tg after d untimed context tokens); returns
+ * tokens/s or a negative value on error. */
+static double bench_once(mlxr_engine *e, const int32_t *tokens, int32_t p, int32_t n, int32_t d,
+                         bool tg, float *logits, char *err, size_t err_len) {
   mlxr_kv_cache *kv = mlxr_engine_kv(e);
   int seq = mlxr_kv_seq_new(kv);
   if (seq < 0) return -1;
-  double t0 = mlxr_cli_now(), rate = -1;
+  double rate = -1;
+  if (tg && d > 0 && mlxr_engine_eval(e, seq, tokens, d, 0, false, logits, err, err_len) != MLXR_OK) {
+    mlxr_kv_seq_free(kv, seq);
+    return -1;
+  }
+  const double t0 = mlxr_cli_now();
   if (!tg) {
     if (mlxr_engine_eval(e, seq, tokens, p, 0, false, logits, err, err_len) == MLXR_OK) {
       rate = p / (mlxr_cli_now() - t0);
@@ -53,7 +62,7 @@ static double bench_once(mlxr_engine *e, const int32_t *tokens, int32_t p, int32
   } else {
     int32_t i = 0;
     for (; i < n; i++) {
-      if (mlxr_engine_eval(e, seq, &tokens[i], 1, i, false, logits, err, err_len) != MLXR_OK) break;
+      if (mlxr_engine_eval(e, seq, &tokens[i], 1, d + i, false, logits, err, err_len) != MLXR_OK) break;
     }
     if (i == n) rate = n / (mlxr_cli_now() - t0);
   }
@@ -67,15 +76,16 @@ int mlxr_cmd_bench(int argc, char **argv) {
                                        {"threads", required_argument, NULL, 't'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  long long p = 512, n = 128, reps = 5, threads = 0, v;
+  long long p = 512, n = 128, d = 0, reps = 5, threads = 0, v;
   bool json = false, no_repack = false;
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "p:n:t:r:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "p:n:d:t:r:h", opts, NULL)) != -1) {
     bool ok = true;
     switch (c) {
     case 'p': ok = mlxr_cli_parse_int(optarg, 0, 1 << 16, &v); p = v; break;
     case 'n': ok = mlxr_cli_parse_int(optarg, 0, 1 << 16, &v); n = v; break;
+    case 'd': ok = mlxr_cli_parse_int(optarg, 0, 1 << 16, &v); d = v; break;
     case 'r': ok = mlxr_cli_parse_int(optarg, 1, 1000, &v); reps = v; break;
     case 't': ok = mlxr_cli_parse_int(optarg, 1, 1024, &v); threads = v; break;
     case 'j': json = true; break;
@@ -103,8 +113,8 @@ int mlxr_cmd_bench(int argc, char **argv) {
   ep.n_threads = (int)threads;
   ep.load_tokenizer = false;
   ep.cpu_no_repack = no_repack;
-  ep.n_batch = p > 0 ? (int32_t)p : 1;
-  ep.n_ctx = (int32_t)(p > n ? p : n) + 1;
+  ep.n_batch = (int32_t)(p > d ? p : d > 0 ? d : 1);
+  ep.n_ctx = (int32_t)(p > n + d ? p : n + d) + 1;
   mlxr_engine *e = NULL;
   int rc = mlxr_engine_open(model.path, &ep, &e, err, sizeof(err));
   mlxr_cli_model_release(&model);
@@ -113,7 +123,7 @@ int mlxr_cmd_bench(int argc, char **argv) {
     return 1;
   }
   const mlxr_hparams *hp = mlxr_engine_hparams(e);
-  const int32_t len = (int32_t)(p > n ? p : n);
+  const int32_t len = (int32_t)(p > n + d ? p : n + d);
   int32_t *tokens = malloc((size_t)len * sizeof(int32_t));
   float *logits = malloc((size_t)hp->n_vocab * sizeof(float));
   double *pp = calloc((size_t)reps, sizeof(double)), *tg = calloc((size_t)reps, sizeof(double));
@@ -132,12 +142,12 @@ int mlxr_cmd_bench(int argc, char **argv) {
     const bool is_tg = kind == 1;
     if ((is_tg ? n : p) == 0) continue;
     double *out = is_tg ? tg : pp;
-    if (bench_once(e, tokens, (int32_t)p, (int32_t)n, is_tg, logits, err, sizeof(err)) < 0) { /* warm-up */
+    if (bench_once(e, tokens, (int32_t)p, (int32_t)n, (int32_t)d, is_tg, logits, err, sizeof(err)) < 0) { /* warm-up */
       fprintf(stderr, "mlxr bench: %s\n", err);
       goto done;
     }
     for (int r = 0; r < reps; r++) {
-      out[r] = bench_once(e, tokens, (int32_t)p, (int32_t)n, is_tg, logits, err, sizeof(err));
+      out[r] = bench_once(e, tokens, (int32_t)p, (int32_t)n, (int32_t)d, is_tg, logits, err, sizeof(err));
       if (out[r] < 0) {
         fprintf(stderr, "mlxr bench: %s\n", err);
         goto done;
@@ -148,16 +158,17 @@ int mlxr_cmd_bench(int argc, char **argv) {
   const size_t wbytes = mlxr_model_weight_bytes(mlxr_engine_model(e));
   if (json) {
     printf("{\"model\": \"%s\", \"threads\": %lld, \"pp\": {\"n\": %lld, \"tok_s\": %.3f, \"stddev\": %.3f}, "
-           "\"tg\": {\"n\": %lld, \"tok_s\": %.3f, \"stddev\": %.3f}, \"weight_bytes\": %zu, "
+           "\"tg\": {\"n\": %lld, \"depth\": %lld, \"tok_s\": %.3f, \"stddev\": %.3f}, \"weight_bytes\": %zu, "
            "\"weight_type\": \"%s\", \"arch\": \"%s\", \"reps\": %lld}\n",
-           argv[optind], threads, p, pp_med, pp_sd, n, tg_med, tg_sd, wbytes,
+           argv[optind], threads, p, pp_med, pp_sd, n, d, tg_med, tg_sd, wbytes,
            mlxr_dtype_name(mlxr_model_weight_type(mlxr_engine_model(e))), hp->arch_name, reps);
   } else {
     printf("model: %s (%s, %s weights, %.1f MiB)\nthreads: %lld, reps: %lld\n", argv[optind], hp->arch_name,
            mlxr_dtype_name(mlxr_model_weight_type(mlxr_engine_model(e))), wbytes / 1048576.0, threads, reps);
     if (p) printf("pp%-6lld %10.2f tok/s  +- %.2f\n", p, pp_med, pp_sd);
-    if (n) printf("tg%-6lld %10.2f tok/s  +- %.2f  (%.2f GB/s of weights read)\n", n, tg_med, tg_sd,
-                  tg_med * (double)wbytes / 1e9);
+    if (n && d) printf("tg%lld @ d%lld %7.2f tok/s  +- %.2f\n", n, d, tg_med, tg_sd);
+    else if (n) printf("tg%-6lld %10.2f tok/s  +- %.2f  (%.2f GB/s of weights read)\n", n, tg_med, tg_sd,
+                       tg_med * (double)wbytes / 1e9);
   }
   status = 0;
 done:
