@@ -1,5 +1,5 @@
 /*
- * test_elementwise.c: the CPU backend's elementwise ops (rms_norm, swiglu, add) at every SIMD
+ * test_kernel_elementwise.c: the CPU backend's elementwise ops (rms_norm, swiglu, add) at every SIMD
  * level the machine has, with 1 and 3 threads, against float64 evaluations of their definitions,
  * on awkward sizes: lengths 1, 15, 17 and 100003 (masked tails; above the size from which the
  * AVX-512 path splits work across the pool), rms_norm rows of 1, 15, 17, 2048 and 4099 elements
@@ -111,5 +111,5 @@ int main(void) {
       mlxr_backend_free(be);
     }
   }
-  return check_report("test_elementwise");
+  return check_report("test_kernel_elementwise");
 }

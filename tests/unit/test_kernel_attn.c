@@ -1,5 +1,5 @@
 /*
- * test_attn_prompt.c: the CPU backend's paged attention on prompt-shaped batches, at every SIMD
+ * test_kernel_attn.c: the CPU backend's paged attention on prompt-shaped batches, at every SIMD
  * level the machine has (the tiled AVX-512 kernel of attn_tiled_avx512.c and the per-row path
  * below it), against a float64 softmax(q.K^T * scale) . V computed here from the definition.
  *
@@ -179,6 +179,6 @@ int main(void) {
       mlxr_backend_free(be);
     }
   }
-  printf("test_attn_prompt: %d cases over %d SIMD levels\n", cases, (int)best + 1);
-  return check_report("test_attn_prompt");
+  printf("test_kernel_attn: %d cases over %d SIMD levels\n", cases, (int)best + 1);
+  return check_report("test_kernel_attn");
 }
