@@ -48,7 +48,8 @@ fi
 # The roofline's bandwidth is the best of one measurement per round (and one before): a reading
 # taken while another tenant loads the machine under-states what the memory can deliver.
 bw=$(build/bench/membw "$threads" 1024)
-out=build/bench/rounds.jsonl
+out=$(mktemp build/bench/rounds.XXXXXX.jsonl)  # per invocation: concurrent runs must not mix
+trap 'rm -f "$out"' EXIT
 : >"$out"
 for r in $(seq 1 "$rounds"); do
   b=$(build/bench/membw "$threads" 1024)
