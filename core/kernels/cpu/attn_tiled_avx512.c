@@ -11,7 +11,9 @@
  *   1. the 16 key rows are converted to float32 and stored transposed, Kt[d][j] (zero past the
  *      end), and the 16 value rows as Vc[j][d];
  *   2. S = Q . Kt: per 8 query vectors, 8 accumulators of 16 keys, each step one load of Kt[d]
- *      and 8 broadcasts of q[i][d] (queries pre-multiplied by the scale);
+ *      and 8 broadcasts of q[i][d] (queries pre-multiplied by the scale). With few query vectors
+ *      (decode: one row, G vectors) the transposition would cost more than it saves, so each
+ *      key row is converted into registers and dotted with each query vector directly;
  *   3. online softmax per query vector (the flash-attention recurrence): keys at or past the
  *      row's n_ctx are masked out; m_new = max(m, max S), p = exp(S - m_new), l = l * a + sum p
  *      with a = exp(m - m_new), O = O * a + p . Vc. A chunk entirely past a row's n_ctx leaves
@@ -32,6 +34,7 @@
 #define ATTN_NQ 64   /* query vectors per unit */
 #define ATTN_KC 16   /* keys per chunk (one zmm of scores) */
 #define ATTN_DMAX 256
+#define ATTN_DOT_MAX 8 /* up to this many query vectors, scores are direct dot products */
 
 size_t mlxr_attn_tiled_scratch_floats(int head_dim_k, int head_dim_v) {
   /* Qs [NQ][dk], Kt [dk][KC], Vc [KC][dv], S [NQ][KC], O [NQ][dv], m [NQ], l [NQ], plus alignment */
@@ -150,8 +153,35 @@ void mlxr_attn_tiled_avx512(const mlxr_attn_args *a, int64_t r0, int64_t r1, int
   const int64_t koff = (int64_t)kvh * dk, voff = (int64_t)kvh * dv;
   for (int32_t t0 = 0; t0 < t_end; t0 += ATTN_KC) {
     const int nk = t_end - t0 < ATTN_KC ? t_end - t0 : ATTN_KC;
-    /* 1. convert the chunk's keys (transposed) and values */
+    /* the next chunk's key and value rows: one head's slice of a cache row is a few lines at a
+     * stride of the whole row, which the hardware prefetchers do not follow across pages */
+    for (int j = 0; j < ATTN_KC && t0 + ATTN_KC + j < t_end; j++) {
+      const char *kr = (const char *)kv_row(a, a->k_pool, table, t0 + ATTN_KC + j, kv_dim_k, koff, esz);
+      const char *vr = (const char *)kv_row(a, a->v_pool, table, t0 + ATTN_KC + j, kv_dim_v, voff, esz);
+      for (size_t o = 0; o < (size_t)dk * esz; o += 64) _mm_prefetch(kr + o, _MM_HINT_T0);
+      for (size_t o = 0; o < (size_t)dv * esz; o += 64) _mm_prefetch(vr + o, _MM_HINT_T0);
+    }
+    /* 1. convert the chunk's keys (transposed) and values; few queries: scores right here */
+    const bool direct = nq <= ATTN_DOT_MAX;
     for (int j = 0; j < ATTN_KC; j++) {
+      if (direct) {
+        if (j < nk) {
+          const uint8_t *kr = kv_row(a, a->k_pool, table, t0 + j, kv_dim_k, koff, esz);
+          __m512 kv[ATTN_DMAX / 16];
+          for (int v = 0; v < dk / 16; v++) kv[v] = load16(kr, f16, 16 * v);
+          for (int i = 0; i < nq; i++) {
+            const float *q = qs + (size_t)i * dk;
+            __m512 acc = _mm512_mul_ps(_mm512_load_ps(q), kv[0]);
+            for (int v = 1; v < dk / 16; v++) acc = _mm512_fmadd_ps(_mm512_load_ps(q + 16 * v), kv[v], acc);
+            s[(size_t)i * ATTN_KC + j] = _mm512_reduce_add_ps(acc);
+          }
+          const uint8_t *vr = kv_row(a, a->v_pool, table, t0 + j, kv_dim_v, voff, esz);
+          for (int d = 0; d < dv; d += 16) _mm512_store_ps(vc + (size_t)j * dv + d, load16(vr, f16, d));
+        } else {
+          for (int i = 0; i < nq; i++) s[(size_t)i * ATTN_KC + j] = 0.0f;
+        }
+        continue;
+      }
       if (j < nk) {
         const uint8_t *kr = kv_row(a, a->k_pool, table, t0 + j, kv_dim_k, koff, esz);
         for (int d = 0; d < dk; d += 16) {
@@ -166,7 +196,7 @@ void mlxr_attn_tiled_avx512(const mlxr_attn_args *a, int64_t r0, int64_t r1, int
       }
     }
     /* 2. scores */
-    scores_chunk(nq, dk, qs, kt, s);
+    if (!direct) scores_chunk(nq, dk, qs, kt, s);
     /* 3. online softmax and the value update, per query vector */
     for (int i = 0; i < nq; i++) {
       const int valid = ctx[i] - t0 < nk ? ctx[i] - t0 : nk;
