@@ -27,6 +27,8 @@
 #if MLXR_QUANTS_X86
 
 #include <immintrin.h>
+
+#include "core/kernels/cpu/exp_avx512.h"
 #include <math.h>
 
 #include "core/kernels/backend.h"
@@ -57,22 +59,6 @@ int mlxr_attn_tiled_rows_per_unit(const mlxr_attn_args *a) {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
 
-static inline __m512 exp512(__m512 x) {
-  const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
-  const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, ln2_hi, x);
-  r = _mm512_fnmadd_ps(n, ln2_lo, r);
-  __m512 p = _mm512_set1_ps(1.0f / 720.0f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
 
 static inline const uint8_t *kv_row(const mlxr_attn_args *a, const void *pool, const int32_t *table,
                                     int32_t t, int64_t kv_dim, int64_t off, size_t esz) {
@@ -206,7 +192,7 @@ void mlxr_attn_tiled_avx512(const mlxr_attn_args *a, int64_t r0, int64_t r1, int
       const float cmax = _mm512_mask_reduce_max_ps(live, sv);
       const float mnew = cmax > m[i] ? cmax : m[i];
       const float alpha = m[i] == -INFINITY ? 0.0f : expf(m[i] - mnew);
-      const __m512 p = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(sv, _mm512_set1_ps(mnew))));
+      const __m512 p = _mm512_maskz_mov_ps(live, mlxr_exp_avx512(_mm512_sub_ps(sv, _mm512_set1_ps(mnew))));
       _mm512_store_ps(s + (size_t)i * ATTN_KC, p);
       l[i] = l[i] * alpha + _mm512_reduce_add_ps(p);
       m[i] = mnew;

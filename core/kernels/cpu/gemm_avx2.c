@@ -18,6 +18,7 @@
  * results equal vec_dot's up to float summation order. Pure functions.
  */
 #include "core/kernels/cpu/quants_impl.h"
+#include "core/kernels/cpu/gemm_drive.h"
 
 #if MLXR_QUANTS_X86
 
@@ -169,8 +170,6 @@ static ALWAYS_INLINE void f32_tile(const int rm, const int rn, int64_t n, const 
 
 /* ---------------------------------------------------------------- instantiation and drivers */
 
-typedef void (*tile_fn)(int64_t len, const uint8_t *x, size_t bx, const uint8_t *y, size_t by,
-                        float *out, int64_t ldo);
 
 #define TILE_FN(KIND, RM, RN)                                                                   \
   static void KIND##_tile_##RM##x##RN(int64_t len, const uint8_t *x, size_t bx, const uint8_t *y, \
@@ -189,53 +188,38 @@ TILE_FN(f32, 1, 1) TILE_FN(f32, 1, 2) TILE_FN(f32, 1, 3) TILE_FN(f32, 2, 1) TILE
 TILE_FN(f32, 2, 3) TILE_FN(f32, 3, 1) TILE_FN(f32, 3, 2) TILE_FN(f32, 3, 3) TILE_FN(f32, 4, 1)
 TILE_FN(f32, 4, 2) TILE_FN(f32, 4, 3)
 
-static const tile_fn q4_0_tiles[Q4_RM][Q4_RN] = {
+static const mlxr_gemm_tile_fn q4_0_tiles[Q4_RM][Q4_RN] = {
     {q4_0_tile_1x1, q4_0_tile_1x2}, {q4_0_tile_2x1, q4_0_tile_2x2},
     {q4_0_tile_3x1, q4_0_tile_3x2}, {q4_0_tile_4x1, q4_0_tile_4x2}};
-static const tile_fn q8_0_tiles[Q8_RM][Q8_RN] = {
+static const mlxr_gemm_tile_fn q8_0_tiles[Q8_RM][Q8_RN] = {
     {q8_0_tile_1x1, q8_0_tile_1x2}, {q8_0_tile_2x1, q8_0_tile_2x2},
     {q8_0_tile_3x1, q8_0_tile_3x2}, {q8_0_tile_4x1, q8_0_tile_4x2}};
-static const tile_fn f16_tiles[F16_RM][F16_RN] = {
+static const mlxr_gemm_tile_fn f16_tiles[F16_RM][F16_RN] = {
     {f16_tile_1x1, f16_tile_1x2, f16_tile_1x3}, {f16_tile_2x1, f16_tile_2x2, f16_tile_2x3},
     {f16_tile_3x1, f16_tile_3x2, f16_tile_3x3}, {f16_tile_4x1, f16_tile_4x2, f16_tile_4x3}};
-static const tile_fn f32_tiles[F32_RM][F32_RN] = {
+static const mlxr_gemm_tile_fn f32_tiles[F32_RM][F32_RN] = {
     {f32_tile_1x1, f32_tile_1x2, f32_tile_1x3}, {f32_tile_2x1, f32_tile_2x2, f32_tile_2x3},
     {f32_tile_3x1, f32_tile_3x2, f32_tile_3x3}, {f32_tile_4x1, f32_tile_4x2, f32_tile_4x3}};
 
-/* Rows of activations outer (RM of them stay in L1), weight rows inner (the caller's tile of
- * weight rows stays in L1/L2 while the activation groups stream past). */
-static void gemm_drive(const tile_fn *tiles, int rm_max, int rn_max, int64_t len, int64_t nr,
-                       int64_t nc, const void *x, size_t bx, const void *y, size_t by, float *out,
-                       int64_t ldo) {
-  const uint8_t *xb = x, *yb = y;
-  for (int64_t r0 = 0; r0 < nr; r0 += rm_max) {
-    const int rm = nr - r0 < rm_max ? (int)(nr - r0) : rm_max;
-    for (int64_t c0 = 0; c0 < nc; c0 += rn_max) {
-      const int rn = nc - c0 < rn_max ? (int)(nc - c0) : rn_max;
-      tiles[(rm - 1) * rn_max + (rn - 1)](len, xb + (size_t)c0 * bx, bx, yb + (size_t)r0 * by, by,
-                                          out + r0 * ldo + c0, ldo);
-    }
-  }
-}
 
 void mlxr_quant_q4_0_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                                const void *y, size_t by, float *out, int64_t ldo) {
-  gemm_drive(&q4_0_tiles[0][0], Q4_RM, Q4_RN, n / MLXR_QK, nr, nc, x, bx, y, by, out, ldo);
+  mlxr_gemm_drive(&q4_0_tiles[0][0], Q4_RM, Q4_RN, n / MLXR_QK, nr, nc, x, bx, y, by, out, ldo);
 }
 
 void mlxr_quant_q8_0_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                                const void *y, size_t by, float *out, int64_t ldo) {
-  gemm_drive(&q8_0_tiles[0][0], Q8_RM, Q8_RN, n / MLXR_QK, nr, nc, x, bx, y, by, out, ldo);
+  mlxr_gemm_drive(&q8_0_tiles[0][0], Q8_RM, Q8_RN, n / MLXR_QK, nr, nc, x, bx, y, by, out, ldo);
 }
 
 void mlxr_quant_f16_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                               const void *y, size_t by, float *out, int64_t ldo) {
-  gemm_drive(&f16_tiles[0][0], F16_RM, F16_RN, n, nr, nc, x, bx, y, by, out, ldo);
+  mlxr_gemm_drive(&f16_tiles[0][0], F16_RM, F16_RN, n, nr, nc, x, bx, y, by, out, ldo);
 }
 
 void mlxr_quant_f32_gemm_avx2(int64_t n, int64_t nr, int64_t nc, const void *x, size_t bx,
                               const void *y, size_t by, float *out, int64_t ldo) {
-  gemm_drive(&f32_tiles[0][0], F32_RM, F32_RN, n, nr, nc, x, bx, y, by, out, ldo);
+  mlxr_gemm_drive(&f32_tiles[0][0], F32_RM, F32_RN, n, nr, nc, x, bx, y, by, out, ldo);
 }
 
 #endif
