@@ -1,6 +1,8 @@
 /* cli_util.c: see cli_util.h. */
 #include "cli/cli_util.h"
 
+#include "core/runtime/engine.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,4 +125,9 @@ double mlxr_cli_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void mlxr_cli_device_note(const char *cmd, const mlxr_engine *e) {
+  const char *note = mlxr_engine_device_note(e);
+  if (note && note[0]) fprintf(stderr, "%s: %s\n", cmd, note);
 }

@@ -28,6 +28,11 @@ void mlxr_cli_model_release(mlxr_cli_model *m);
 /* Whole stdin (binary-exact); malloc'd, NUL-terminated; NULL on failure. */
 char *mlxr_cli_read_stdin(size_t *len);
 
+/* After mlxr_engine_open: if backends were passed over on the way to the one in use (no GPU, no
+ * driver, too little GPU memory), say so on stderr as "CMD: cuda:0: ...; running on the CPU". */
+struct mlxr_engine;
+void mlxr_cli_device_note(const char *cmd, const struct mlxr_engine *e);
+
 /* Monotonic clock in seconds. */
 double mlxr_cli_now(void);
 

@@ -6,8 +6,9 @@
  * over the cache adds to the weight reads). Each is repeated r times on a
  * fresh sequence after one untimed warm-up; the median tokens/s and the standard deviation are
  * reported. Token ids are drawn from a fixed-seed generator so runs are comparable.
- * --json prints one object: {"model", "threads", "pp": {"n", "tok_s", "stddev"}, "tg": {...}} plus
- * extra fields (weight bytes, type, kv type) that the bench/ scripts use for the roofline.
+ * --json prints one object: {"model", "threads", "device", "pp": {"n", "tok_s", "stddev"}, "tg": {...}}
+ * plus extra fields (weight bytes, type, kv type) that the bench/ scripts use for the roofline.
+ * --concurrency runs bench_batch.c's mode instead (many sequences through the scheduler).
  */
 #include <getopt.h>
 #include <math.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/bench_batch.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/common/status.h"
@@ -23,8 +25,13 @@
 
 static void bench_usage(FILE *f) {
   fprintf(f, "usage: mlxr bench MODEL [-p 512] [-n 128] [-d 0] [-t THREADS] [-r REPS] [--json] [--no-repack]\n"
-             "  -d DEPTH      tokens of context before the timed generation (default 0)\n"
-             "  --no-repack   read weights in place from the file (no load-time repacking)\n");
+             "                  [--device auto|cpu|cuda[:N]] [--no-graphs] [--concurrency 1,8,32,64]\n"
+             "  -d DEPTH        tokens of context before the timed generation (default 0)\n"
+             "  --no-repack     read weights in place from the file (no load-time repacking)\n"
+             "  --device D      where to run (default auto: a GPU if there is one)\n"
+             "  --no-graphs     CUDA: run every forward op by op (no CUDA graphs)\n"
+             "  --concurrency L aggregate decode of L sequences at once through the scheduler, for\n"
+             "                  each L of the list (prompts of -p tokens, -n generated; defaults 128)\n");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -74,22 +81,47 @@ int mlxr_cmd_bench(int argc, char **argv) {
   static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                        {"no-repack", no_argument, NULL, 'R'},
                                        {"threads", required_argument, NULL, 't'},
+                                       {"device", required_argument, NULL, 'D'},
+                                       {"no-graphs", no_argument, NULL, 'G'},
+                                       {"concurrency", required_argument, NULL, 'C'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   long long p = 512, n = 128, d = 0, reps = 5, threads = 0, v;
-  bool json = false, no_repack = false;
+  bool json = false, no_repack = false, no_graphs = false, p_set = false, n_set = false;
+  const char *device = NULL;
+  int levels[32], n_levels = 0;
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "p:n:d:t:r:h", opts, NULL)) != -1) {
     bool ok = true;
     switch (c) {
-    case 'p': ok = mlxr_cli_parse_int(optarg, 0, 1 << 16, &v); p = v; break;
-    case 'n': ok = mlxr_cli_parse_int(optarg, 0, 1 << 16, &v); n = v; break;
+    case 'p': ok = mlxr_cli_parse_int(optarg, 0, 1 << 16, &v); p = v; p_set = true; break;
+    case 'n': ok = mlxr_cli_parse_int(optarg, 0, 1 << 16, &v); n = v; n_set = true; break;
     case 'd': ok = mlxr_cli_parse_int(optarg, 0, 1 << 16, &v); d = v; break;
     case 'r': ok = mlxr_cli_parse_int(optarg, 1, 1000, &v); reps = v; break;
     case 't': ok = mlxr_cli_parse_int(optarg, 1, 1024, &v); threads = v; break;
     case 'j': json = true; break;
     case 'R': no_repack = true; break;
+    case 'G': no_graphs = true; break;
+    case 'D': {
+      mlxr_device_spec spec;
+      char why[160];
+      ok = mlxr_device_parse(optarg, &spec, why, sizeof why) == MLXR_OK;
+      device = optarg;
+      break;
+    }
+    case 'C': {
+      int32_t *ids = NULL;
+      size_t cnt = 0;
+      ok = mlxr_cli_parse_ids(optarg, &ids, &cnt) && cnt > 0 && cnt <= 32;
+      for (size_t i = 0; ok && i < cnt; i++) {
+        ok = ids[i] >= 1 && ids[i] <= 4096;
+        if (ok) levels[i] = ids[i];
+      }
+      n_levels = ok ? (int)cnt : 0;
+      free(ids);
+      break;
+    }
     case 'h': bench_usage(stdout); return 0;
     default: bench_usage(stderr); return 2;
     }
@@ -110,9 +142,17 @@ int mlxr_cmd_bench(int argc, char **argv) {
     return 1;
   }
   mlxr_engine_params ep = mlxr_engine_default_params();
-  ep.n_threads = (int)threads;
+  ep.backend.cpu.n_threads = (int)threads;
   ep.load_tokenizer = false;
-  ep.cpu_no_repack = no_repack;
+  ep.backend.cpu.no_repack = no_repack;
+  ep.backend.cuda.no_graphs = no_graphs;
+  ep.device = device;
+  if (n_levels > 0) {
+    const int st = mlxr_bench_concurrency(model.path, argv[optind], &ep, levels, n_levels,
+                                          p_set ? (int32_t)p : 128, n_set ? (int32_t)n : 128, json);
+    mlxr_cli_model_release(&model);
+    return st;
+  }
   ep.n_batch = (int32_t)(p > d ? p : d > 0 ? d : 1);
   ep.n_ctx = (int32_t)(p > n + d ? p : n + d) + 1;
   mlxr_engine *e = NULL;
@@ -122,6 +162,7 @@ int mlxr_cmd_bench(int argc, char **argv) {
     fprintf(stderr, "mlxr bench: %s\n", err);
     return 1;
   }
+  mlxr_cli_device_note("mlxr bench", e);
   const mlxr_hparams *hp = mlxr_engine_hparams(e);
   const int32_t len = (int32_t)(p > n + d ? p : n + d);
   int32_t *tokens = malloc((size_t)len * sizeof(int32_t));
@@ -157,14 +198,15 @@ int mlxr_cmd_bench(int argc, char **argv) {
   }
   const size_t wbytes = mlxr_model_weight_bytes(mlxr_engine_model(e));
   if (json) {
-    printf("{\"model\": \"%s\", \"threads\": %lld, \"pp\": {\"n\": %lld, \"tok_s\": %.3f, \"stddev\": %.3f}, "
+    printf("{\"model\": \"%s\", \"device\": \"%s\", \"threads\": %lld, \"pp\": {\"n\": %lld, \"tok_s\": %.3f, \"stddev\": %.3f}, "
            "\"tg\": {\"n\": %lld, \"depth\": %lld, \"tok_s\": %.3f, \"stddev\": %.3f}, \"weight_bytes\": %zu, "
            "\"weight_type\": \"%s\", \"arch\": \"%s\", \"reps\": %lld}\n",
-           argv[optind], threads, p, pp_med, pp_sd, n, d, tg_med, tg_sd, wbytes,
+           argv[optind], mlxr_engine_device(e), threads, p, pp_med, pp_sd, n, d, tg_med, tg_sd, wbytes,
            mlxr_dtype_name(mlxr_model_weight_type(mlxr_engine_model(e))), hp->arch_name, reps);
   } else {
-    printf("model: %s (%s, %s weights, %.1f MiB)\nthreads: %lld, reps: %lld\n", argv[optind], hp->arch_name,
-           mlxr_dtype_name(mlxr_model_weight_type(mlxr_engine_model(e))), wbytes / 1048576.0, threads, reps);
+    printf("model: %s (%s, %s weights, %.1f MiB)\ndevice: %s\nthreads: %lld, reps: %lld\n", argv[optind],
+           hp->arch_name, mlxr_dtype_name(mlxr_model_weight_type(mlxr_engine_model(e))), wbytes / 1048576.0,
+           mlxr_engine_device(e), threads, reps);
     if (p) printf("pp%-6lld %10.2f tok/s  +- %.2f\n", p, pp_med, pp_sd);
     if (n && d) printf("tg%lld @ d%lld %7.2f tok/s  +- %.2f\n", n, d, tg_med, tg_sd);
     else if (n) printf("tg%-6lld %10.2f tok/s  +- %.2f  (%.2f GB/s of weights read)\n", n, tg_med, tg_sd,

@@ -2,7 +2,7 @@
  * cmd_logits.c: `mlxr logits MODEL --tokens 1,2,3 --out FILE [-t THREADS] [--kv-type f32|f16]`.
  * Runs the token list as ONE batched forward on a fresh sequence and writes the logits of every
  * position as raw little-endian float32 [n_tokens][n_vocab]. Used by the golden tests against
- * transformers and llama.cpp.
+ * transformers and llama.cpp. The device used goes to stderr ("mlxr logits: device cuda:0 (...)").
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -15,13 +15,15 @@
 #include "core/runtime/engine.h"
 
 static void logits_usage(FILE *f) {
-  fprintf(f, "usage: mlxr logits MODEL --tokens 1,2,3 --out FILE [-t THREADS] [--kv-type f32|f16]\n");
+  fprintf(f, "usage: mlxr logits MODEL --tokens 1,2,3 --out FILE [-t THREADS] [--kv-type f32|f16]\n"
+             "                   [--device auto|cpu|cuda[:N]]\n");
 }
 
 int mlxr_cmd_logits(int argc, char **argv) {
   static const struct option opts[] = {
       {"tokens", required_argument, NULL, 'k'}, {"out", required_argument, NULL, 'o'},
       {"threads", required_argument, NULL, 't'}, {"kv-type", required_argument, NULL, 'K'},
+      {"device", required_argument, NULL, 'D'},
       {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
   const char *tokens_arg = NULL, *out_path = NULL;
   mlxr_engine_params ep = mlxr_engine_default_params();
@@ -38,7 +40,7 @@ int mlxr_cmd_logits(int argc, char **argv) {
         fprintf(stderr, "mlxr logits: bad thread count '%s'\n", optarg);
         return 2;
       }
-      ep.n_threads = (int)v;
+      ep.backend.cpu.n_threads = (int)v;
       break;
     case 'K':
       if (strcmp(optarg, "f32") == 0) ep.kv_type = MLXR_DTYPE_F32;
@@ -48,6 +50,7 @@ int mlxr_cmd_logits(int argc, char **argv) {
         return 2;
       }
       break;
+    case 'D': ep.device = optarg; break;
     case 'h': logits_usage(stdout); return 0;
     default: logits_usage(stderr); return 2;
     }
@@ -81,6 +84,8 @@ int mlxr_cmd_logits(int argc, char **argv) {
     free(ids);
     return 1;
   }
+  mlxr_cli_device_note("mlxr logits", e);
+  fprintf(stderr, "mlxr logits: device %s\n", mlxr_engine_device(e));
   const int32_t n_vocab = mlxr_engine_hparams(e)->n_vocab;
   float *logits = malloc(n * (size_t)n_vocab * sizeof(float));
   int seq = mlxr_kv_seq_new(mlxr_engine_kv(e));

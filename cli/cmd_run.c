@@ -39,6 +39,7 @@ static void run_usage(FILE *f) {
           "  --presence-penalty P, --frequency-penalty F\n"
           "  --seed S              RNG seed (default: random)\n"
           "  -t, --threads N       CPU threads (default: all)\n"
+          "  --device D            auto (default: a GPU if there is one), cpu, cuda, cuda:N\n"
           "  -c, --ctx-size N      context length (default: min(model, 4096))\n"
           "  --kv-type f16|f32     KV cache type (default: f32 for f32 models, else f16)\n"
           "  --tokens 1,2,3        prompt as token ids instead of text\n"
@@ -67,7 +68,8 @@ typedef struct run_options {
 } run_options;
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_SEED, OPT_REP, OPT_REPN, OPT_PRES,
-       OPT_FREQ, OPT_TOKENS, OPT_IDS, OPT_KV, OPT_NOBOS, OPT_IGNORE_EOS, OPT_CHAT, OPT_SYSTEM, OPT_LOCAL };
+       OPT_FREQ, OPT_TOKENS, OPT_IDS, OPT_KV, OPT_NOBOS, OPT_IGNORE_EOS, OPT_CHAT, OPT_SYSTEM, OPT_LOCAL,
+       OPT_DEVICE };
 
 static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_params *ep) {
   static const struct option opts[] = {
@@ -83,7 +85,7 @@ static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_
       {"kv-type", required_argument, NULL, OPT_KV}, {"no-bos", no_argument, NULL, OPT_NOBOS},
       {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS}, {"chat", no_argument, NULL, OPT_CHAT},
       {"system", required_argument, NULL, OPT_SYSTEM}, {"local", no_argument, NULL, OPT_LOCAL},
-      {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+      {"device", required_argument, NULL, OPT_DEVICE}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
   long long v;
   double d;
   int c;
@@ -92,7 +94,7 @@ static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_
     bool ok = true;
     switch (c) {
     case 'n': ok = mlxr_cli_parse_int(optarg, 0, 1 << 24, &v); o->n_predict = (int32_t)v; o->n_set = true; break;
-    case 't': ok = mlxr_cli_parse_int(optarg, 1, 1024, &v); ep->n_threads = (int)v; break;
+    case 't': ok = mlxr_cli_parse_int(optarg, 1, 1024, &v); ep->backend.cpu.n_threads = (int)v; break;
     case 'c': ok = mlxr_cli_parse_int(optarg, 1, 1 << 24, &v); ep->n_ctx = (int32_t)v; break;
     case OPT_TEMP: ok = mlxr_cli_parse_float(optarg, &d); o->sp.temperature = (float)d; break;
     case OPT_TOPK: ok = mlxr_cli_parse_int(optarg, 0, 1 << 24, &v); o->sp.top_k = (int32_t)v; break;
@@ -110,6 +112,14 @@ static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_
     case OPT_CHAT: o->chat = true; break;
     case OPT_SYSTEM: o->system = optarg; break;
     case OPT_LOCAL: o->local = true; break;
+    case OPT_DEVICE: {
+      mlxr_device_spec spec;
+      char why[160];
+      ok = mlxr_device_parse(optarg, &spec, why, sizeof why) == MLXR_OK;
+      ep->device = optarg;
+      o->local = o->local || ok; /* a device choice is for this process's engine */
+      break;
+    }
     case OPT_KV:
       if (strcmp(optarg, "f32") == 0) ep->kv_type = MLXR_DTYPE_F32;
       else if (strcmp(optarg, "f16") == 0) ep->kv_type = MLXR_DTYPE_F16;
@@ -215,6 +225,7 @@ int mlxr_cmd_run(int argc, char **argv) {
     fprintf(stderr, "mlxr run: %s\n", err);
     return 1;
   }
+  mlxr_cli_device_note("mlxr run", e);
   if (chat) {
     int st = mlxr_chat_repl(e, &o.sp, o.n_set ? o.n_predict : mlxr_engine_n_ctx(e), o.system);
     mlxr_engine_close(e);

@@ -9,6 +9,10 @@
 #ifndef MLXR_COMMON_DTYPE_H
 #define MLXR_COMMON_DTYPE_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,5 +54,9 @@ bool mlxr_dtype_is_quantized(mlxr_dtype t);
 /* Bytes of a row of n elements; returns false if n is not a multiple of the block size, t is
  * unknown, or the size overflows. */
 bool mlxr_dtype_row_size(mlxr_dtype t, int64_t n, size_t *out_bytes);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

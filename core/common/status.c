@@ -15,6 +15,7 @@ const char *mlxr_status_str(int status) {
   case MLXR_ERR_NOT_FOUND: return "not found";
   case MLXR_ERR_NO_SPACE: return "no space left";
   case MLXR_ERR_RANGE: return "out of range";
+  case MLXR_ERR_DEVICE: return "device failure";
   default: return "unknown error";
   }
 }

@@ -9,6 +9,10 @@
 #ifndef MLXR_COMMON_STATUS_H
 #define MLXR_COMMON_STATUS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include <stddef.h>
 
 typedef enum mlxr_status {
@@ -21,6 +25,7 @@ typedef enum mlxr_status {
   MLXR_ERR_NOT_FOUND = -6,   /* a key, tensor or token is missing */
   MLXR_ERR_NO_SPACE = -7,    /* a pool (KV blocks, buffer) is exhausted */
   MLXR_ERR_RANGE = -8,       /* value out of the allowed range */
+  MLXR_ERR_DEVICE = -9,      /* a device (GPU) or its driver failed while running work */
 } mlxr_status;
 
 /* Short constant name of a status ("invalid argument", ...). Never NULL. */
@@ -30,5 +35,9 @@ const char *mlxr_status_str(int status);
  * `return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "bad magic in %s", path);`. */
 int mlxr_errf(char *err, size_t err_len, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

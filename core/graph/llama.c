@@ -18,7 +18,15 @@
  *   logits = rmsnorm(x[rows that want logits]) * output_norm  W_out^T
  *
  * RoPE angles are computed per row in double precision (pos * inv_freq[i], llama3 factors folded
- * into inv_freq at load), then handed to the rope op as float cos/sin tables.
+ * into inv_freq at load) by the backend's rope_cache op, then handed to the rope op as float
+ * cos/sin tables.
+ *
+ * Data movement: the rows' metadata (token ids, positions, sequences, KV slots, attention
+ * lengths) is staged in one host block and uploaded once; everything else stays in backend
+ * memory until the logits (or hidden states) are downloaded at the end. A decode-shaped batch
+ * (every row wants logits) is offered to the backend as a graph: padded to the backend's
+ * graph_rows with rows that write only the KV cache's sink slot, so a device backend can replay
+ * one captured forward per row count.
  */
 #include <math.h>
 #include <string.h>
@@ -26,34 +34,78 @@
 #include "core/common/status.h"
 #include "core/graph/model_impl.h"
 
-static void fill_rope_tables(const mlxr_model *m, const mlxr_batch *b) {
-  const int half = m->hp.rope_dim / 2;
+/* Offsets of the metadata arrays in the workspace's meta block (N = n_rows_max). */
+#define META_SLOTS(N) ((size_t)0)
+#define META_TOKENS(N) ((size_t)(N) * 8)
+#define META_POS(N) ((size_t)(N) * 12)
+#define META_SEQS(N) ((size_t)(N) * 16)
+#define META_CTX(N) ((size_t)(N) * 20)
+#define META_BYTES(N) ((size_t)(N) * 24)
+
+size_t mlxr_llama_meta_bytes(int32_t n_rows_max) { return META_BYTES(n_rows_max); }
+
+static void *meta_at(void *base, size_t off) { return (uint8_t *)base + off; }
+
+/* Fill the host metadata block for rows [0, n_run): the batch's n rows, then padding rows that
+ * read and write only the sink. Returns the largest attention length. */
+static int32_t stage_meta(mlxr_workspace *ws, const mlxr_kv_view *kv, const mlxr_batch *b,
+                          int32_t n_run) {
+  const int32_t N = ws->n_rows_max;
+  int64_t *slots = meta_at(ws->meta_host, META_SLOTS(N));
+  int32_t *tokens = meta_at(ws->meta_host, META_TOKENS(N)), *pos = meta_at(ws->meta_host, META_POS(N));
+  int32_t *seqs = meta_at(ws->meta_host, META_SEQS(N)), *ctx = meta_at(ws->meta_host, META_CTX(N));
+  int32_t max_ctx = 1;
   for (int32_t r = 0; r < b->n; r++) {
-    const double p = (double)b->pos[r] / (double)m->hp.rope_linear_scale;
-    for (int i = 0; i < half; i++) {
-      const double angle = p * m->rope_inv_freq[i];
-      m->ws.rope_cos[r * half + i] = (float)cos(angle);
-      m->ws.rope_sin[r * half + i] = (float)sin(angle);
-    }
+    slots[r] = b->slots[r];
+    tokens[r] = b->tokens[r];
+    pos[r] = b->pos[r];
+    seqs[r] = b->seqs[r];
+    ctx[r] = b->pos[r] + 1;
+    if (ctx[r] > max_ctx) max_ctx = ctx[r];
   }
+  for (int32_t r = b->n; r < n_run; r++) {
+    slots[r] = kv->sink_slot;
+    tokens[r] = 0;
+    pos[r] = 0;
+    seqs[r] = kv->sink_table;
+    ctx[r] = 1;
+  }
+  return max_ctx;
 }
 
-int mlxr_llama_forward(mlxr_model *m, const mlxr_kv_view *kv, const mlxr_batch *b, float *logits,
-                       char *err, size_t err_len) {
+/* Rows run: the batch, or the backend's graph size for a decode-shaped batch (0 = no graph). */
+static int32_t graph_size(const mlxr_model *m, const mlxr_batch *b) {
+  const mlxr_backend_iface *op = m->be->iface;
+  if (!op->graph_rows || b->output_hidden) return 0;
+  for (int32_t r = 0; r < b->n; r++) {
+    const bool want = b->want_logits ? b->want_logits[r] : (r == b->n - 1);
+    if (!want) return 0;
+  }
+  const int32_t g = op->graph_rows(m->be, b->n);
+  return g >= b->n && g <= m->ws.n_rows_max && g <= m->ws.n_logits_max ? g : 0;
+}
+
+/* The layers: x = embed(tokens) through every block, for n rows whose metadata is uploaded. */
+static int run_layers(mlxr_model *m, const mlxr_kv_view *kv, int32_t n, int32_t max_ctx, char *err,
+                      size_t err_len) {
   const mlxr_hparams *hp = &m->hp;
   mlxr_workspace *ws = &m->ws;
   mlxr_backend *be = m->be;
   const mlxr_backend_iface *op = be->iface;
-  const int64_t n = b->n, E = hp->n_embd;
+  const int32_t N = ws->n_rows_max;
+  const int64_t E = hp->n_embd;
   const int64_t dk = (int64_t)hp->n_head_kv * hp->head_dim_k;
   const int64_t dv = (int64_t)hp->n_head_kv * hp->head_dim_v;
+  const int64_t *slots = meta_at(ws->meta, META_SLOTS(N));
+  const int32_t *tokens = meta_at(ws->meta, META_TOKENS(N)), *pos = meta_at(ws->meta, META_POS(N));
+  const int32_t *seqs = meta_at(ws->meta, META_SEQS(N)), *ctx = meta_at(ws->meta, META_CTX(N));
   int rc;
 
-  if ((rc = op->get_rows(be, &m->token_embd, b->tokens, n, ws->x)) != MLXR_OK) {
+  if ((rc = op->get_rows(be, &m->token_embd, tokens, n, ws->x)) != MLXR_OK) {
     return mlxr_errf(err, err_len, rc, "embedding lookup failed");
   }
-  fill_rope_tables(m, b);
-  for (int64_t r = 0; r < n; r++) ws->ctx_len[r] = b->pos[r] + 1;
+  op->rope_cache(be, pos, n, m->rope_inv_freq_be, hp->rope_dim / 2, hp->rope_linear_scale,
+                 ws->rope_cos, ws->rope_sin);
 
   const mlxr_attn_args attn_template = {
       .n_rows = n,
@@ -65,27 +117,30 @@ int mlxr_llama_forward(mlxr_model *m, const mlxr_kv_view *kv, const mlxr_batch *
       .out = ws->att,
       .kv_type = kv->type,
       .block_size = kv->block_size,
-      .block_tables = b->block_tables,
-      .n_ctx = ws->ctx_len,
+      .block_tables = kv->tables,
+      .table_stride = kv->table_stride,
+      .row_table = seqs,
+      .n_ctx = ctx,
+      .max_ctx = max_ctx,
       .scale = (float)(1.0 / sqrt((double)hp->head_dim_k)),
   };
 
   for (int32_t l = 0; l < hp->n_layer; l++) {
     const mlxr_layer *L = &m->layers[l];
     /* attention block */
-    op->rms_norm(be, ws->x, L->attn_norm.data, n, E, hp->rms_eps, ws->xn);
+    op->rms_norm(be, ws->x, &L->attn_norm, n, E, hp->rms_eps, ws->xn);
     if ((rc = op->matmul(be, &L->wq, &L->bq, ws->xn, n, ws->q)) ||
         (rc = op->matmul(be, &L->wk, &L->bk, ws->xn, n, ws->k)) ||
         (rc = op->matmul(be, &L->wv, &L->bv, ws->xn, n, ws->v))) {
       return mlxr_errf(err, err_len, rc, "layer %d: q/k/v projection failed", (int)l);
     }
     if (L->q_norm.data) {
-      op->rms_norm(be, ws->q, L->q_norm.data, n * hp->n_head, hp->head_dim_k, hp->rms_eps, ws->q);
-      op->rms_norm(be, ws->k, L->k_norm.data, n * hp->n_head_kv, hp->head_dim_k, hp->rms_eps, ws->k);
+      op->rms_norm(be, ws->q, &L->q_norm, n * hp->n_head, hp->head_dim_k, hp->rms_eps, ws->q);
+      op->rms_norm(be, ws->k, &L->k_norm, n * hp->n_head_kv, hp->head_dim_k, hp->rms_eps, ws->k);
     }
     op->rope(be, ws->q, n, hp->n_head, hp->head_dim_k, hp->rope_dim, hp->rope_mode, ws->rope_cos, ws->rope_sin);
     op->rope(be, ws->k, n, hp->n_head_kv, hp->head_dim_k, hp->rope_dim, hp->rope_mode, ws->rope_cos, ws->rope_sin);
-    op->kv_store(be, ws->k, ws->v, n, dk, dv, b->slots, kv->k_pools[l], kv->v_pools[l], kv->type);
+    op->kv_store(be, ws->k, ws->v, n, dk, dv, slots, kv->k_pools[l], kv->v_pools[l], kv->type);
 
     mlxr_attn_args attn = attn_template;
     attn.k_pool = kv->k_pools[l];
@@ -99,7 +154,7 @@ int mlxr_llama_forward(mlxr_model *m, const mlxr_kv_view *kv, const mlxr_batch *
     op->add(be, ws->x, ws->xn, n * E);
 
     /* feed-forward block */
-    op->rms_norm(be, ws->x, L->ffn_norm.data, n, E, hp->rms_eps, ws->xn);
+    op->rms_norm(be, ws->x, &L->ffn_norm, n, E, hp->rms_eps, ws->xn);
     if ((rc = op->matmul(be, &L->w_gate, NULL, ws->xn, n, ws->ff_gate)) ||
         (rc = op->matmul(be, &L->w_up, NULL, ws->xn, n, ws->ff_up))) {
       return mlxr_errf(err, err_len, rc, "layer %d: feed-forward failed", (int)l);
@@ -110,24 +165,112 @@ int mlxr_llama_forward(mlxr_model *m, const mlxr_kv_view *kv, const mlxr_batch *
     }
     op->add(be, ws->x, ws->xn, n * E);
   }
+  return MLXR_OK;
+}
 
-  /* gather the rows that want logits, then the final norm and the output head on those only */
+/* Move the rows that want output to the front of x (rows out_rows[i] >= i, increasing: each copy
+ * moves rows down over rows already consumed), one copy per run of consecutive rows that does not
+ * overlap its destination. */
+static int gather_rows(mlxr_model *m, int32_t n_out) {
+  const int64_t E = m->hp.n_embd;
+  const int32_t *rows = m->ws.out_rows_host;
+  for (int32_t i = 0; i < n_out;) {
+    int32_t j = i + 1;
+    while (j < n_out && rows[j] == rows[i] + (j - i) && (rows[i] == i || j < rows[i])) j++;
+    if (rows[i] != i) {
+      const int rc = mlxr_backend_copy(m->be, m->ws.x + (int64_t)i * E, m->ws.x + (int64_t)rows[i] * E,
+                                       (size_t)(j - i) * (size_t)E * sizeof(float));
+      if (rc != MLXR_OK) return rc;
+    }
+    i = j;
+  }
+  return MLXR_OK;
+}
+
+/* An error of the backend's own (a device fault surfaces at the next transfer), in words. */
+static int backend_failure(mlxr_backend *be, int rc, const char *doing, char *err, size_t err_len) {
+  const char *why = be->iface->error_message ? be->iface->error_message(be) : NULL;
+  if (rc >= 0) rc = MLXR_ERR_DEVICE;
+  return mlxr_errf(err, err_len, rc, "%s backend: %s failed: %s", be->iface->name, doing,
+                   why ? why : mlxr_status_str(rc));
+}
+
+/* Everything between begin_forward and end_forward: the layers, the output rows moved to the
+ * front, the final norm and the first chunk of the output head. */
+static int run_forward_ops(mlxr_model *m, const mlxr_kv_view *kv, const mlxr_batch *b, int32_t n_run,
+                           bool graph, int32_t n_out, int32_t chunk, int32_t max_ctx, float *logits,
+                           char *err, size_t err_len) {
+  const mlxr_hparams *hp = &m->hp;
+  mlxr_workspace *ws = &m->ws;
+  mlxr_backend *be = m->be;
+  const mlxr_backend_iface *op = be->iface;
+  const bool host = op->host_memory;
+  int rc = run_layers(m, kv, n_run, max_ctx, err, err_len);
+  if (rc != MLXR_OK || n_out == 0) return rc;
+  if ((rc = gather_rows(m, n_out)) != MLXR_OK) return mlxr_errf(err, err_len, rc, "gathering output rows failed");
+  /* final norm for every output row (padding rows of a graph included: same shapes each time) */
+  const int32_t n_norm = graph ? n_run : n_out;
+  float *normed = b->output_hidden && host ? logits : ws->xn;
+  op->rms_norm(be, ws->x, &m->output_norm, n_norm, hp->n_embd, hp->rms_eps, normed);
+  if (b->output_hidden) return MLXR_OK;
+  float *dst = host ? logits : ws->logits;
+  if ((rc = op->matmul(be, &m->output, NULL, ws->xn, graph ? n_run : chunk, dst)) != MLXR_OK) {
+    return mlxr_errf(err, err_len, rc, "output head failed");
+  }
+  return MLXR_OK;
+}
+
+int mlxr_llama_forward(mlxr_model *m, const mlxr_kv_view *kv, const mlxr_batch *b, float *logits,
+                       char *err, size_t err_len) {
+  const mlxr_hparams *hp = &m->hp;
+  mlxr_workspace *ws = &m->ws;
+  mlxr_backend *be = m->be;
+  const mlxr_backend_iface *op = be->iface;
+  const int64_t E = hp->n_embd, V = hp->n_vocab;
+  const bool host = op->host_memory;
+  int rc;
+
+  const int32_t g = graph_size(m, b);
+  const int32_t n_run = g > 0 ? g : b->n;
+  const int32_t max_ctx = stage_meta(ws, kv, b, n_run);
+  if ((rc = mlxr_backend_upload(be, ws->meta, ws->meta_host, ws->meta_bytes)) != MLXR_OK) {
+    return backend_failure(be, rc, "uploading the batch", err, err_len);
+  }
   int32_t n_out = 0;
   for (int32_t r = 0; r < b->n; r++) {
     const bool want = b->want_logits ? b->want_logits[r] : (r == b->n - 1);
-    if (want) ws->out_rows[n_out++] = r;
+    if (want) ws->out_rows_host[n_out++] = r;
   }
+  /* the first chunk of output rows is computed inside the forward (a graph needs all of them) */
+  const int32_t chunk = host ? n_out : (n_out < ws->n_logits_max ? n_out : ws->n_logits_max);
+
+  mlxr_forward_info info = {.n_rows = n_run, .graph = g > 0};
+  int rc_end = MLXR_FORWARD_RERUN;
+  for (int attempt = 0; attempt < 2 && rc_end == MLXR_FORWARD_RERUN; attempt++) {
+    rc = op->begin_forward ? op->begin_forward(be, &info) : MLXR_OK;
+      if (rc < 0) return backend_failure(be, rc, "starting a forward", err, err_len);
+    if (rc != MLXR_FORWARD_REPLAYED) rc = run_forward_ops(m, kv, b, n_run, g > 0, n_out, chunk, max_ctx, logits, err, err_len);
+    rc_end = op->end_forward ? op->end_forward(be, rc >= 0) : MLXR_OK;
+    if (rc < 0) return rc;
+    info.graph = false; /* a rerun runs op by op */
+  }
+  if (rc_end != MLXR_OK) return backend_failure(be, rc_end, "running a forward", err, err_len);
   if (n_out == 0) return MLXR_OK;
-  for (int32_t i = 0; i < n_out; i++) {
-    if (ws->out_rows[i] != i) memcpy(ws->x + (int64_t)i * E, ws->x + (int64_t)ws->out_rows[i] * E, (size_t)E * sizeof(float));
-  }
+  if (host) return op->synchronize(be);
+
   if (b->output_hidden) {
-    op->rms_norm(be, ws->x, m->output_norm.data, n_out, E, hp->rms_eps, logits);
-    return MLXR_OK;
+    rc = mlxr_backend_download(be, logits, ws->xn, (size_t)n_out * (size_t)E * sizeof(float));
+    return rc == MLXR_OK ? MLXR_OK : backend_failure(be, rc, "reading hidden states back", err, err_len);
   }
-  op->rms_norm(be, ws->x, m->output_norm.data, n_out, E, hp->rms_eps, ws->xn);
-  if ((rc = op->matmul(be, &m->output, NULL, ws->xn, n_out, logits)) != MLXR_OK) {
-    return mlxr_errf(err, err_len, rc, "output head failed");
+  /* logits: the first chunk is ready; later chunks (more output rows than the device holds at
+   * once: long prompts asking for every row) run the head again, chunk by chunk */
+  for (int32_t c0 = 0; c0 < n_out; c0 += chunk) {
+    const int32_t nc = n_out - c0 < chunk ? n_out - c0 : chunk;
+    if (c0 > 0 && (rc = op->matmul(be, &m->output, NULL, ws->xn + (int64_t)c0 * E, nc, ws->logits)) != MLXR_OK) {
+      return mlxr_errf(err, err_len, rc, "output head failed");
+    }
+    rc = mlxr_backend_download(be, logits + (int64_t)c0 * V, ws->logits, (size_t)nc * (size_t)V * sizeof(float));
+    if (rc != MLXR_OK) return backend_failure(be, rc, "reading logits back", err, err_len);
   }
   return MLXR_OK;
 }

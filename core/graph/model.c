@@ -4,7 +4,10 @@
  * Every tensor is looked up by its llama.cpp name, checked for the shape the hyperparameters
  * imply, and wrapped in an mlxr_weight that points into the GGUF mapping (no copy). Small 1-D
  * tensors (norms, biases) that a file stores in a type other than F32 are converted once into
- * owned F32 buffers. The workspace for the largest batch is allocated here, once.
+ * owned F32 buffers. Before any weight is uploaded, the backend is asked whether it supports
+ * every op and type the model needs (supports_op), so an unusable backend is refused at once;
+ * then each matrix and vector goes through weight_prepare (a device backend uploads it). The
+ * workspace for the largest batch is allocated here, once, in backend memory.
  */
 #include "core/graph/model_impl.h"
 
@@ -17,7 +20,7 @@
 #include "core/kernels/types.h"
 
 mlxr_model_params mlxr_model_default_params(void) {
-  mlxr_model_params p = {.n_batch_max = 512};
+  mlxr_model_params p = {.n_batch_max = 512, .n_logits_max = 0};
   return p;
 }
 
@@ -162,12 +165,13 @@ static int load_hparams(mlxr_model *m, char *err, size_t err_len) {
   return MLXR_OK;
 }
 
-static int alloc_workspace(mlxr_model *m, int32_t n_rows, char *err, size_t err_len) {
+static int alloc_workspace(mlxr_model *m, int32_t n_rows, int32_t n_logits, char *err, size_t err_len) {
   const mlxr_hparams *hp = &m->hp;
   mlxr_workspace *ws = &m->ws;
   mlxr_backend *be = m->be;
   const size_t n = (size_t)n_rows;
   ws->n_rows_max = n_rows;
+  ws->n_logits_max = n_logits;
   ws->x = mlxr_backend_alloc(be, n * (size_t)hp->n_embd * sizeof(float));
   ws->xn = mlxr_backend_alloc(be, n * (size_t)hp->n_embd * sizeof(float));
   ws->q = mlxr_backend_alloc(be, n * (size_t)hp->n_head * (size_t)hp->head_dim_k * sizeof(float));
@@ -178,11 +182,19 @@ static int alloc_workspace(mlxr_model *m, int32_t n_rows, char *err, size_t err_
   ws->ff_up = mlxr_backend_alloc(be, n * (size_t)hp->n_ff * sizeof(float));
   ws->rope_cos = mlxr_backend_alloc(be, n * (size_t)(hp->rope_dim / 2) * sizeof(float));
   ws->rope_sin = mlxr_backend_alloc(be, n * (size_t)(hp->rope_dim / 2) * sizeof(float));
-  ws->ctx_len = malloc(n * sizeof(int32_t));
-  ws->out_rows = malloc(n * sizeof(int32_t));
-  if (!ws->x || !ws->xn || !ws->q || !ws->k || !ws->v || !ws->att || !ws->ff_gate || !ws->ff_up ||
-      !ws->rope_cos || !ws->rope_sin || !ws->ctx_len || !ws->out_rows) {
-    return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory for a %d-row workspace", n_rows);
+  ws->meta_bytes = mlxr_llama_meta_bytes(n_rows);
+  ws->meta = mlxr_backend_alloc(be, ws->meta_bytes);
+  ws->meta_host = calloc(1, ws->meta_bytes);
+  ws->out_rows_host = malloc(n * sizeof(int32_t));
+  bool ok = ws->x && ws->xn && ws->q && ws->k && ws->v && ws->att && ws->ff_gate && ws->ff_up &&
+            ws->rope_cos && ws->rope_sin && ws->meta && ws->meta_host && ws->out_rows_host;
+  if (ok && !be->iface->host_memory) {
+    ws->logits = mlxr_backend_alloc(be, (size_t)n_logits * (size_t)hp->n_vocab * sizeof(float));
+    ok = ws->logits != NULL;
+  }
+  if (!ok) {
+    return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of %s memory for a %d-row workspace",
+                     be->iface->name, n_rows);
   }
   return MLXR_OK;
 }
@@ -190,18 +202,12 @@ static int alloc_workspace(mlxr_model *m, int32_t n_rows, char *err, size_t err_
 static void free_workspace(mlxr_model *m) {
   mlxr_workspace *ws = &m->ws;
   mlxr_backend *be = m->be;
-  mlxr_backend_buf_free(be, ws->x);
-  mlxr_backend_buf_free(be, ws->xn);
-  mlxr_backend_buf_free(be, ws->q);
-  mlxr_backend_buf_free(be, ws->k);
-  mlxr_backend_buf_free(be, ws->v);
-  mlxr_backend_buf_free(be, ws->att);
-  mlxr_backend_buf_free(be, ws->ff_gate);
-  mlxr_backend_buf_free(be, ws->ff_up);
-  mlxr_backend_buf_free(be, ws->rope_cos);
-  mlxr_backend_buf_free(be, ws->rope_sin);
-  free(ws->ctx_len);
-  free(ws->out_rows);
+  float *bufs[] = {ws->x, ws->xn, ws->q, ws->k, ws->v, ws->att, ws->ff_gate, ws->ff_up,
+                   ws->rope_cos, ws->rope_sin, ws->logits};
+  for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) mlxr_backend_buf_free(be, bufs[i]);
+  mlxr_backend_buf_free(be, ws->meta);
+  free(ws->meta_host);
+  free(ws->out_rows_host);
 }
 
 static int load_rope(mlxr_model *m, char *err, size_t err_len) {
@@ -221,8 +227,14 @@ static int load_rope(mlxr_model *m, char *err, size_t err_len) {
     }
     m->rope_inv_freq[i] = inv;
   }
+  m->rope_inv_freq_be = mlxr_backend_alloc(m->be, (size_t)half * sizeof(double));
+  if (!m->rope_inv_freq_be) return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of %s memory", m->be->iface->name);
+  rc = mlxr_backend_upload(m->be, m->rope_inv_freq_be, m->rope_inv_freq, (size_t)half * sizeof(double));
+  if (rc != MLXR_OK) return mlxr_errf(err, err_len, rc, "uploading rope frequencies failed");
   return MLXR_OK;
 }
+
+static int prepare_weights(mlxr_model *m, char *err, size_t err_len);
 
 static int load_tensors(mlxr_model *m, char *err, size_t err_len) {
   mlxr_hparams *hp = &m->hp;
@@ -280,21 +292,56 @@ static int load_tensors(mlxr_model *m, char *err, size_t err_len) {
       m->weight_type = (mlxr_dtype)t;
     }
   }
-  /* every matrix must be usable by the backend */
-  mlxr_weight *globals[] = {&m->token_embd, &m->output};
-  for (size_t i = 0; i < 2; i++) {
-    if ((rc = m->be->iface->weight_prepare(m->be, globals[i])) != MLXR_OK) {
-      return mlxr_errf(err, err_len, rc, "backend %s cannot use %s weights", m->be->iface->name,
-                       mlxr_dtype_name(globals[i]->type));
+  return prepare_weights(m, err, err_len);
+}
+
+/* Ask the backend about every op and type before uploading anything, then prepare each weight. */
+static int prepare_weights(mlxr_model *m, char *err, size_t err_len) {
+  mlxr_backend *be = m->be;
+  const mlxr_backend_iface *op = be->iface;
+  const mlxr_hparams *hp = &m->hp;
+  const mlxr_op f32_ops[] = {MLXR_OP_RMS_NORM, MLXR_OP_ROPE, MLXR_OP_SWIGLU, MLXR_OP_ADD};
+  for (size_t i = 0; i < sizeof(f32_ops) / sizeof(f32_ops[0]); i++) {
+    if (!op->supports_op(be, f32_ops[i], MLXR_DTYPE_F32)) {
+      return mlxr_errf(err, err_len, MLXR_ERR_UNSUPPORTED, "backend %s lacks an elementwise op", op->name);
+    }
+  }
+  if (!op->supports_op(be, MLXR_OP_GET_ROWS, m->token_embd.type)) {
+    return mlxr_errf(err, err_len, MLXR_ERR_UNSUPPORTED, "backend %s cannot read %s embeddings", op->name,
+                     mlxr_dtype_name(m->token_embd.type));
+  }
+  if (!op->supports_op(be, MLXR_OP_MATMUL, m->output.type)) {
+    return mlxr_errf(err, err_len, MLXR_ERR_UNSUPPORTED, "backend %s cannot use %s weights", op->name,
+                     mlxr_dtype_name(m->output.type));
+  }
+  for (int32_t l = 0; l < hp->n_layer; l++) {
+    mlxr_layer *L = &m->layers[l];
+    const mlxr_weight *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    for (size_t i = 0; i < sizeof(mats) / sizeof(mats[0]); i++) {
+      if (!op->supports_op(be, MLXR_OP_MATMUL, mats[i]->type)) {
+        return mlxr_errf(err, err_len, MLXR_ERR_UNSUPPORTED, "backend %s cannot use %s weights (layer %d)",
+                         op->name, mlxr_dtype_name(mats[i]->type), (int)l);
+      }
+    }
+  }
+  mlxr_weight *globals[] = {&m->token_embd, &m->output, &m->output_norm};
+  for (size_t i = 0; i < sizeof(globals) / sizeof(globals[0]); i++) {
+    const int rc = op->weight_prepare(be, globals[i]);
+    if (rc != MLXR_OK) {
+      return mlxr_errf(err, err_len, rc, "backend %s could not take the %s %s tensor: %s", op->name,
+                       mlxr_dtype_name(globals[i]->type), i == 2 ? "output norm" : "embedding",
+                       mlxr_status_str(rc));
     }
   }
   for (int32_t l = 0; l < hp->n_layer; l++) {
     mlxr_layer *L = &m->layers[l];
-    mlxr_weight *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    for (size_t i = 0; i < sizeof(mats) / sizeof(mats[0]); i++) {
-      if ((rc = m->be->iface->weight_prepare(m->be, mats[i])) != MLXR_OK) {
-        return mlxr_errf(err, err_len, rc, "backend %s cannot use %s weights (layer %d)",
-                         m->be->iface->name, mlxr_dtype_name(mats[i]->type), (int)l);
+    mlxr_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down, &L->attn_norm,
+                         &L->ffn_norm, &L->bq, &L->bk, &L->bv, &L->q_norm, &L->k_norm};
+    for (size_t i = 0; i < sizeof(ws) / sizeof(ws[0]); i++) {
+      const int rc = op->weight_prepare(be, ws[i]);
+      if (rc != MLXR_OK) {
+        return mlxr_errf(err, err_len, rc, "backend %s could not take a %s tensor of layer %d: %s", op->name,
+                         mlxr_dtype_name(ws[i]->type), (int)l, mlxr_status_str(rc));
       }
     }
   }
@@ -315,8 +362,10 @@ int mlxr_model_load(mlxr_gguf *g, mlxr_backend *be, mlxr_model_params params, ml
   if (rc == MLXR_OK) rc = load_tensors(m, err, err_len);
   if (rc == MLXR_OK) rc = load_rope(m, err, err_len);
   if (rc == MLXR_OK) {
-    int32_t n = params.n_batch_max > 0 ? params.n_batch_max : 512;
-    rc = alloc_workspace(m, n, err, err_len);
+    const int32_t n = params.n_batch_max > 0 ? params.n_batch_max : 512;
+    int32_t n_logits = params.n_logits_max > 0 ? params.n_logits_max : 64;
+    if (n_logits > n) n_logits = n;
+    rc = alloc_workspace(m, n, n_logits, err, err_len);
   }
   if (rc != MLXR_OK) {
     mlxr_model_free(m);
@@ -333,6 +382,7 @@ void mlxr_model_free(mlxr_model *m) {
   free(m->owned_f32);
   free(m->layers);
   free(m->rope_inv_freq);
+  mlxr_backend_buf_free(m->be, m->rope_inv_freq_be);
   mlxr_gguf_close(m->gguf);
   free(m);
 }

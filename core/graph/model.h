@@ -9,8 +9,9 @@
  *
  * Architectures live one family per file (llama.c: llama, mistral, qwen2, qwen3); model.c loads
  * hyperparameters and tensors from GGUF and dispatches. The model owns the mlxr_gguf it was loaded
- * from (weights point into its mapping) and a workspace sized once for the largest batch
- * (mlxr_model_params.n_batch_max), so a forward allocates nothing.
+ * from (weights point into its mapping) and a workspace in backend memory sized once for the
+ * largest batch (mlxr_model_params.n_batch_max), so a forward allocates nothing. The model moves
+ * data to and from the backend only through its upload/download/copy ops.
  */
 #ifndef MLXR_GRAPH_MODEL_H
 #define MLXR_GRAPH_MODEL_H
@@ -60,7 +61,9 @@ typedef struct mlxr_layer {
 typedef struct mlxr_model mlxr_model;
 
 typedef struct mlxr_model_params {
-  int32_t n_batch_max; /* most rows one forward may carry (workspace size) */
+  int32_t n_batch_max;  /* most rows one forward may carry (workspace size) */
+  int32_t n_logits_max; /* rows of logits a device backend holds at once (the output head runs
+                           in chunks of this many rows); <= 0: min(n_batch_max, 64) */
 } mlxr_model_params;
 
 mlxr_model_params mlxr_model_default_params(void);
@@ -79,21 +82,27 @@ size_t mlxr_model_weight_bytes(const mlxr_model *m);
 /* The dominant stored type of the 2-D weights. */
 mlxr_dtype mlxr_model_weight_type(const mlxr_model *m);
 
-/* Where one layer's KV lives: pools of [n_blocks * block_size][n_head_kv * head_dim] each. */
+/* Where the KV lives: per layer, pools of [n_slots][n_head_kv * head_dim] each (backend memory),
+ * and the block tables of all sequences, [n_tables][table_stride] (backend memory). */
 typedef struct mlxr_kv_view {
-  void *const *k_pools; /* [n_layer] */
-  void *const *v_pools; /* [n_layer] */
-  mlxr_dtype type;      /* F32 or F16 */
+  void *const *k_pools;   /* [n_layer] */
+  void *const *v_pools;   /* [n_layer] */
+  mlxr_dtype type;        /* F32 or F16 */
   int32_t block_size;
+  const int32_t *tables;  /* [n_tables][table_stride]: table s is sequence s's block ids */
+  int32_t table_stride;
+  int32_t sink_table;     /* a table whose blocks are all the sink block */
+  int64_t sink_slot;      /* a slot padding rows may write (in the sink block) */
 } mlxr_kv_view;
 
-/* One forward's rows. All arrays have n entries. Rows of one sequence must appear in increasing
- * position order, and block_tables must already cover every row's position. */
+/* One forward's rows (host memory). All arrays have n entries. Rows of one sequence must appear in
+ * increasing position order, and the sequence's block table (kv view, synced) must already cover
+ * every row's position. */
 typedef struct mlxr_batch {
   int32_t n;
   const int32_t *tokens;
   const int32_t *pos;                 /* position of the token in its sequence */
-  const int32_t *const *block_tables; /* the row's sequence block table */
+  const int32_t *seqs;                /* the row's sequence: its table in the kv view */
   const int64_t *slots;               /* KV slot of this row: block * block_size + pos % block_size */
   const bool *want_logits;            /* NULL: only the last row */
   bool output_hidden;                 /* write final normed hidden states [n_want][n_embd]

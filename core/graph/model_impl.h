@@ -7,6 +7,8 @@
 
 #include "core/graph/model.h"
 
+/* Activations and per-forward metadata, sized once for the largest batch. Every pointer but the
+ * *_host ones is backend memory. */
 typedef struct mlxr_workspace {
   int32_t n_rows_max;
   float *x;        /* [n_rows_max][n_embd] residual stream */
@@ -19,8 +21,16 @@ typedef struct mlxr_workspace {
   float *ff_up;    /* [n_rows_max][n_ff] */
   float *rope_cos; /* [n_rows_max][rope_dim / 2] */
   float *rope_sin; /* [n_rows_max][rope_dim / 2] */
-  int32_t *ctx_len;  /* [n_rows_max] attention length per row */
-  int32_t *out_rows; /* [n_rows_max] rows that want logits */
+  float *logits;   /* [n_logits_max][n_vocab] output-head results before download; NULL on
+                      host-memory backends (the head writes into the caller's buffer) */
+  int32_t n_logits_max;
+  /* Per-forward row metadata, one host block staged and uploaded whole (META_* offsets in
+   * llama.c): slots int64 [n_rows_max], then int32 [n_rows_max] each of tokens, positions,
+   * sequences (KV table index) and attention lengths (pos + 1). */
+  void *meta_host;
+  void *meta;
+  size_t meta_bytes;
+  int32_t *out_rows_host; /* [n_rows_max] rows that want logits */
 } mlxr_workspace;
 
 struct mlxr_model {
@@ -31,7 +41,8 @@ struct mlxr_model {
   mlxr_weight output_norm;  /* f32 [n_embd] */
   mlxr_weight output;       /* [n_vocab][n_embd]; == token_embd when tied */
   mlxr_layer *layers;       /* [n_layer] */
-  double *rope_inv_freq;    /* [rope_dim / 2] base^(-2i/rope_dim) / freq_factor[i] */
+  double *rope_inv_freq;    /* [rope_dim / 2] base^(-2i/rope_dim) / freq_factor[i] (host) */
+  double *rope_inv_freq_be; /* the same in backend memory */
   float **owned_f32;        /* f32 copies of small tensors stored in other types */
   int32_t n_owned_f32;
   size_t weight_bytes;
@@ -39,7 +50,8 @@ struct mlxr_model {
   mlxr_workspace ws;
 };
 
-/* llama.c */
+/* llama.c; meta_bytes: size of the workspace's metadata block for n_rows_max rows */
+size_t mlxr_llama_meta_bytes(int32_t n_rows_max);
 int mlxr_llama_forward(mlxr_model *m, const mlxr_kv_view *kv, const mlxr_batch *batch,
                        float *logits, char *err, size_t err_len);
 

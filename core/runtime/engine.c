@@ -1,21 +1,31 @@
 /*
  * engine.c: open a GGUF into backend + model + tokenizer + KV cache, and run batches.
  *
- * KV sizing: kv_blocks if set (the scheduler preempts when they run out), else enough blocks for
- * max_seqs sequences of n_ctx positions. The KV type follows the
- * weights' precision unless set: F32 for an F32 model (so an F32 model computes in F32 end to end),
- * F16 otherwise (llama.cpp's default).
- * The batch arrays (tokens, positions, block-table pointers, slots, flags) are allocated once for
- * n_batch rows; decode allocates nothing.
+ * Backend choice: the device named in the params (auto by default) gives a list of candidate
+ * backends, best first (backend_registry.h). Each is tried in turn: open it, load the model onto
+ * it (the model asks supports_op for everything it needs before uploading), make the KV pool. The
+ * first that succeeds is kept; each failure before it is recorded in a note ("cuda:0: no CUDA
+ * device ...; using the CPU") that callers print, so a missing GPU, driver or GPU memory is a
+ * message and a CPU run, never a crash.
+ *
+ * KV sizing: kv_blocks if set (the scheduler preempts when they run out); else from memory: the
+ * bytes the backend has free after loading the model times kv_mem_fraction, divided by the bytes
+ * of a block. On a GPU the pool takes all of that (blocks beyond the running sequences' needs
+ * hold the prefix cache); on the CPU it is capped at max_seqs full contexts. The KV type follows
+ * the weights' precision unless set: F32 for an F32 model (so an F32 model computes in F32 end to
+ * end), F16 otherwise (llama.cpp's default).
+ * The batch arrays (tokens, positions, sequences, slots, flags) are allocated once for n_batch
+ * rows; decode allocates nothing.
  */
 #include "core/runtime/engine.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/common/status.h"
-#include "core/kernels/cpu/cpu_backend.h"
 
 struct mlxr_engine {
   mlxr_engine_params p;
@@ -23,11 +33,12 @@ struct mlxr_engine {
   mlxr_model *model;
   mlxr_tokenizer *tok;
   mlxr_kv_cache *kv;
-  int n_threads;
+  char device[160];   /* the device in use, as text */
+  char note[512];     /* why earlier candidates were passed over */
   /* batch arrays, [n_batch] each */
   int32_t *b_tokens;
   int32_t *b_pos;
-  const int32_t **b_tables;
+  int32_t *b_seqs;
   int64_t *b_slots;
   bool *b_want;
   mlxr_engine_row *rows_tmp; /* for eval */
@@ -35,58 +46,62 @@ struct mlxr_engine {
 
 mlxr_engine_params mlxr_engine_default_params(void) {
   mlxr_engine_params p = {
-      .n_threads = 0,
+      .device = NULL,
+      .backend = mlxr_backend_default_options(),
       .n_ctx = 0,
       .n_batch = 512,
       .max_seqs = 1,
       .kv_block_size = 16,
       .kv_type = -1,
       .load_tokenizer = true,
-      .simd_level = -1,
   };
   return p;
 }
 
-int mlxr_engine_open(const char *gguf_path, const mlxr_engine_params *params, mlxr_engine **out,
-                     char *err, size_t err_len) {
-  *out = NULL;
-  mlxr_engine *e = calloc(1, sizeof(*e));
-  if (!e) return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
-  e->p = *params;
-  if (e->p.n_batch <= 0) e->p.n_batch = 512;
-  if (e->p.max_seqs <= 0) e->p.max_seqs = 1;
-  if (e->p.kv_block_size <= 0) e->p.kv_block_size = 16;
-
-  mlxr_cpu_backend_params bp = mlxr_cpu_backend_default_params();
-  bp.n_threads = params->n_threads;
-  bp.simd_level = params->simd_level;
-  bp.no_repack = params->cpu_no_repack;
-  e->be = mlxr_cpu_backend_new(bp);
-  if (!e->be) {
-    mlxr_engine_close(e);
-    return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "cannot start the CPU backend");
+/* Blocks for the KV pool on this backend (see the top of the file); 0 if not even one fits. */
+static int32_t kv_blocks_for(const mlxr_engine *e, const mlxr_kv_params *kp) {
+  if (e->p.kv_blocks > 0) return e->p.kv_blocks;
+  const int64_t per_seq = ((int64_t)e->p.n_ctx + kp->block_size - 1) / kp->block_size;
+  const int64_t want = per_seq * e->p.max_seqs;
+  const size_t esz = kp->type == MLXR_DTYPE_F32 ? 4 : 2;
+  const double block_bytes = (double)kp->n_layer * kp->block_size * kp->n_head_kv *
+                             (double)(kp->head_dim_k + kp->head_dim_v) * (double)esz;
+  size_t free_b = 0, total_b = 0;
+  const bool host = e->be->iface->host_memory;
+  const bool known = e->be->iface->memory_info(e->be, &free_b, &total_b) == MLXR_OK && free_b > 0;
+  double frac = e->p.kv_mem_fraction > 0 ? e->p.kv_mem_fraction : host ? 0.5 : 0.9;
+  if (frac > 1.0) frac = 1.0;
+  if (!known) return (int32_t)(want < INT32_MAX ? want : INT32_MAX);
+  const double fit_d = floor((double)free_b * frac / block_bytes);
+  const int64_t fit = fit_d > (double)INT32_MAX ? INT32_MAX : (int64_t)fit_d;
+  int64_t n;
+  if (host) {
+    n = want < fit ? want : fit;
+    if (n < per_seq) n = want < per_seq ? want : per_seq; /* one full context at least */
+  } else {
+    n = fit;
   }
+  return (int32_t)(n > INT32_MAX ? INT32_MAX : n);
+}
+
+/* Load model + KV onto backend e->be; on failure everything made here is freed again. */
+static int engine_load_on(mlxr_engine *e, const char *gguf_path, char *err, size_t err_len) {
   mlxr_gguf *g = NULL;
   int rc = mlxr_gguf_open(gguf_path, &g, err, err_len);
-  if (rc != MLXR_OK) {
-    mlxr_engine_close(e);
-    return rc;
-  }
-  if (e->p.load_tokenizer) {
+  if (rc != MLXR_OK) return rc;
+  if (e->p.load_tokenizer && !e->tok) {
     rc = mlxr_tokenizer_load_gguf(g, &e->tok, err, err_len);
     if (rc != MLXR_OK) {
       mlxr_gguf_close(g);
-      mlxr_engine_close(e);
       return rc;
     }
   }
   mlxr_model_params mp = mlxr_model_default_params();
   mp.n_batch_max = e->p.n_batch;
+  mp.n_logits_max = e->p.max_seqs + 8 < e->p.n_batch ? e->p.max_seqs + 8 : e->p.n_batch;
+  if (mp.n_logits_max < 64 && e->p.n_batch >= 64) mp.n_logits_max = 64;
   rc = mlxr_model_load(g, e->be, mp, &e->model, err, err_len); /* takes g */
-  if (rc != MLXR_OK) {
-    mlxr_engine_close(e);
-    return rc;
-  }
+  if (rc != MLXR_OK) return rc;
   const mlxr_hparams *hp = mlxr_model_hparams(e->model);
   if (e->p.n_ctx <= 0) e->p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
 
@@ -99,30 +114,102 @@ int mlxr_engine_open(const char *gguf_path, const mlxr_engine_params *params, ml
       .max_seqs = e->p.max_seqs,
       .max_seq_len = e->p.n_ctx,
   };
-  kp.n_blocks = (int32_t)(((int64_t)e->p.n_ctx + kp.block_size - 1) / kp.block_size * e->p.max_seqs);
-  if (e->p.kv_blocks > 0) kp.n_blocks = e->p.kv_blocks;
   if (e->p.kv_type < 0) {
     kp.type = mlxr_model_weight_type(e->model) == MLXR_DTYPE_F32 ? MLXR_DTYPE_F32 : MLXR_DTYPE_F16;
   } else {
     kp.type = (mlxr_dtype)e->p.kv_type;
   }
-  rc = mlxr_kv_cache_new(e->be, &kp, &e->kv, err, err_len);
-  if (rc != MLXR_OK) {
-    mlxr_engine_close(e);
-    return rc;
+  const mlxr_backend_iface *op = e->be->iface;
+  if (!op->supports_op(e->be, MLXR_OP_ATTENTION, kp.type) || !op->supports_op(e->be, MLXR_OP_KV_STORE, kp.type)) {
+    rc = mlxr_errf(err, err_len, MLXR_ERR_UNSUPPORTED, "backend %s has no attention over %s KV", op->name,
+                   mlxr_dtype_name(kp.type));
+  } else {
+    kp.n_blocks = kv_blocks_for(e, &kp);
+    rc = kp.n_blocks > 0 ? mlxr_kv_cache_new(e->be, &kp, &e->kv, err, err_len)
+                         : mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "no %s memory left for a KV cache", op->name);
   }
+  if (rc != MLXR_OK) {
+    mlxr_model_free(e->model);
+    e->model = NULL;
+  }
+  return rc;
+}
+
+static void describe_device(mlxr_engine *e, const mlxr_device_spec *spec) {
+  char name[32];
+  mlxr_device_format(spec, name, sizeof name);
+  if (spec->kind == MLXR_DEVICE_CPU) {
+    snprintf(e->device, sizeof e->device, "cpu (%d threads)", e->p.backend.cpu.n_threads);
+    return;
+  }
+  char what[120] = "";
+#ifdef MLXR_HAVE_CUDA
+  if (spec->kind == MLXR_DEVICE_CUDA) mlxr_cuda_device_describe(spec->index, what, sizeof what);
+#endif
+  if (what[0]) snprintf(e->device, sizeof e->device, "%s (%s)", name, what);
+  else snprintf(e->device, sizeof e->device, "%s", name);
+}
+
+int mlxr_engine_open(const char *gguf_path, const mlxr_engine_params *params, mlxr_engine **out,
+                     char *err, size_t err_len) {
+  *out = NULL;
+  mlxr_device_spec spec;
+  int rc = mlxr_device_parse(params->device, &spec, err, err_len);
+  if (rc != MLXR_OK) return rc;
+  mlxr_engine *e = calloc(1, sizeof(*e));
+  if (!e) return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
+  e->p = *params;
+  e->p.device = NULL; /* not kept: the caller's string */
+  if (e->p.n_batch <= 0) e->p.n_batch = 512;
+  if (e->p.max_seqs <= 0) e->p.max_seqs = 1;
+  if (e->p.kv_block_size <= 0) e->p.kv_block_size = 16;
+  if (e->p.backend.cpu.n_threads <= 0) {
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    e->p.backend.cpu.n_threads = online > 0 ? (int)online : 1;
+  }
+
+  mlxr_device_spec cands[4];
+  const int n_cands = mlxr_backend_candidates(&spec, cands, 4);
+  rc = MLXR_ERR_UNSUPPORTED;
+  for (int i = 0; i < n_cands; i++) {
+    char why[384] = "";
+    rc = mlxr_backend_open(&cands[i], &e->p.backend, &e->be, why, sizeof why);
+    if (rc == MLXR_OK) {
+      rc = engine_load_on(e, gguf_path, why, sizeof why);
+      if (rc == MLXR_OK) {
+        describe_device(e, &cands[i]);
+        break;
+      }
+      mlxr_backend_free(e->be);
+      e->be = NULL;
+    }
+    const bool device_trouble = rc == MLXR_ERR_UNSUPPORTED || rc == MLXR_ERR_NOMEM;
+    if (i + 1 == n_cands || !device_trouble) {
+      mlxr_errf(err, err_len, rc, "%s", why);
+      mlxr_engine_close(e);
+      return rc;
+    }
+    char name[32];
+    const size_t used = strlen(e->note);
+    snprintf(e->note + used, sizeof e->note - used, "%s%s: %s", used ? "; " : "",
+             mlxr_device_format(&cands[i], name, sizeof name), why);
+  }
+  if (e->note[0]) {
+    const size_t used = strlen(e->note);
+    snprintf(e->note + used, sizeof e->note - used, "; running on the CPU");
+  }
+
   const size_t nb = (size_t)e->p.n_batch;
   e->b_tokens = malloc(nb * sizeof(int32_t));
   e->b_pos = malloc(nb * sizeof(int32_t));
-  e->b_tables = malloc(nb * sizeof(int32_t *));
+  e->b_seqs = malloc(nb * sizeof(int32_t));
   e->b_slots = malloc(nb * sizeof(int64_t));
   e->b_want = malloc(nb * sizeof(bool));
   e->rows_tmp = malloc(nb * sizeof(mlxr_engine_row));
-  if (!e->b_tokens || !e->b_pos || !e->b_tables || !e->b_slots || !e->b_want || !e->rows_tmp) {
+  if (!e->b_tokens || !e->b_pos || !e->b_seqs || !e->b_slots || !e->b_want || !e->rows_tmp) {
     mlxr_engine_close(e);
     return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
   }
-  e->n_threads = params->n_threads;
   *out = e;
   return MLXR_OK;
 }
@@ -135,7 +222,7 @@ void mlxr_engine_close(mlxr_engine *e) {
   mlxr_backend_free(e->be);
   free(e->b_tokens);
   free(e->b_pos);
-  free(e->b_tables);
+  free(e->b_seqs);
   free(e->b_slots);
   free(e->b_want);
   free(e->rows_tmp);
@@ -148,7 +235,9 @@ const mlxr_tokenizer *mlxr_engine_tokenizer(const mlxr_engine *e) { return e->to
 mlxr_kv_cache *mlxr_engine_kv(mlxr_engine *e) { return e->kv; }
 int32_t mlxr_engine_n_ctx(const mlxr_engine *e) { return e->p.n_ctx; }
 int32_t mlxr_engine_n_batch(const mlxr_engine *e) { return e->p.n_batch; }
-int mlxr_engine_n_threads(const mlxr_engine *e) { return e->n_threads; }
+mlxr_backend *mlxr_engine_backend(mlxr_engine *e) { return e->be; }
+const char *mlxr_engine_device(const mlxr_engine *e) { return e->device; }
+const char *mlxr_engine_device_note(const mlxr_engine *e) { return e->note; }
 
 static int engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n, float *out,
                          bool hidden, char *err, size_t err_len) {
@@ -169,11 +258,13 @@ static int engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n,
       }
     }
   }
-  /* tables are stable now that all reservations are done */
+  /* tables are stable now that all reservations are done: bring the backend's copy up to date */
+  const int rc = mlxr_kv_cache_sync(e->kv);
+  if (rc != MLXR_OK) return mlxr_errf(err, err_len, rc, "KV cache: updating block tables failed");
   for (int32_t i = 0; i < n; i++) {
     e->b_tokens[i] = rows[i].token;
     e->b_pos[i] = rows[i].pos;
-    e->b_tables[i] = mlxr_kv_seq_block_table(e->kv, rows[i].seq);
+    e->b_seqs[i] = rows[i].seq;
     e->b_slots[i] = mlxr_kv_seq_slot(e->kv, rows[i].seq, rows[i].pos);
     e->b_want[i] = rows[i].want_logits;
   }
@@ -181,7 +272,7 @@ static int engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n,
       .n = n,
       .tokens = e->b_tokens,
       .pos = e->b_pos,
-      .block_tables = e->b_tables,
+      .seqs = e->b_seqs,
       .slots = e->b_slots,
       .want_logits = e->b_want,
       .output_hidden = hidden,

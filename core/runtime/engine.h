@@ -16,21 +16,27 @@
 #include <stdint.h>
 
 #include "core/graph/model.h"
+#include "core/kernels/backend_registry.h"
 #include "core/runtime/kv/kv_cache.h"
 #include "core/runtime/tokenizer/tokenizer.h"
 
 typedef struct mlxr_engine_params {
-  int n_threads;          /* <= 0: all online CPUs */
+  const char *device;     /* where to run: NULL or "auto" (the best backend that can run the
+                             model: a GPU if there is one, else the CPU), "cpu", "cuda", "cuda:N"
+                             (a GPU that cannot run it falls back to the CPU, with a note) */
+  mlxr_backend_options backend; /* per-backend settings (CPU threads, SIMD level, repacking; CUDA
+                                   graphs): see backend_registry.h */
   int32_t n_ctx;          /* max positions per sequence; <= 0: min(model's training context, 4096) */
   int32_t n_batch;        /* max rows per forward (prefill chunk size) */
   int32_t max_seqs;       /* sequences at once */
   int32_t kv_block_size;  /* tokens per KV block */
-  int32_t kv_blocks;      /* blocks in the KV pool; <= 0: enough for max_seqs full contexts */
+  int32_t kv_blocks;      /* blocks in the KV pool; <= 0: sized from memory (kv_mem_fraction) */
+  double kv_mem_fraction; /* kv_blocks <= 0: the pool takes at most this fraction of the memory the
+                             backend has free once the model is loaded (<= 0: 0.9 on a GPU, where
+                             the pool is that large, so the rest serves the prefix cache; 0.5 on
+                             the CPU, where it is at most max_seqs full contexts) */
   int kv_type;            /* -1: F32 for F32 models, else F16; or MLXR_DTYPE_F32 / _F16 */
   bool load_tokenizer;    /* false: logits-only use (no tokenizer needed) */
-  int simd_level;         /* -1: best available (tests may pin a lower one) */
-  bool cpu_no_repack;     /* keep weights in the file's layout, read in place (no load-time
-                             repacking: less memory, slower on CPUs with AVX512-VNNI) */
 } mlxr_engine_params;
 
 mlxr_engine_params mlxr_engine_default_params(void);
@@ -47,7 +53,12 @@ const mlxr_tokenizer *mlxr_engine_tokenizer(const mlxr_engine *e); /* NULL if no
 mlxr_kv_cache *mlxr_engine_kv(mlxr_engine *e);
 int32_t mlxr_engine_n_ctx(const mlxr_engine *e);
 int32_t mlxr_engine_n_batch(const mlxr_engine *e);
-int mlxr_engine_n_threads(const mlxr_engine *e);
+/* The backend the engine runs on (its name is "cpu" or "cuda"), and the device as text: "cpu (2
+ * threads)", "cuda:0 (NVIDIA H100 80GB HBM3, 79.1 GiB)". */
+mlxr_backend *mlxr_engine_backend(mlxr_engine *e);
+const char *mlxr_engine_device(const mlxr_engine *e);
+/* Why backends before the one chosen were passed over ("cuda:0: no CUDA device ..."), or "". */
+const char *mlxr_engine_device_note(const mlxr_engine *e);
 
 /* One row of a batch. */
 typedef struct mlxr_engine_row {

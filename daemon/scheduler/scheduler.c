@@ -727,6 +727,8 @@ void mlxr_sched_close(mlxr_sched *s) {
   free(s);
 }
 
+const char *mlxr_sched_device(const mlxr_sched *s) { return mlxr_engine_device(s->engine); }
+const char *mlxr_sched_device_note(const mlxr_sched *s) { return mlxr_engine_device_note(s->engine); }
 const mlxr_tokenizer *mlxr_sched_tokenizer(const mlxr_sched *s) { return mlxr_engine_tokenizer(s->engine); }
 const mlxr_hparams *mlxr_sched_hparams(const mlxr_sched *s) { return mlxr_engine_hparams(s->engine); }
 const mlxr_gguf *mlxr_sched_gguf(const mlxr_sched *s) {

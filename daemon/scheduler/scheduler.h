@@ -49,6 +49,10 @@ const mlxr_tokenizer *mlxr_sched_tokenizer(const mlxr_sched *s);
 const mlxr_hparams *mlxr_sched_hparams(const mlxr_sched *s);
 const mlxr_gguf *mlxr_sched_gguf(const mlxr_sched *s);
 int32_t mlxr_sched_n_ctx(const mlxr_sched *s);
+/* The device the model runs on ("cuda:0 (...)", "cpu (2 threads)") and why backends before it
+ * were passed over ("" if none): see mlxr_engine_device / mlxr_engine_device_note. */
+const char *mlxr_sched_device(const mlxr_sched *s);
+const char *mlxr_sched_device_note(const mlxr_sched *s);
 
 typedef enum mlxr_finish_reason {
   MLXR_FINISH_NONE = 0,

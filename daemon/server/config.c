@@ -7,6 +7,7 @@
  *
  * server.yaml:
  *   host: 127.0.0.1            port: 11435           socket: /path/or/empty-for-none
+ *   device: auto|cpu|cuda|cuda:N
  *   models: [a.gguf, b.gguf]   models_dir: DIR       default_model: ID
  *   api_keys: [KEY]            cors_origins: ["https://app.example"]
  *   limits: {max_body_bytes, max_prompt_tokens, max_tokens, max_queue, max_running, n_ctx,
@@ -25,6 +26,7 @@
 #include <yaml.h>
 
 #include "core/common/status.h"
+#include "core/kernels/backend_registry.h"
 #include "daemon/server/server.h"
 
 static int set_str(char **dst, const char *v) {
@@ -61,18 +63,21 @@ int mlxr_server_config_init(mlxr_server_config *cfg, const char *xdg_runtime_dir
     snprintf(sock, sizeof sock, "%s/mlxr.sock", xdg_runtime_dir);
   else
     snprintf(sock, sizeof sock, "/tmp/mlxr-%u.sock", uid);
-  if (set_str(&cfg->host, "127.0.0.1") < 0 || set_str(&cfg->socket_path, sock) < 0) return MLXR_ERR_NOMEM;
+  if (set_str(&cfg->host, "127.0.0.1") < 0 || set_str(&cfg->socket_path, sock) < 0 ||
+      set_str(&cfg->device, "auto") < 0) {
+    return MLXR_ERR_NOMEM;
+  }
   cfg->port = MLXR_SERVER_DEFAULT_PORT;
   cfg->max_body_bytes = 16u << 20;
   cfg->max_prompt_tokens = 0;
   cfg->max_tokens = 0;
   cfg->max_queue = 64;
-  cfg->max_running = 4;
+  cfg->max_running = 0; /* by device */
   cfg->n_ctx = 0;
   cfg->threads = 0;
   cfg->max_connections = 256;
   cfg->conn_timeout_s = 600;
-  cfg->max_batch_tokens = 512;
+  cfg->max_batch_tokens = 0; /* by device */
   cfg->kv_blocks = 0;
   cfg->kv_cache_mib = 0;
   cfg->target_latency_ms = 0;
@@ -86,6 +91,7 @@ void mlxr_server_config_free(mlxr_server_config *cfg) {
   free(cfg->socket_path);
   free(cfg->models_dir);
   free(cfg->default_model);
+  free(cfg->device);
   for (int i = 0; i < cfg->n_models; i++) free(cfg->models[i]);
   for (int i = 0; i < cfg->n_api_keys; i++) free(cfg->api_keys[i]);
   for (int i = 0; i < cfg->n_cors_origins; i++) free(cfg->cors_origins[i]);
@@ -102,10 +108,10 @@ static int set_limit_in(mlxr_server_config *cfg, const char *section, const char
   } lim[] = {
       {"limits", "max_body_bytes", 1024, (int64_t)1 << 32}, {"limits", "max_prompt_tokens", 0, 1 << 24},
       {"limits", "max_tokens", 0, 1 << 24},                 {"limits", "max_queue", 1, 1 << 20},
-      {"limits", "max_running", 1, 4096},                    {"limits", "n_ctx", 0, 1 << 24},
+      {"limits", "max_running", 0, 4096},                    {"limits", "n_ctx", 0, 1 << 24},
       {"limits", "threads", 0, 4096},                        {"limits", "max_connections", 1, 65536},
       {"limits", "conn_timeout_s", 1, 86400},
-      {"scheduler", "max_batch_tokens", 1, 1 << 16},         {"scheduler", "kv_blocks", 0, 1 << 24},
+      {"scheduler", "max_batch_tokens", 0, 1 << 16},         {"scheduler", "kv_blocks", 0, 1 << 24},
       {"scheduler", "kv_cache_mib", 0, 1 << 24},             {"scheduler", "target_latency_ms", 0, 600000},
       {"rate_limits", "requests_per_minute", 0, 1 << 24},    {"rate_limits", "tokens_per_minute", 0, 1 << 30},
   };
@@ -139,6 +145,16 @@ static int set_limit_in(mlxr_server_config *cfg, const char *section, const char
 
 static int set_limit(mlxr_server_config *cfg, const char *key, const char *val, char *err, size_t err_len) {
   return set_limit_in(cfg, NULL, key, val, err, err_len);
+}
+
+/* A device name, checked now so that a typo is an error at startup, not a CPU run. */
+static int set_device(mlxr_server_config *cfg, const char *val, const char *where, char *err, size_t err_len) {
+  mlxr_device_spec spec;
+  char why[200];
+  if (mlxr_device_parse(val, &spec, why, sizeof why) != MLXR_OK) {
+    return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "%s: %s", where, why);
+  }
+  return set_str(&cfg->device, val);
 }
 
 /* ---------------- YAML ---------------- */
@@ -177,6 +193,7 @@ static int yaml_apply(mlxr_server_config *cfg, yaml_document_t *d, char *err, si
     else if (strcmp(key, "socket") == 0 && val) rc = set_str(&cfg->socket_path, val);
     else if (strcmp(key, "models_dir") == 0 && val) rc = set_str(&cfg->models_dir, val);
     else if (strcmp(key, "default_model") == 0 && val) rc = set_str(&cfg->default_model, val);
+    else if (strcmp(key, "device") == 0 && val) rc = set_device(cfg, val, "server.yaml: device", err, err_len);
     else if (strcmp(key, "port") == 0 && val) {
       int64_t v;
       if (parse_i64(val, 0, 65535, &v) < 0)
@@ -275,6 +292,7 @@ int mlxr_server_config_apply_env(mlxr_server_config *cfg, const mlxr_server_env 
     cfg->port = (int)v;
   }
   if (env->socket && (rc = set_str(&cfg->socket_path, env->socket)) < 0) return rc;
+  if (env->device && env->device[0] && (rc = set_device(cfg, env->device, "MLXR_DEVICE", err, err_len)) < 0) return rc;
   if (env->models && env->models[0] && (rc = set_str(&cfg->models_dir, env->models)) < 0) return rc;
   if (env->api_key && env->api_key[0] &&
       (rc = push_csv(cfg->api_keys, &cfg->n_api_keys, MLXR_SERVER_MAX_KEYS, env->api_key, "API keys", err, err_len)) < 0)
@@ -302,14 +320,20 @@ const char *mlxr_server_usage(void) {
          "  --default-model ID    model for routes that name none\n"
          "  --cors-origin PAT     allow a browser Origin ('*' wildcards; MLXR_ORIGINS)\n"
          "  --ctx N               context per sequence (default: the model's, at most 4096)\n"
-         "  --threads N           compute threads (default: all CPUs)\n"
-         "  --max-running N       sequences decoding at once per model (default 4)\n"
+         "  --device D            auto (default: a GPU if there is one, else the CPU), cpu, cuda,\n"
+         "                        cuda:N (MLXR_DEVICE)\n"
+         "  --threads N           CPU compute threads (default: all CPUs)\n"
+         "  --max-running N       sequences decoding at once per model (default 64 on a GPU, 4 on\n"
+         "                        the CPU)\n"
          "  --max-queue N         waiting requests per model before 503 (default 64)\n"
          "  --max-body BYTES      largest request body (default 16 MiB)\n"
          "  --max-tokens N        cap on generated tokens per request (default: the context)\n"
          "  --max-prompt-tokens N cap on prompt tokens (default: the context)\n"
-         "  --max-batch-tokens N  token budget of one scheduler step (default 512)\n"
-         "  --kv-blocks N         KV cache blocks of 16 tokens per model (default: max-running contexts)\n"
+         "  --max-batch-tokens N  token budget of one scheduler step (default 2048 on a GPU, 512 on\n"
+         "                        the CPU)\n"
+         "  --kv-blocks N         KV cache blocks of 16 tokens per model (default: from free memory:\n"
+         "                        90% of a GPU's once the model is loaded; on the CPU max-running\n"
+         "                        contexts, at most half the available RAM)\n"
          "  --kv-cache-mib N      KV cache size in MiB per model (used when --kv-blocks is 0)\n"
          "  --target-latency-ms N cap prompt chunks so a step with decoding streams stays under N ms\n"
          "                        (default 0: off)\n"
@@ -322,7 +346,7 @@ int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv
                                   char *err, size_t err_len) {
   enum { O_HOST = 1000, O_PORT, O_SOCKET, O_NOSOCK, O_CONFIG, O_KEY, O_MODEL, O_DIR, O_DEFAULT,
          O_ORIGIN, O_CTX, O_THREADS, O_RUNNING, O_QUEUE, O_BODY, O_MAXTOK, O_MAXPROMPT, O_VERBOSE,
-         O_HELP, O_BATCH, O_KVBLOCKS, O_KVMIB, O_LATENCY, O_RPM, O_TPM };
+         O_HELP, O_BATCH, O_KVBLOCKS, O_KVMIB, O_LATENCY, O_RPM, O_TPM, O_DEVICE };
   static const struct option opts[] = {
       {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
       {"socket", required_argument, 0, O_SOCKET},    {"no-socket", no_argument, 0, O_NOSOCK},
@@ -338,6 +362,7 @@ int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv
       {"max-batch-tokens", required_argument, 0, O_BATCH}, {"kv-blocks", required_argument, 0, O_KVBLOCKS},
       {"kv-cache-mib", required_argument, 0, O_KVMIB}, {"target-latency-ms", required_argument, 0, O_LATENCY},
       {"rate-limit-rpm", required_argument, 0, O_RPM}, {"rate-limit-tpm", required_argument, 0, O_TPM},
+      {"device", required_argument, 0, O_DEVICE},
       {0, 0, 0, 0},
   };
   *help = false;
@@ -375,6 +400,7 @@ int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv
     case O_LATENCY: rc = set_limit(cfg, "target_latency_ms", optarg, err, err_len); break;
     case O_RPM: rc = set_limit(cfg, "requests_per_minute", optarg, err, err_len); break;
     case O_TPM: rc = set_limit(cfg, "tokens_per_minute", optarg, err, err_len); break;
+    case O_DEVICE: rc = set_device(cfg, optarg, "--device", err, err_len); break;
     case O_VERBOSE: cfg->verbose = true; break;
     case O_HELP: case 'h': *help = true; return 0;
     default:

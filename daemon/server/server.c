@@ -324,11 +324,19 @@ int mlxr_server_main(int argc, char **argv, const mlxr_server_env *env) {
   gethostname(s->hostname, sizeof s->hostname - 1);
   mlxr_metrics_init(&s->metrics);
   mlxr_ratelimit_init(&s->ratelimit, cfg.rate_rpm, cfg.rate_tpm);
+  /* limits by device: a GPU runs many sequences at once, the CPU a few */
+  mlxr_device_spec dev;
+  if (mlxr_device_parse(cfg.device, &dev, err, sizeof err) != MLXR_OK) dev.kind = MLXR_DEVICE_AUTO;
+  const bool gpu = mlxr_device_has_gpu(&dev);
+  if (cfg.max_running == 0) cfg.max_running = gpu ? 64 : 4;
+  if (cfg.max_batch_tokens == 0) cfg.max_batch_tokens = gpu ? 2048 : 512;
+  if (cfg.max_batch_tokens < cfg.max_running) cfg.max_batch_tokens = cfg.max_running;
   mlxr_sched_params sp = mlxr_sched_default_params();
+  sp.engine.device = cfg.device;
   sp.max_running = cfg.max_running;
   sp.max_queue = cfg.max_queue;
   sp.engine.n_ctx = cfg.n_ctx;
-  sp.engine.n_threads = cfg.threads;
+  sp.engine.backend.cpu.n_threads = cfg.threads;
   sp.max_batch_tokens = cfg.max_batch_tokens;
   sp.target_latency_ms = cfg.target_latency_ms;
   sp.engine.kv_blocks = cfg.kv_blocks;
@@ -350,10 +358,12 @@ int mlxr_server_main(int argc, char **argv, const mlxr_server_env *env) {
       fprintf(stderr, "mlxrd: cannot load %s: %s\n", s->models.e[i].path, err);
       goto out;
     }
+    const char *note = mlxr_sched_device_note(sch);
+    if (note[0]) fprintf(stderr, "mlxrd: %s: %s\n", s->models.e[i].id, note);
+    fprintf(stderr, "mlxrd: model '%s' (%s) loaded in %.2f s on %s, context %d, %d sequences at once%s\n",
+            s->models.e[i].id, s->models.e[i].path, (double)load_ns / 1e9, mlxr_sched_device(sch),
+            s->models.e[i].n_ctx, (int)cfg.max_running, s->models.e[i].tmpl ? "" : "; chat template unusable");
     mlxr_models_release(&s->models.e[i]);
-    fprintf(stderr, "mlxrd: model '%s' (%s) loaded in %.2f s, context %d%s\n", s->models.e[i].id,
-            s->models.e[i].path, (double)load_ns / 1e9, s->models.e[i].n_ctx,
-            s->models.e[i].tmpl ? "" : "; chat template unusable");
   }
   if (cfg.port > 0 && start_tcp(s, &tcp_l, err, sizeof err) < 0) {
     fprintf(stderr, "mlxrd: %s\n", err);

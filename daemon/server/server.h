@@ -42,25 +42,27 @@ typedef struct mlxr_server_config {
   int32_t max_prompt_tokens;  /* 0: the context length */
   int32_t max_tokens;         /* cap on generated tokens of one request (0: the context) */
   int32_t max_queue;          /* waiting requests per model before 503 */
-  int32_t max_running;        /* sequences decoding at once per model */
+  int32_t max_running;        /* sequences decoding at once per model (0: by device: 64 on a GPU,
+                                 4 on the CPU) */
   int32_t n_ctx;              /* context per sequence (0: model's, capped at 4096) */
   int32_t threads;            /* compute threads (0: all CPUs) */
   int32_t max_connections;    /* concurrent HTTP connections per listener */
   int32_t conn_timeout_s;     /* idle connection timeout */
   /* scheduler (per model) */
-  int32_t max_batch_tokens;   /* token budget of one scheduler step */
+  int32_t max_batch_tokens;   /* token budget of one scheduler step (0: 2048 on a GPU, 512 on the CPU) */
   int32_t kv_blocks;          /* KV pool blocks (0: from kv_cache_mib, else max_running contexts) */
   int32_t kv_cache_mib;       /* KV pool size in MiB (0: see kv_blocks) */
   int32_t target_latency_ms;  /* cap prefill per step while streams decode (0: off) */
   /* rate limits per API key (0: off); keyless requests share one bucket */
   int32_t rate_rpm;           /* generation requests per minute */
   int32_t rate_tpm;           /* tokens per minute (prompt + max_tokens, charged at admission) */
+  char *device;               /* "auto", "cpu", "cuda", "cuda:N" (backend_registry.h) */
   bool verbose;
 } mlxr_server_config;
 
 /* Environment variables as read by a main(): each may be NULL. */
 typedef struct mlxr_server_env {
-  const char *host, *port, *socket, *config, *api_key, *models, *origins, *xdg_runtime_dir;
+  const char *host, *port, *socket, *config, *api_key, *models, *origins, *device, *xdg_runtime_dir;
 } mlxr_server_env;
 
 /* The MLXR_* environment of this process, for a program's entry point only (mlxrd's main, `mlxr
@@ -73,6 +75,7 @@ static inline mlxr_server_env mlxr_server_env_read(void) {
       .config = getenv("MLXR_CONFIG"),
       .api_key = getenv("MLXR_API_KEY"),
       .models = getenv("MLXR_MODELS"),
+      .device = getenv("MLXR_DEVICE"),
       .origins = getenv("MLXR_ORIGINS"),
       .xdg_runtime_dir = getenv("XDG_RUNTIME_DIR"),
   };

@@ -137,7 +137,8 @@ static void test_elementwise(mlxr_backend *be, const char *tag) {
   float x[3 * 40], y[3 * 40], w[40];
   for (int i = 0; i < rows * dim; i++) x[i] = 3 * frand();
   for (int i = 0; i < dim; i++) w[i] = frand();
-  be->iface->rms_norm(be, x, w, rows, dim, 1e-5f, y);
+  const mlxr_weight wv = {.type = MLXR_DTYPE_F32, .n_in = dim, .n_out = 1, .row_bytes = sizeof w, .data = w};
+  be->iface->rms_norm(be, x, &wv, rows, dim, 1e-5f, y);
   for (int r = 0; r < rows; r++) {
     double ss = 0;
     for (int i = 0; i < dim; i++) ss += (double)x[r * dim + i] * x[r * dim + i];
@@ -226,13 +227,17 @@ static void test_attention(mlxr_backend *be, const char *tag) {
     }
     /* batch: last 3 rows of A (positions 8, 9, 10) and the last row of B (position 5) */
     const int n_rows = 4;
-    const int32_t *tables[4] = {ta, ta, ta, tb};
+    /* block tables as the KV cache keeps them: one row of `stride` ids per sequence */
+    const int32_t stride = 3;
+    const int32_t tables[2 * 3] = {ta[0], ta[1], ta[2], tb[0], tb[1], -1};
+    const int32_t row_table[4] = {0, 0, 0, 1};
     int32_t n_ctx[4] = {9, 10, 11, 6};
     float q[4 * 4 * 16], out[4 * 4 * 16];
     for (int i = 0; i < n_rows * n_head * hd; i++) q[i] = 2 * frand();
     mlxr_attn_args args = {.n_rows = n_rows, .n_head = n_head, .n_head_kv = n_kv, .head_dim_k = hd,
                            .head_dim_v = hd, .q = q, .out = out, .k_pool = kp, .v_pool = vp,
-                           .kv_type = type, .block_size = bs, .block_tables = tables, .n_ctx = n_ctx,
+                           .kv_type = type, .block_size = bs, .block_tables = tables,
+                           .table_stride = stride, .row_table = row_table, .n_ctx = n_ctx, .max_ctx = 11,
                            .scale = 0.25f};
     CHECK(be->iface->attention(be, &args) == MLXR_OK, "attention");
     double worst = 0;

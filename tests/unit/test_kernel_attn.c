@@ -84,7 +84,18 @@ static void run_case(mlxr_backend *be, const char *tag, shape sh, mlxr_dtype kv_
   /* batch: the prompt rows of sequence 0 at positions prompt_start.., with the last rows of
    * sequences 1 and 2 placed after the first prompt row and in the middle */
   const int n_rows = prompt_len + 2;
-  const int32_t **tables = malloc(sizeof(*tables) * (size_t)n_rows);
+  /* the three sequences' block tables as rows of one [3][stride] array, as the KV cache keeps them */
+  int stride = 1;
+  for (int s = 0; s < 3; s++) {
+    const int nb = (lens[s] + sh.bs - 1) / sh.bs;
+    if (nb > stride) stride = nb;
+  }
+  int32_t *tables = malloc(sizeof(int32_t) * 3 * (size_t)stride);
+  for (int s = 0; s < 3; s++) {
+    for (int b = 0; b < stride; b++) tables[s * stride + b] = b < (lens[s] + sh.bs - 1) / sh.bs ? sq[s].table[b] : -1;
+  }
+  int32_t *row_table = malloc(sizeof(int32_t) * (size_t)n_rows);
+  int32_t max_ctx = 1;
   int32_t *n_ctx = malloc(sizeof(int32_t) * (size_t)n_rows);
   int *which = malloc(sizeof(int) * (size_t)n_rows);
   const int pos1 = 1, pos2 = 1 + (prompt_len + 1) / 2;
@@ -96,7 +107,8 @@ static void run_case(mlxr_backend *be, const char *tag, shape sh, mlxr_dtype kv_
       which[r] = 0;
       n_ctx[r] = prompt_start + (p++) + 1;
     }
-    tables[r] = sq[which[r]].table;
+    row_table[r] = which[r];
+    if (n_ctx[r] > max_ctx) max_ctx = n_ctx[r];
   }
   float *q = malloc(sizeof(float) * (size_t)n_rows * (size_t)sh.n_head * (size_t)sh.hd);
   float *out = malloc(sizeof(float) * (size_t)n_rows * (size_t)sh.n_head * (size_t)sh.hd);
@@ -104,7 +116,8 @@ static void run_case(mlxr_backend *be, const char *tag, shape sh, mlxr_dtype kv_
   const float scale = 1.0f / sqrtf((float)sh.hd);
   mlxr_attn_args args = {.n_rows = n_rows, .n_head = sh.n_head, .n_head_kv = sh.n_kv, .head_dim_k = sh.hd,
                          .head_dim_v = sh.hd, .q = q, .out = out, .k_pool = kp, .v_pool = vp,
-                         .kv_type = kv_type, .block_size = sh.bs, .block_tables = tables, .n_ctx = n_ctx,
+                         .kv_type = kv_type, .block_size = sh.bs, .block_tables = tables,
+                         .table_stride = stride, .row_table = row_table, .n_ctx = n_ctx, .max_ctx = max_ctx,
                          .scale = scale};
   CHECK(be->iface->attention(be, &args) == MLXR_OK, "attention call");
   double worst = 0.0;
@@ -136,6 +149,7 @@ static void run_case(mlxr_backend *be, const char *tag, shape sh, mlxr_dtype kv_
   free(q);
   free(out);
   free(tables);
+  free(row_table);
   free(n_ctx);
   free(which);
   for (int s = 0; s < 3; s++) {

@@ -70,7 +70,9 @@ static void test_rms_norm(mlxr_backend *be, const char *tag) {
       memcpy(x_copy, x, sizeof(float) * (size_t)(d * nr));
       for (int in_place = 0; in_place < 2; in_place++) {
         float *dst = in_place ? x : y;
-        be->iface->rms_norm(be, x, w, nr, d, 1e-5f, dst);
+        const mlxr_weight wv = {.type = MLXR_DTYPE_F32, .n_in = d, .n_out = 1,
+                                .row_bytes = sizeof(float) * (size_t)d, .data = w};
+        be->iface->rms_norm(be, x, &wv, nr, d, 1e-5f, dst);
         int bad = 0;
         for (int64_t r = 0; r < nr; r++) {
           double ss = 0.0;

@@ -89,7 +89,7 @@ int main(void) {
     return 1;
   }
   mlxr_sched_params sp = mlxr_sched_default_params();
-  sp.engine.n_threads = 2;
+  sp.engine.backend.cpu.n_threads = 2;
   sp.engine.n_ctx = 128;
   sp.max_running = 6;     /* fewer than N_REQ: some wait in the queue */
   sp.max_batch_tokens = 16; /* small budget: prompts are prefilled in chunks next to decodes */

@@ -114,7 +114,7 @@ void mlxr_attn_tiled_avx512(const mlxr_attn_args *a, int64_t r0, int64_t r1, int
   const bool f16 = a->kv_type == MLXR_DTYPE_F16;
   const size_t esz = f16 ? 2 : 4;
   const int64_t kv_dim_k = (int64_t)a->n_head_kv * dk, kv_dim_v = (int64_t)a->n_head_kv * dv;
-  const int32_t *table = a->block_tables[r0];
+  const int32_t *table = a->block_tables + (int64_t)a->row_table[r0] * a->table_stride;
   float *base = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
   float *qs = base;                               /* [ATTN_NQ][dk] */
   float *kt = qs + (size_t)ATTN_NQ * dk;          /* [dk][KC] */

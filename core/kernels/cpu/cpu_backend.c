@@ -47,6 +47,7 @@
 #include "core/kernels/cpu/cpu_backend.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -122,9 +123,61 @@ static void cpu_buf_free(mlxr_backend *be, void *buf) {
   free(buf);
 }
 
+/* Backend memory is host memory: the transfer ops are plain copies, and nothing is queued. */
+static int cpu_transfer(mlxr_backend *be, void *dst, const void *src, size_t nbytes) {
+  (void)be;
+  memcpy(dst, src, nbytes);
+  return MLXR_OK;
+}
+
+static int cpu_synchronize(mlxr_backend *be) {
+  (void)be;
+  return MLXR_OK;
+}
+
+/* The host's available memory (MemAvailable) and total, from sysconf when /proc is unreadable. */
+static int cpu_memory_info(mlxr_backend *be, size_t *free_bytes, size_t *total_bytes) {
+  (void)be;
+  const long page = sysconf(_SC_PAGESIZE), pages = sysconf(_SC_PHYS_PAGES);
+  const long avail = sysconf(_SC_AVPHYS_PAGES);
+  *total_bytes = page > 0 && pages > 0 ? (size_t)page * (size_t)pages : 0;
+  *free_bytes = page > 0 && avail > 0 ? (size_t)page * (size_t)avail : 0;
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (f) {
+    char line[256];
+    unsigned long long kb;
+    while (fgets(line, sizeof line, f)) {
+      if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+        *free_bytes = (size_t)kb * 1024;
+        break;
+      }
+    }
+    fclose(f);
+  }
+  return MLXR_OK;
+}
+
 static bool cpu_supports_weight(mlxr_backend *be, mlxr_dtype type) {
   const mlxr_type_traits *tt = cpu_traits(cpu_ctx(be), type);
   return tt && tt->vec_dot && tt->to_float;
+}
+
+static bool cpu_supports_op(mlxr_backend *be, mlxr_op op, mlxr_dtype type) {
+  switch (op) {
+  case MLXR_OP_MATMUL: return cpu_supports_weight(be, type);
+  case MLXR_OP_GET_ROWS: {
+    const mlxr_type_traits *tt = cpu_traits(cpu_ctx(be), type);
+    return tt && tt->to_float;
+  }
+  case MLXR_OP_KV_STORE:
+  case MLXR_OP_ATTENTION: return type == MLXR_DTYPE_F32 || type == MLXR_DTYPE_F16;
+  case MLXR_OP_RMS_NORM:
+  case MLXR_OP_ROPE:
+  case MLXR_OP_SWIGLU:
+  case MLXR_OP_ADD: return type == MLXR_DTYPE_F32;
+  case MLXR_OP_COUNT: break;
+  }
+  return false;
 }
 
 #if MLXR_QUANTS_X86
@@ -171,6 +224,7 @@ static void repack_worker(void *arg, int ith, int nth) {
 
 static int cpu_weight_prepare(mlxr_backend *be, mlxr_weight *w) {
   if (!w->data) return MLXR_OK;
+  if (w->n_out == 1 && w->type == MLXR_DTYPE_F32) return MLXR_OK; /* a vector, read in place */
   if (!cpu_supports_weight(be, w->type)) return MLXR_ERR_UNSUPPORTED;
   cpu_context *c = cpu_ctx(be);
   if (w->device || !cpu_can_repack(c, w)) return MLXR_OK;
@@ -494,8 +548,9 @@ static bool ew_run(cpu_context *c, const ew_job *job, int64_t elements) {
 }
 #endif
 
-static void cpu_rms_norm(mlxr_backend *be, const float *x, const float *w, int64_t n_rows,
+static void cpu_rms_norm(mlxr_backend *be, const float *x, const mlxr_weight *weight, int64_t n_rows,
                          int64_t dim, float eps, float *y) {
+  const float *w = weight->data;
 #if MLXR_QUANTS_X86
   const ew_job job = {EW_RMS_NORM, x, w, y, n_rows, dim, eps};
   if (ew_run(cpu_ctx(be), &job, n_rows * dim)) return;
@@ -509,6 +564,19 @@ static void cpu_rms_norm(mlxr_backend *be, const float *x, const float *w, int64
     for (int64_t i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
     const float scale = (float)(1.0 / sqrt(ss / (double)dim + (double)eps));
     for (int64_t i = 0; i < dim; i++) yr[i] = xr[i] * scale * w[i];
+  }
+}
+
+static void cpu_rope_cache(mlxr_backend *be, const int32_t *pos, int64_t n_rows, const double *inv_freq,
+                           int half, float linear_scale, float *cos_tab, float *sin_tab) {
+  (void)be;
+  for (int64_t r = 0; r < n_rows; r++) {
+    const double p = (double)pos[r] / (double)linear_scale;
+    for (int i = 0; i < half; i++) {
+      const double angle = p * inv_freq[i];
+      cos_tab[r * half + i] = (float)cos(angle);
+      sin_tab[r * half + i] = (float)sin(angle);
+    }
   }
 }
 
@@ -599,7 +667,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     const int h = (int)(item % a->n_head), kvh = h / group;
     const float *q = a->q + (r * a->n_head + h) * a->head_dim_k;
     float *out = a->out + (r * a->n_head + h) * a->head_dim_v;
-    const int32_t *table = a->block_tables[r];
+    const int32_t *table = a->block_tables + (int64_t)a->row_table[r] * a->table_stride;
     const int32_t n_ctx = a->n_ctx[r];
     float maxs = -INFINITY;
     for (int32_t t = 0; t < n_ctx; t++) {
@@ -677,7 +745,7 @@ static int cpu_attention_tiled(cpu_context *c, const mlxr_attn_args *a) {
   int64_t n_runs = 0;
   for (int64_t r = 0; r < a->n_rows;) {
     int64_t e = r + 1;
-    while (e < a->n_rows && e - r < rt && a->block_tables[e] == a->block_tables[r]) e++;
+    while (e < a->n_rows && e - r < rt && a->row_table[e] == a->row_table[r]) e++;
     n_runs++;
     r = e;
   }
@@ -687,7 +755,7 @@ static int cpu_attention_tiled(cpu_context *c, const mlxr_attn_args *a) {
   n_runs = 0;
   for (int64_t r = 0; r < a->n_rows;) {
     int64_t e = r + 1;
-    while (e < a->n_rows && e - r < rt && a->block_tables[e] == a->block_tables[r]) e++;
+    while (e < a->n_rows && e - r < rt && a->row_table[e] == a->row_table[r]) e++;
     c->attn_runs[2 * n_runs] = r;
     c->attn_runs[2 * n_runs + 1] = e;
     n_runs++;
@@ -755,14 +823,21 @@ static void cpu_free(mlxr_backend *be) {
 
 static const mlxr_backend_iface cpu_iface = {
     .name = "cpu",
+    .host_memory = true,
     .free = cpu_free,
     .alloc = cpu_alloc,
     .buf_free = cpu_buf_free,
-    .supports_weight = cpu_supports_weight,
+    .upload = cpu_transfer,
+    .download = cpu_transfer,
+    .copy = cpu_transfer,
+    .synchronize = cpu_synchronize,
+    .memory_info = cpu_memory_info,
+    .supports_op = cpu_supports_op,
     .weight_prepare = cpu_weight_prepare,
     .get_rows = cpu_get_rows,
     .matmul = cpu_matmul,
     .rms_norm = cpu_rms_norm,
+    .rope_cache = cpu_rope_cache,
     .rope = cpu_rope,
     .swiglu = cpu_swiglu,
     .add = cpu_add,

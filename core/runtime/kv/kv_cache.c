@@ -21,7 +21,8 @@ typedef struct kv_seq {
   int in_use;
   int32_t n_tokens; /* positions reserved */
   int32_t n_blocks; /* entries of table in use */
-  int32_t *table;   /* [max_blocks_per_seq] */
+  int32_t *table;   /* [max_blocks_per_seq]: this sequence's row of tables_host */
+  bool dirty;       /* table changed since the last sync to the backend's copy */
 } kv_seq;
 
 typedef struct kv_block_meta {
@@ -35,8 +36,11 @@ typedef struct kv_block_meta {
 struct mlxr_kv_cache {
   mlxr_kv_params p;
   mlxr_backend *be;        /* borrowed */
-  void **k_pools;          /* [n_layer] */
+  void **k_pools;          /* [n_layer], each [(n_blocks + 1) * block_size][row] (+1: the sink) */
   void **v_pools;          /* [n_layer] */
+  int32_t *tables_host;    /* [max_seqs + 1][max_blocks_per_seq]; the last row is the sink's */
+  int32_t *tables_dev;     /* backend copy of tables_host (== tables_host on host-memory backends) */
+  bool any_dirty;
   size_t row_bytes_k;      /* bytes of one slot's K in one layer */
   size_t row_bytes_v;
   mlxr_kv_view view;
@@ -75,6 +79,8 @@ int mlxr_kv_cache_new(mlxr_backend *be, const mlxr_kv_params *params, mlxr_kv_ca
   kv->max_blocks_per_seq = (p->max_seq_len + p->block_size - 1) / p->block_size;
   kv->k_pools = calloc((size_t)p->n_layer, sizeof(void *));
   kv->v_pools = calloc((size_t)p->n_layer, sizeof(void *));
+  const size_t table_ints = ((size_t)p->max_seqs + 1) * (size_t)kv->max_blocks_per_seq;
+  kv->tables_host = calloc(table_ints, sizeof(int32_t));
   kv->refcount = calloc((size_t)p->n_blocks, sizeof(int32_t));
   kv->free_stack = malloc((size_t)p->n_blocks * sizeof(int32_t));
   kv->seqs = calloc((size_t)p->max_seqs, sizeof(kv_seq));
@@ -85,15 +91,27 @@ int mlxr_kv_cache_new(mlxr_backend *be, const mlxr_kv_params *params, mlxr_kv_ca
   kv->meta = calloc((size_t)p->n_blocks, sizeof(kv_block_meta));
   kv->block_tokens = malloc((size_t)p->n_blocks * (size_t)p->block_size * sizeof(int32_t));
   int ok = kv->k_pools && kv->v_pools && kv->refcount && kv->free_stack && kv->seqs && kv->table &&
-           kv->meta && kv->block_tokens;
+           kv->meta && kv->block_tokens && kv->tables_host;
+  const size_t slots_sink = slots + (size_t)p->block_size;
   for (int32_t l = 0; ok && l < p->n_layer; l++) {
-    kv->k_pools[l] = mlxr_backend_alloc(be, slots * kv->row_bytes_k);
-    kv->v_pools[l] = mlxr_backend_alloc(be, slots * kv->row_bytes_v);
+    kv->k_pools[l] = mlxr_backend_alloc(be, slots_sink * kv->row_bytes_k);
+    kv->v_pools[l] = mlxr_backend_alloc(be, slots_sink * kv->row_bytes_v);
     ok = kv->k_pools[l] && kv->v_pools[l];
   }
-  for (int32_t s = 0; ok && s < p->max_seqs; s++) {
-    kv->seqs[s].table = malloc((size_t)kv->max_blocks_per_seq * sizeof(int32_t));
-    ok = kv->seqs[s].table != NULL;
+  if (ok) {
+    /* the sink's table names the sink block everywhere */
+    int32_t *sink = kv->tables_host + (size_t)p->max_seqs * (size_t)kv->max_blocks_per_seq;
+    for (int32_t i = 0; i < kv->max_blocks_per_seq; i++) sink[i] = p->n_blocks;
+    for (int32_t s = 0; s < p->max_seqs; s++) {
+      kv->seqs[s].table = kv->tables_host + (size_t)s * (size_t)kv->max_blocks_per_seq;
+    }
+    if (be->iface->host_memory) {
+      kv->tables_dev = kv->tables_host;
+    } else {
+      kv->tables_dev = mlxr_backend_alloc(be, table_ints * sizeof(int32_t));
+      ok = kv->tables_dev &&
+           mlxr_backend_upload(be, kv->tables_dev, kv->tables_host, table_ints * sizeof(int32_t)) == MLXR_OK;
+    }
   }
   if (!ok) {
     mlxr_kv_cache_free(kv);
@@ -111,6 +129,10 @@ int mlxr_kv_cache_new(mlxr_backend *be, const mlxr_kv_params *params, mlxr_kv_ca
   kv->view.v_pools = kv->v_pools;
   kv->view.type = p->type;
   kv->view.block_size = p->block_size;
+  kv->view.tables = kv->tables_dev;
+  kv->view.table_stride = kv->max_blocks_per_seq;
+  kv->view.sink_table = p->max_seqs;
+  kv->view.sink_slot = (int64_t)p->n_blocks * p->block_size;
   *out = kv;
   return MLXR_OK;
 }
@@ -121,9 +143,8 @@ void mlxr_kv_cache_free(mlxr_kv_cache *kv) {
     if (kv->k_pools) mlxr_backend_buf_free(kv->be, kv->k_pools[l]);
     if (kv->v_pools) mlxr_backend_buf_free(kv->be, kv->v_pools[l]);
   }
-  if (kv->seqs) {
-    for (int32_t s = 0; s < kv->p.max_seqs; s++) free(kv->seqs[s].table);
-  }
+  if (kv->tables_dev != kv->tables_host) mlxr_backend_buf_free(kv->be, kv->tables_dev);
+  free(kv->tables_host);
   free(kv->k_pools);
   free(kv->v_pools);
   free(kv->refcount);
@@ -148,6 +169,32 @@ size_t mlxr_kv_cache_bytes(const mlxr_kv_cache *kv) {
 static kv_seq *seq_get(const mlxr_kv_cache *kv, int seq) {
   if (seq < 0 || seq >= kv->p.max_seqs || !kv->seqs[seq].in_use) return NULL;
   return &kv->seqs[seq];
+}
+
+/* The sequence's table changed: the backend's copy must be refreshed before the next forward. */
+static void seq_touch(mlxr_kv_cache *kv, kv_seq *s) {
+  s->dirty = true;
+  kv->any_dirty = true;
+}
+
+int mlxr_kv_cache_sync(mlxr_kv_cache *kv) {
+  if (!kv->any_dirty) return MLXR_OK;
+  kv->any_dirty = false;
+  const bool device = kv->tables_dev != kv->tables_host;
+  for (int32_t i = 0; i < kv->p.max_seqs; i++) {
+    kv_seq *s = &kv->seqs[i];
+    if (!s->dirty) continue;
+    s->dirty = false;
+    if (!device || s->n_blocks == 0) continue;
+    const size_t off = (size_t)(s->table - kv->tables_host);
+    const int rc = mlxr_backend_upload(kv->be, kv->tables_dev + off, s->table,
+                                       (size_t)s->n_blocks * sizeof(int32_t));
+    if (rc != MLXR_OK) {
+      s->dirty = kv->any_dirty = true;
+      return rc;
+    }
+  }
+  return MLXR_OK;
 }
 
 /* ---- prefix-cache table ---- */
@@ -276,12 +323,13 @@ int mlxr_kv_seq_reserve(mlxr_kv_cache *kv, int seq, int32_t n_tokens) {
   if (n_tokens > kv->p.max_seq_len) return MLXR_ERR_RANGE;
   const int32_t need = (n_tokens + kv->p.block_size - 1) / kv->p.block_size;
   if (need - s->n_blocks > kv->n_free + kv->n_lru) return MLXR_ERR_NO_SPACE;
+  if (s->n_blocks < need) seq_touch(kv, s);
   while (s->n_blocks < need) s->table[s->n_blocks++] = block_take(kv);
   if (n_tokens > s->n_tokens) s->n_tokens = n_tokens;
   return MLXR_OK;
 }
 
-static void copy_block(mlxr_kv_cache *kv, int32_t dst, int32_t src, int32_t n_slots);
+static int copy_block(mlxr_kv_cache *kv, int32_t dst, int32_t src, int32_t n_slots);
 
 int mlxr_kv_seq_truncate(mlxr_kv_cache *kv, int seq, int32_t n_tokens) {
   kv_seq *s = seq_get(kv, seq);
@@ -295,8 +343,13 @@ int mlxr_kv_seq_truncate(mlxr_kv_cache *kv, int seq, int32_t n_tokens) {
     if (kv->refcount[last] > 1 || kv->meta[last].serial) {
       int32_t fresh = block_take(kv);
       if (fresh < 0) return MLXR_ERR_NO_SPACE;
-      copy_block(kv, fresh, last, partial);
+      const int rc = copy_block(kv, fresh, last, partial);
+      if (rc != MLXR_OK) {
+        block_release(kv, fresh);
+        return rc;
+      }
       s->table[keep - 1] = fresh;
+      seq_touch(kv, s);
       block_release(kv, last);
     }
   }
@@ -305,15 +358,22 @@ int mlxr_kv_seq_truncate(mlxr_kv_cache *kv, int seq, int32_t n_tokens) {
   return MLXR_OK;
 }
 
-static void copy_block(mlxr_kv_cache *kv, int32_t dst, int32_t src, int32_t n_slots) {
-  /* Host memory only (CPU backend); a device backend would add a copy op to its table. */
+/* The first n_slots slots of block src into block dst, every layer (the backend's copy op: the
+ * pools are device memory on a GPU backend). */
+static int copy_block(mlxr_kv_cache *kv, int32_t dst, int32_t src, int32_t n_slots) {
   for (int32_t l = 0; l < kv->p.n_layer; l++) {
     uint8_t *kp = kv->k_pools[l], *vp = kv->v_pools[l];
     const size_t bk = (size_t)kv->p.block_size * kv->row_bytes_k;
     const size_t bv = (size_t)kv->p.block_size * kv->row_bytes_v;
-    memcpy(kp + (size_t)dst * bk, kp + (size_t)src * bk, (size_t)n_slots * kv->row_bytes_k);
-    memcpy(vp + (size_t)dst * bv, vp + (size_t)src * bv, (size_t)n_slots * kv->row_bytes_v);
+    int rc = mlxr_backend_copy(kv->be, kp + (size_t)dst * bk, kp + (size_t)src * bk,
+                               (size_t)n_slots * kv->row_bytes_k);
+    if (rc == MLXR_OK) {
+      rc = mlxr_backend_copy(kv->be, vp + (size_t)dst * bv, vp + (size_t)src * bv,
+                             (size_t)n_slots * kv->row_bytes_v);
+    }
+    if (rc != MLXR_OK) return rc;
   }
+  return MLXR_OK;
 }
 
 int mlxr_kv_seq_fork(mlxr_kv_cache *kv, int src, int32_t n_tokens) {
@@ -330,10 +390,15 @@ int mlxr_kv_seq_fork(mlxr_kv_cache *kv, int src, int32_t n_tokens) {
     block_acquire(kv, s->table[i]);
   }
   d->n_blocks = full;
+  seq_touch(kv, d);
   if (partial) {
     int32_t b = block_take(kv);
-    copy_block(kv, b, s->table[full], partial);
     d->table[d->n_blocks++] = b;
+    const int rc = copy_block(kv, b, s->table[full], partial);
+    if (rc != MLXR_OK) {
+      mlxr_kv_seq_free(kv, id);
+      return rc;
+    }
   }
   d->n_tokens = n_tokens;
   return id;
@@ -375,6 +440,7 @@ int mlxr_kv_seq_new_prefixed(mlxr_kv_cache *kv, const int32_t *tokens, int32_t n
   }
   s->n_tokens = s->n_blocks * bs;
   *n_cached = s->n_tokens;
+  if (s->n_blocks) seq_touch(kv, s);
   return id;
 }
 

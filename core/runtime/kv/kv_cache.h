@@ -16,9 +16,13 @@
  * a hash collision can never hand out the wrong KV. Shared blocks are never written: appends go to
  * fresh blocks, and truncating into a shared block copies it first.
  *
- * Memory: the pools come from the backend (device memory on a GPU backend); the tables are host
- * memory. Everything is sized at creation; reserving positions allocates nothing but blocks from
- * the pool (the per-sequence tables are sized for max_seq_len up front).
+ * Memory: the pools come from the backend (device memory on a GPU backend). Block tables are kept
+ * in host memory, one row of ceil(max_seq_len / block_size) entries per sequence, and mirrored in
+ * backend memory for attention: mlxr_kv_cache_sync uploads the rows that changed, and must run
+ * before each forward (mlxr_engine_decode does). The pools hold one block more than n_blocks: the
+ * sink, never handed out, where padding rows of a batch write their K/V (a last table row, the
+ * sink's, names it everywhere). Everything is sized at creation; reserving positions allocates
+ * nothing but blocks from the pool.
  * One thread at a time (the scheduler's) uses a cache.
  */
 #ifndef MLXR_RUNTIME_KV_CACHE_H
@@ -52,8 +56,12 @@ const mlxr_kv_view *mlxr_kv_cache_view(const mlxr_kv_cache *kv);
 const mlxr_kv_params *mlxr_kv_cache_params(const mlxr_kv_cache *kv);
 /* Blocks that can be handed out now: plain free blocks plus evictable cached ones. */
 int32_t mlxr_kv_cache_n_free_blocks(const mlxr_kv_cache *kv);
-/* Bytes of the K and V pools together. */
+/* Bytes of the K and V pools together (n_blocks blocks; the sink block is not counted). */
 size_t mlxr_kv_cache_bytes(const mlxr_kv_cache *kv);
+
+/* Upload the block-table rows that changed since the last sync to the backend's copy (nothing
+ * to do on host-memory backends). */
+int mlxr_kv_cache_sync(mlxr_kv_cache *kv);
 
 /* A new, empty sequence; returns its id (>= 0) or MLXR_ERR_NO_SPACE. */
 int mlxr_kv_seq_new(mlxr_kv_cache *kv);
