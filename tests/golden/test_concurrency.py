@@ -549,7 +549,7 @@ def test_valgrind(tmp, model):
 def main():
     tmp = tempfile.mkdtemp(prefix="mlxr-conc-")
     try:
-        subprocess.run(["/usr/bin/python3", os.path.join(SRC, "scripts/make_random_model.py"), "--out",
+        subprocess.run([sys.executable, os.path.join(SRC, "scripts/make_random_model.py"), "--out",
                         os.path.join(tmp, "hf"), "--hidden", "128", "--intermediate", "256", "--layers", "2",
                         "--heads", "4", "--kv-heads", "2"], check=True, stdout=subprocess.DEVNULL)
         model = os.path.join(tmp, "m.gguf")

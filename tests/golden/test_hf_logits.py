@@ -16,6 +16,8 @@ transformers in float64) and every weight type f32, f16, bf16, q8_0 it:
      `mlxr tokenize --no-bos` (special tokens parsed, nothing added); both must equal the ids of the
      Hugging Face `tokenizers` library.
 Prints one PASS/FAIL (or INFO) line per check and ends with `N passed, N failed`; exits 1 on any failure.
+With MLXR_TEST_DEVICE set (tests/gpu/run.sh sets cuda), `mlxr logits` and `mlxr run` get `--device` with
+that value, and every logits run must report that device on stderr (no silent CPU fallback).
 """
 import json
 import os
@@ -42,6 +44,8 @@ import numpy as np
 #         typical weight), with an f16 scale; measured 2.4e-2..6.1e-2 (q8_0 weights and activations)
 #         -> 0.15.
 TOLERANCE = {"f32": 1e-4, "f16": 5e-3, "bf16": 5e-2, "q8_0": 0.15}
+DEVICE = os.environ.get("MLXR_TEST_DEVICE", "")
+DEVICE_ARGS = ["--device", DEVICE] if DEVICE else []
 TYPES = ["f32", "f16", "bf16", "q8_0"]
 FIXTURE_ROOT = os.path.join("tests", "fixtures", "hf")
 
@@ -93,9 +97,11 @@ def first_diff(a, b):
 def check_logits(c, mlxr, gguf, tmp, name, typ, ref, ref_logits):
     out = os.path.join(tmp, "%s-%s.logits.f32" % (name, typ))
     what = "%s %s logits" % (name, typ)
-    rc, so, se = run([mlxr, "logits", gguf, "--tokens", ",".join(map(str, ref["tokens"])), "--out", out])
+    rc, so, se = run([mlxr, "logits", gguf, "--tokens", ",".join(map(str, ref["tokens"])), "--out", out] + DEVICE_ARGS)
     if rc != 0:
         return c.check(False, what, "mlxr logits exited %d: %s" % (rc, tail(se or so)))
+    if DEVICE and ("device " + DEVICE) not in se:
+        return c.check(False, what, "did not run on %s: %s" % (DEVICE, tail(se)))
     got = np.fromfile(out, dtype="<f4")
     if got.size != ref_logits.size:
         return c.check(False, what, "%d floats, expected %d x %d" % (got.size, *ref_logits.shape))
@@ -113,7 +119,7 @@ def check_logits(c, mlxr, gguf, tmp, name, typ, ref, ref_logits):
 def check_greedy(c, mlxr, gguf, name, typ, ref):
     what = "%s %s greedy" % (name, typ)
     rc, so, se = run([mlxr, "run", gguf, "--tokens", ",".join(map(str, ref["greedy_prompt"])),
-                      "-n", "16", "--temp", "0", "--ids"])
+                      "-n", "16", "--temp", "0", "--ids"] + DEVICE_ARGS)
     want = ref["greedy_tokens"]
     if rc != 0:
         if typ == "f32":

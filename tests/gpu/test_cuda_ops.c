@@ -1,0 +1,525 @@
+/*
+ * test_cuda_ops.c: op parity of the CUDA backend, run on a GPU machine by tests/gpu/run.sh (CI has
+ * no GPU: there it is only compiled). Every op runs on random inputs on the CUDA backend and on the
+ * CPU backend (the reference backend), and where it is cheap also against a float64 reference
+ * computed here from the op's definition; tolerances are per weight type and per path:
+ *
+ *   matmul     every weight type the CPU has (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
+ *              Q5_K, Q6_K), awkward shapes, 1..8 rows (matvec kernels), 9..64 rows (matvec passes
+ *              for quantized types, cuBLAS for float types), more (cuBLAS on dequantized tiles),
+ *              with and without bias; norm-wise error ||y - ref|| / ||ref||; outputs are poisoned
+ *              with NaN first, so an unwritten element fails
+ *   get_rows   every type, element-wise against the CPU's dequantization
+ *   rms_norm, rope_cache, rope (NORM / NEOX, partial rotation), swiglu, add
+ *   kv_store + attention: GQA groups 1..16, head dims 16..128, block sizes 16 and 5, F32 and F16 KV,
+ *              batches mixing a prompt chunk with decode rows of other sequences, contexts to 1200
+ *   graphs     a small forward under begin_forward(graph): run, captured, replayed twice with new
+ *              inputs uploaded between replays, each result against the CPU
+ *
+ * Exit status: 0 all passed, 1 a check failed, 77 no usable GPU (reported as such by run.sh).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common/fp16.h"
+#include "core/common/status.h"
+#include "core/kernels/backend_registry.h"
+#include "core/kernels/types.h"
+#include "tests/unit/check.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static double urand(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (double)(rng_state >> 11) * 0x1.0p-53;
+}
+static float frand(void) { return (float)(2.0 * urand() - 1.0); }
+
+/* ---- device helpers ---- */
+
+static void *dput(mlxr_backend *g, const void *host, size_t bytes) {
+  void *d = mlxr_backend_alloc(g, bytes);
+  if (d && mlxr_backend_upload(g, d, host, bytes) != MLXR_OK) {
+    mlxr_backend_buf_free(g, d);
+    return NULL;
+  }
+  return d;
+}
+
+static int dget(mlxr_backend *g, void *host, const void *dev, size_t bytes) {
+  return mlxr_backend_download(g, host, dev, bytes);
+}
+
+/* A device buffer of n floats filled with NaN (unwritten outputs then fail every comparison). */
+static float *dpoison(mlxr_backend *g, size_t n) {
+  float *h = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) h[i] = NAN;
+  float *d = dput(g, h, n * sizeof(float));
+  free(h);
+  return d;
+}
+
+/* ||a - ref|| / ||ref||; NaN anywhere gives +inf. */
+static double rel_err(const float *a, const double *ref, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (isnan(a[i]) || isinf(a[i])) return INFINITY;
+    num += (a[i] - ref[i]) * (a[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static double max_abs_err(const float *a, const float *b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++) {
+    const double e = fabs((double)a[i] - (double)b[i]);
+    if (!(e <= m)) m = isnan(e) ? INFINITY : e;
+  }
+  return m;
+}
+
+static void to_double(const float *a, double *out, size_t n) {
+  for (size_t i = 0; i < n; i++) out[i] = a[i];
+}
+
+/* ---- weights ---- */
+
+typedef struct test_weight {
+  mlxr_weight cpu, gpu; /* two views of the same host bytes, prepared on each backend */
+  uint8_t *data;
+  float *deq;           /* [n_out][n_in] the CPU's dequantization */
+} test_weight;
+
+static bool make_weight(mlxr_backend *cpu, mlxr_backend *gpu, mlxr_dtype type, int64_t n_in, int64_t n_out,
+                        test_weight *w) {
+  const mlxr_type_traits *tt = mlxr_type_traits_get(type, MLXR_SIMD_SCALAR);
+  size_t rb;
+  if (!tt || !mlxr_dtype_row_size(type, n_in, &rb)) return false;
+  w->data = malloc(rb * (size_t)n_out);
+  w->deq = malloc(sizeof(float) * (size_t)n_in * (size_t)n_out);
+  float *row = malloc(sizeof(float) * (size_t)n_in);
+  for (int64_t o = 0; o < n_out; o++) {
+    const float scale = 0.5f + (float)urand(); /* rows of different magnitude */
+    for (int64_t i = 0; i < n_in; i++) row[i] = frand() * scale;
+    tt->from_float(row, w->data + (size_t)o * rb, n_in);
+    tt->to_float(w->data + (size_t)o * rb, w->deq + (size_t)o * n_in, n_in);
+  }
+  free(row);
+  w->cpu = (mlxr_weight){.type = type, .n_in = n_in, .n_out = n_out, .row_bytes = rb, .data = w->data};
+  w->gpu = w->cpu;
+  return cpu->iface->weight_prepare(cpu, &w->cpu) == MLXR_OK && gpu->iface->weight_prepare(gpu, &w->gpu) == MLXR_OK;
+}
+
+static void free_weight(test_weight *w) {
+  free(w->data);
+  free(w->deq);
+}
+
+/* Tolerance of the GPU product against float64 for a type and row count (norm-wise). */
+static double matmul_tol(mlxr_dtype t, int64_t rows) {
+  const bool blas = rows > 8;
+  switch (t) {
+  case MLXR_DTYPE_F32: return 2e-6;
+  case MLXR_DTYPE_F16: return blas ? 1.5e-3 : 2e-6;
+  case MLXR_DTYPE_BF16: return blas ? 8e-3 : 2e-6;
+  default: return 2.5e-2; /* int8 activations (matvec) or f16 activations (cuBLAS) */
+  }
+}
+
+static void test_matmul_case(mlxr_backend *cpu, mlxr_backend *gpu, mlxr_dtype t, int64_t n_in, int64_t n_out,
+                             int64_t rows, bool with_bias, bool f64_ref, double *worst) {
+  test_weight w;
+  if (!make_weight(cpu, gpu, t, n_in, n_out, &w)) {
+    CHECK(false, "matmul %s: cannot prepare a [%lld x %lld] weight", mlxr_dtype_name(t), (long long)n_out,
+          (long long)n_in);
+    free_weight(&w);
+    return;
+  }
+  float *x = malloc(sizeof(float) * (size_t)(rows * n_in));
+  float *bias = malloc(sizeof(float) * (size_t)n_out);
+  for (int64_t i = 0; i < rows * n_in; i++) x[i] = frand();
+  for (int64_t i = 0; i < n_out; i++) bias[i] = frand();
+  mlxr_weight bw_cpu = {.type = MLXR_DTYPE_F32, .n_in = n_out, .n_out = 1, .row_bytes = sizeof(float) * (size_t)n_out,
+                        .data = bias};
+  mlxr_weight bw_gpu = bw_cpu;
+  CHECK(gpu->iface->weight_prepare(gpu, &bw_gpu) == MLXR_OK, "bias upload");
+  const size_t ny = (size_t)(rows * n_out);
+  float *y_cpu = malloc(sizeof(float) * ny), *y_gpu = malloc(sizeof(float) * ny);
+  double *ref = calloc(ny, sizeof(double));
+  CHECK(cpu->iface->matmul(cpu, &w.cpu, with_bias ? &bw_cpu : NULL, x, rows, y_cpu) == MLXR_OK, "cpu matmul");
+  float *dx = dput(gpu, x, sizeof(float) * (size_t)(rows * n_in));
+  float *dy = dpoison(gpu, ny);
+  CHECK(gpu->iface->matmul(gpu, &w.gpu, with_bias ? &bw_gpu : NULL, dx, rows, dy) == MLXR_OK, "gpu matmul call");
+  const int rc = dget(gpu, y_gpu, dy, sizeof(float) * ny);
+  CHECK(rc == MLXR_OK, "gpu matmul %s [%lld x %lld] rows %lld: %s", mlxr_dtype_name(t), (long long)n_out,
+        (long long)n_in, (long long)rows, gpu->iface->error_message(gpu) ? gpu->iface->error_message(gpu) : "?");
+  if (f64_ref) {
+    for (int64_t r = 0; r < rows; r++) {
+      for (int64_t o = 0; o < n_out; o++) {
+        double s = with_bias ? bias[o] : 0.0;
+        const float *wr = w.deq + o * n_in, *xr = x + r * n_in;
+        for (int64_t i = 0; i < n_in; i++) s += (double)wr[i] * (double)xr[i];
+        ref[r * n_out + o] = s;
+      }
+    }
+  } else {
+    to_double(y_cpu, ref, ny);
+  }
+  const double e = rel_err(y_gpu, ref, ny), tol = matmul_tol(t, rows) * (f64_ref ? 1.0 : 2.0);
+  if (!(e <= *worst)) *worst = e;
+  CHECK(e <= tol, "matmul %s [%lld x %lld] rows %lld%s: error %.3g > %.3g (vs %s)", mlxr_dtype_name(t),
+        (long long)n_out, (long long)n_in, (long long)rows, with_bias ? " +bias" : "", e, tol,
+        f64_ref ? "float64" : "cpu");
+  if (f64_ref) {
+    const double ec = rel_err(y_cpu, ref, ny);
+    CHECK(ec <= 2.5e-2, "cpu matmul %s vs float64: %.3g (the reference backend itself is off)", mlxr_dtype_name(t), ec);
+  }
+  mlxr_backend_buf_free(gpu, dx);
+  mlxr_backend_buf_free(gpu, dy);
+  free(x), free(bias), free(y_cpu), free(y_gpu), free(ref);
+  free_weight(&w);
+}
+
+static void test_matmul(mlxr_backend *cpu, mlxr_backend *gpu) {
+  const mlxr_dtype types[] = {MLXR_DTYPE_F32,  MLXR_DTYPE_F16,  MLXR_DTYPE_BF16, MLXR_DTYPE_Q8_0,
+                              MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q4_1, MLXR_DTYPE_Q5_0, MLXR_DTYPE_Q5_1,
+                              MLXR_DTYPE_Q4_K, MLXR_DTYPE_Q5_K, MLXR_DTYPE_Q6_K};
+  const int64_t rows[] = {1, 2, 3, 5, 8, 9, 16, 33, 64, 65, 130};
+  printf("matmul (worst norm-wise error against float64 / the CPU backend):\n");
+  for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
+    const mlxr_dtype t = types[ti];
+    const int64_t bs = mlxr_dtype_block_size(t);
+    /* awkward shapes: few outputs, odd counts, one block, many blocks */
+    const int64_t shapes[][2] = {{bs == 1 ? 13 : bs, 1}, {bs == 1 ? 100 : 2 * bs, 7},
+                                 {bs == 1 ? 264 : 3 * bs, 33},  {bs == 1 ? 1000 : bs * (bs == 256 ? 5 : 31), 130},
+                                 {2048, 515}};
+    double worst = 0;
+    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+      for (size_t ri = 0; ri < sizeof(rows) / sizeof(rows[0]); ri++) {
+        const bool big = shapes[si][0] * shapes[si][1] * rows[ri] > 20000000;
+        test_matmul_case(cpu, gpu, t, shapes[si][0], shapes[si][1], rows[ri], (ri + si) % 3 == 0, !big, &worst);
+      }
+    }
+    /* model-sized: the CPU backend is the reference (float64 would take minutes) */
+    const int64_t big_rows[] = {1, 4, 8, 32, 512};
+    for (size_t ri = 0; ri < sizeof(big_rows) / sizeof(big_rows[0]); ri++) {
+      test_matmul_case(cpu, gpu, t, 4096, 1024 + 8, big_rows[ri], false, false, &worst);
+    }
+    printf("  %-5s %.3g\n", mlxr_dtype_name(t), worst);
+  }
+}
+
+static void test_get_rows(mlxr_backend *cpu, mlxr_backend *gpu) {
+  const mlxr_dtype types[] = {MLXR_DTYPE_F32,  MLXR_DTYPE_F16,  MLXR_DTYPE_BF16, MLXR_DTYPE_Q8_0,
+                              MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q4_1, MLXR_DTYPE_Q5_0, MLXR_DTYPE_Q5_1,
+                              MLXR_DTYPE_Q4_K, MLXR_DTYPE_Q5_K, MLXR_DTYPE_Q6_K};
+  for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
+    const mlxr_dtype t = types[ti];
+    const int64_t n_in = mlxr_dtype_block_size(t) == 256 ? 768 : 160, n_out = 301;
+    test_weight w;
+    CHECK(make_weight(cpu, gpu, t, n_in, n_out, &w), "get_rows %s: prepare", mlxr_dtype_name(t));
+    int32_t ids[9] = {0, 300, 5, 5, 150, 299, 1, 77, 0};
+    int32_t *dids = dput(gpu, ids, sizeof ids);
+    float *dout = dpoison(gpu, 9 * (size_t)n_in);
+    float *got = malloc(sizeof(float) * 9 * (size_t)n_in), *want = malloc(sizeof(float) * 9 * (size_t)n_in);
+    CHECK(gpu->iface->get_rows(gpu, &w.gpu, dids, 9, dout) == MLXR_OK, "get_rows call");
+    CHECK(dget(gpu, got, dout, sizeof(float) * 9 * (size_t)n_in) == MLXR_OK, "get_rows %s run", mlxr_dtype_name(t));
+    float mx = 0;
+    for (int r = 0; r < 9; r++) {
+      memcpy(want + (size_t)r * n_in, w.deq + (size_t)ids[r] * n_in, sizeof(float) * (size_t)n_in);
+    }
+    for (int64_t i = 0; i < 9 * n_in; i++) mx = fabsf(want[i]) > mx ? fabsf(want[i]) : mx;
+    const double e = max_abs_err(got, want, 9 * (size_t)n_in);
+    CHECK(e <= 1e-6 * mx, "get_rows %s: max error %.3g (values to %.3g)", mlxr_dtype_name(t), e, mx);
+    mlxr_backend_buf_free(gpu, dids);
+    mlxr_backend_buf_free(gpu, dout);
+    free(got), free(want);
+    free_weight(&w);
+  }
+  printf("get_rows: every type checked\n");
+}
+
+/* ---- elementwise ---- */
+
+static void test_elementwise(mlxr_backend *cpu, mlxr_backend *gpu) {
+  /* rms_norm, out of place and in place */
+  const int64_t dims[] = {1, 17, 64, 128, 2048, 4096, 5000}, nrows[] = {1, 3, 300};
+  for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+    for (size_t ri = 0; ri < sizeof nrows / sizeof nrows[0]; ri++) {
+      const int64_t d = dims[di], n = nrows[ri], N = d * n;
+      float *x = malloc(sizeof(float) * (size_t)N), *wv = malloc(sizeof(float) * (size_t)d);
+      float *yc = malloc(sizeof(float) * (size_t)N), *yg = malloc(sizeof(float) * (size_t)N);
+      for (int64_t i = 0; i < N; i++) x[i] = 4 * frand();
+      for (int64_t i = 0; i < d; i++) wv[i] = 2 * frand();
+      mlxr_weight wc = {.type = MLXR_DTYPE_F32, .n_in = d, .n_out = 1, .row_bytes = sizeof(float) * (size_t)d, .data = wv};
+      mlxr_weight wg = wc;
+      CHECK(gpu->iface->weight_prepare(gpu, &wg) == MLXR_OK, "norm weight upload");
+      cpu->iface->rms_norm(cpu, x, &wc, n, d, 1e-5f, yc);
+      for (int in_place = 0; in_place < 2; in_place++) {
+        float *dx = dput(gpu, x, sizeof(float) * (size_t)N);
+        float *dy = in_place ? dx : dpoison(gpu, (size_t)N);
+        gpu->iface->rms_norm(gpu, dx, &wg, n, d, 1e-5f, dy);
+        CHECK(dget(gpu, yg, dy, sizeof(float) * (size_t)N) == MLXR_OK, "rms_norm run");
+        double mx = 0;
+        for (int64_t i = 0; i < N; i++) mx = fabs(yc[i]) > mx ? fabs(yc[i]) : mx;
+        const double e = max_abs_err(yg, yc, (size_t)N);
+        CHECK(e <= 2e-6 * (mx > 1 ? mx : 1), "rms_norm dim %lld rows %lld%s: max error %.3g", (long long)d,
+              (long long)n, in_place ? " in place" : "", e);
+        if (!in_place) mlxr_backend_buf_free(gpu, dy);
+        mlxr_backend_buf_free(gpu, dx);
+      }
+      free(x), free(wv), free(yc), free(yg);
+    }
+  }
+  /* rope tables and rope */
+  for (int mode = 0; mode < 2; mode++) {
+    const int heads = 6, hd = 128;
+    const int rots[] = {128, 64, 96};
+    for (int ri = 0; ri < 3; ri++) {
+      const int rot = rots[ri], half = rot / 2;
+      const int64_t n = 37;
+      int32_t pos[37];
+      for (int i = 0; i < n; i++) pos[i] = i == 0 ? 0 : i == 1 ? 131071 : (int32_t)(urand() * 40000);
+      double *inv = malloc(sizeof(double) * (size_t)half);
+      for (int i = 0; i < half; i++) inv[i] = pow(500000.0, -2.0 * i / rot) / (i % 5 == 0 ? 8.0 : 1.0);
+      const float scale = ri == 2 ? 4.0f : 1.0f;
+      float *cc = malloc(sizeof(float) * n * half), *sc = malloc(sizeof(float) * n * half);
+      float *cg = malloc(sizeof(float) * n * half), *sg = malloc(sizeof(float) * n * half);
+      cpu->iface->rope_cache(cpu, pos, n, inv, half, scale, cc, sc);
+      int32_t *dpos = dput(gpu, pos, sizeof pos);
+      double *dinv = dput(gpu, inv, sizeof(double) * (size_t)half);
+      float *dc = dpoison(gpu, (size_t)(n * half)), *ds = dpoison(gpu, (size_t)(n * half));
+      gpu->iface->rope_cache(gpu, dpos, n, dinv, half, scale, dc, ds);
+      CHECK(dget(gpu, cg, dc, sizeof(float) * n * half) == MLXR_OK && dget(gpu, sg, ds, sizeof(float) * n * half) == MLXR_OK,
+            "rope_cache run");
+      CHECK(max_abs_err(cg, cc, (size_t)(n * half)) <= 1.2e-7 && max_abs_err(sg, sc, (size_t)(n * half)) <= 1.2e-7,
+            "rope_cache half %d: cos %.3g sin %.3g", half, max_abs_err(cg, cc, (size_t)(n * half)),
+            max_abs_err(sg, sc, (size_t)(n * half)));
+      const int64_t N = n * heads * hd;
+      float *x = malloc(sizeof(float) * (size_t)N), *xc = malloc(sizeof(float) * (size_t)N), *xg = malloc(sizeof(float) * (size_t)N);
+      for (int64_t i = 0; i < N; i++) xc[i] = x[i] = frand();
+      const mlxr_rope_mode rm = mode ? MLXR_ROPE_NEOX : MLXR_ROPE_NORM;
+      cpu->iface->rope(cpu, xc, n, heads, hd, rot, rm, cc, sc);
+      float *dx = dput(gpu, x, sizeof(float) * (size_t)N);
+      gpu->iface->rope(gpu, dx, n, heads, hd, rot, rm, dc, ds);
+      CHECK(dget(gpu, xg, dx, sizeof(float) * (size_t)N) == MLXR_OK, "rope run");
+      CHECK(max_abs_err(xg, xc, (size_t)N) <= 1e-6, "rope mode %d rot %d: %.3g", mode, rot, max_abs_err(xg, xc, (size_t)N));
+      mlxr_backend_buf_free(gpu, dpos), mlxr_backend_buf_free(gpu, dinv), mlxr_backend_buf_free(gpu, dc);
+      mlxr_backend_buf_free(gpu, ds), mlxr_backend_buf_free(gpu, dx);
+      free(inv), free(cc), free(sc), free(cg), free(sg), free(x), free(xc), free(xg);
+    }
+  }
+  /* swiglu and add, lengths that are not multiples of 4 */
+  const int64_t lens[] = {1, 3, 1000, 14336 * 3 + 1};
+  for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+    const int64_t n = lens[li];
+    float *g = malloc(sizeof(float) * (size_t)n), *u = malloc(sizeof(float) * (size_t)n);
+    float *oc = malloc(sizeof(float) * (size_t)n), *og = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) g[i] = 8 * frand(), u[i] = 3 * frand();
+    cpu->iface->swiglu(cpu, g, u, oc, n);
+    float *dg = dput(gpu, g, sizeof(float) * (size_t)n), *du = dput(gpu, u, sizeof(float) * (size_t)n);
+    float *dout = dpoison(gpu, (size_t)n);
+    gpu->iface->swiglu(gpu, dg, du, dout, n);
+    CHECK(dget(gpu, og, dout, sizeof(float) * (size_t)n) == MLXR_OK, "swiglu run");
+    CHECK(max_abs_err(og, oc, (size_t)n) <= 5e-6, "swiglu n %lld: %.3g", (long long)n, max_abs_err(og, oc, (size_t)n));
+    memcpy(oc, g, sizeof(float) * (size_t)n);
+    cpu->iface->add(cpu, oc, u, n);
+    gpu->iface->add(gpu, dg, du, n);
+    CHECK(dget(gpu, og, dg, sizeof(float) * (size_t)n) == MLXR_OK, "add run");
+    CHECK(max_abs_err(og, oc, (size_t)n) == 0, "add n %lld: %.3g", (long long)n, max_abs_err(og, oc, (size_t)n));
+    mlxr_backend_buf_free(gpu, dg), mlxr_backend_buf_free(gpu, du), mlxr_backend_buf_free(gpu, dout);
+    free(g), free(u), free(oc), free(og);
+  }
+  printf("elementwise: rms_norm, rope_cache, rope, swiglu, add checked\n");
+}
+
+/* ---- attention ---- */
+
+typedef struct attn_shape {
+  int n_head, n_kv, hd, bs;
+} attn_shape;
+
+static void test_attention_case(mlxr_backend *cpu, mlxr_backend *gpu, attn_shape sh, mlxr_dtype kvt, int prompt_len,
+                                int prompt_start, double *worst) {
+  const int kvd = sh.n_kv * sh.hd;
+  const size_t esz = kvt == MLXR_DTYPE_F16 ? 2 : 4;
+  const int lens[3] = {prompt_start + prompt_len, 37 + prompt_start / 2, 1};
+  int stride = 1, total_blocks = 7;
+  for (int s = 0; s < 3; s++) {
+    const int nb = (lens[s] + sh.bs - 1) / sh.bs;
+    stride = nb > stride ? nb : stride;
+    total_blocks += nb;
+  }
+  /* blocks handed out in a shuffled order */
+  int32_t *order = malloc(sizeof(int32_t) * (size_t)total_blocks);
+  for (int i = 0; i < total_blocks; i++) order[i] = i;
+  for (int i = total_blocks - 1; i > 0; i--) {
+    const int j = (int)(urand() * (i + 1));
+    const int32_t t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  int32_t *tables = malloc(sizeof(int32_t) * 3 * (size_t)stride);
+  int next = 0;
+  for (int s = 0; s < 3; s++) {
+    const int nb = (lens[s] + sh.bs - 1) / sh.bs;
+    for (int b = 0; b < stride; b++) tables[s * stride + b] = b < nb ? order[next++] : -1;
+  }
+  const size_t slots = (size_t)total_blocks * (size_t)sh.bs;
+  void *kc = calloc(slots * kvd, esz), *vc = calloc(slots * kvd, esz);
+  void *kg = mlxr_backend_alloc(gpu, slots * kvd * esz), *vg = mlxr_backend_alloc(gpu, slots * kvd * esz);
+  /* store every sequence's K/V through kv_store on both backends, many rows per call */
+  for (int s = 0; s < 3; s++) {
+    const int len = lens[s];
+    float *k = malloc(sizeof(float) * (size_t)len * kvd), *v = malloc(sizeof(float) * (size_t)len * kvd);
+    int64_t *sl = malloc(sizeof(int64_t) * (size_t)len);
+    for (int64_t i = 0; i < (int64_t)len * kvd; i++) k[i] = 2 * frand(), v[i] = frand();
+    for (int t = 0; t < len; t++) sl[t] = (int64_t)tables[s * stride + t / sh.bs] * sh.bs + t % sh.bs;
+    cpu->iface->kv_store(cpu, k, v, len, kvd, kvd, sl, kc, vc, kvt);
+    float *dk = dput(gpu, k, sizeof(float) * (size_t)len * kvd), *dv = dput(gpu, v, sizeof(float) * (size_t)len * kvd);
+    int64_t *dsl = dput(gpu, sl, sizeof(int64_t) * (size_t)len);
+    gpu->iface->kv_store(gpu, dk, dv, len, kvd, kvd, dsl, kg, vg, kvt);
+    CHECK(gpu->iface->synchronize(gpu) == MLXR_OK, "kv_store run");
+    mlxr_backend_buf_free(gpu, dk), mlxr_backend_buf_free(gpu, dv), mlxr_backend_buf_free(gpu, dsl);
+    free(k), free(v), free(sl);
+  }
+  /* the pools must hold the same bytes */
+  void *kback = malloc(slots * kvd * esz);
+  CHECK(dget(gpu, kback, kg, slots * kvd * esz) == MLXR_OK && memcmp(kback, kc, slots * kvd * esz) == 0,
+        "kv_store %s: the GPU pool differs from the CPU's", mlxr_dtype_name(kvt));
+  free(kback);
+  /* batch: prompt rows of sequence 0 with the last rows of sequences 1 and 2 placed among them */
+  const int n_rows = prompt_len + 2, p1 = 1, p2 = 1 + (prompt_len + 1) / 2;
+  int32_t *row_table = malloc(sizeof(int32_t) * (size_t)n_rows), *n_ctx = malloc(sizeof(int32_t) * (size_t)n_rows);
+  int32_t max_ctx = 1;
+  for (int r = 0, p = 0; r < n_rows; r++) {
+    row_table[r] = r == p1 ? 1 : r == p2 ? 2 : 0;
+    n_ctx[r] = row_table[r] ? lens[row_table[r]] : prompt_start + (p++) + 1;
+    max_ctx = n_ctx[r] > max_ctx ? n_ctx[r] : max_ctx;
+  }
+  const size_t nq = (size_t)n_rows * sh.n_head * sh.hd;
+  float *q = malloc(sizeof(float) * nq), *oc = malloc(sizeof(float) * nq), *og = malloc(sizeof(float) * nq);
+  for (size_t i = 0; i < nq; i++) q[i] = 2 * frand();
+  mlxr_attn_args a = {.n_rows = n_rows, .n_head = sh.n_head, .n_head_kv = sh.n_kv, .head_dim_k = sh.hd,
+                      .head_dim_v = sh.hd, .q = q, .out = oc, .k_pool = kc, .v_pool = vc, .kv_type = kvt,
+                      .block_size = sh.bs, .block_tables = tables, .table_stride = stride, .row_table = row_table,
+                      .n_ctx = n_ctx, .max_ctx = max_ctx, .scale = 1.0f / sqrtf((float)sh.hd)};
+  CHECK(cpu->iface->attention(cpu, &a) == MLXR_OK, "cpu attention");
+  mlxr_attn_args ag = a;
+  ag.q = dput(gpu, q, sizeof(float) * nq);
+  ag.out = dpoison(gpu, nq);
+  ag.k_pool = kg;
+  ag.v_pool = vg;
+  ag.block_tables = dput(gpu, tables, sizeof(int32_t) * 3 * (size_t)stride);
+  ag.row_table = dput(gpu, row_table, sizeof(int32_t) * (size_t)n_rows);
+  ag.n_ctx = dput(gpu, n_ctx, sizeof(int32_t) * (size_t)n_rows);
+  CHECK(gpu->iface->attention(gpu, &ag) == MLXR_OK, "gpu attention call");
+  CHECK(dget(gpu, og, ag.out, sizeof(float) * nq) == MLXR_OK, "gpu attention run: %s",
+        gpu->iface->error_message(gpu) ? gpu->iface->error_message(gpu) : "?");
+  const double e = max_abs_err(og, oc, nq), tol = kvt == MLXR_DTYPE_F32 ? 2e-5 : 4e-3;
+  if (!(e <= *worst)) *worst = e;
+  CHECK(e <= tol, "attention heads %d/%d hd %d bs %d kv %s prompt %d from %d: max error %.3g > %.3g", sh.n_head,
+        sh.n_kv, sh.hd, sh.bs, mlxr_dtype_name(kvt), prompt_len, prompt_start, e, tol);
+  mlxr_backend_buf_free(gpu, (void *)ag.q), mlxr_backend_buf_free(gpu, ag.out);
+  mlxr_backend_buf_free(gpu, (void *)ag.block_tables), mlxr_backend_buf_free(gpu, (void *)ag.row_table);
+  mlxr_backend_buf_free(gpu, (void *)ag.n_ctx), mlxr_backend_buf_free(gpu, kg), mlxr_backend_buf_free(gpu, vg);
+  free(order), free(tables), free(kc), free(vc), free(row_table), free(n_ctx), free(q), free(oc), free(og);
+}
+
+static void test_attention(mlxr_backend *cpu, mlxr_backend *gpu) {
+  const attn_shape shapes[] = {{32, 8, 64, 16}, {32, 8, 128, 16}, {8, 8, 128, 16}, {16, 1, 64, 16},
+                               {12, 4, 80, 5},  {4, 2, 16, 5},    {16, 8, 128, 16}};
+  const int prompts[][2] = {{1, 0}, {1, 700}, {7, 3}, {40, 0}, {64, 17}, {300, 900}};
+  for (int kv = 0; kv < 2; kv++) {
+    const mlxr_dtype kvt = kv ? MLXR_DTYPE_F16 : MLXR_DTYPE_F32;
+    double worst = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+      for (size_t p = 0; p < sizeof prompts / sizeof prompts[0]; p++) {
+        test_attention_case(cpu, gpu, shapes[s], kvt, prompts[p][0], prompts[p][1], &worst);
+      }
+    }
+    printf("attention kv %s: worst max error %.3g\n", mlxr_dtype_name(kvt), worst);
+  }
+}
+
+/* ---- graphs: a small forward run, captured and replayed with new inputs ---- */
+
+static void test_graphs(mlxr_backend *cpu, mlxr_backend *gpu) {
+  if (!gpu->iface->graph_rows) {
+    CHECK(false, "the CUDA backend offers no graphs");
+    return;
+  }
+  const int32_t n = gpu->iface->graph_rows(gpu, 5);
+  CHECK(n >= 5, "graph_rows(5) = %d", n);
+  if (n < 5) return;
+  const int64_t n_in = 512, n_out = 384;
+  test_weight w;
+  CHECK(make_weight(cpu, gpu, MLXR_DTYPE_Q4_K, n_in, n_out, &w), "graph weight");
+  float *dx = mlxr_backend_alloc(gpu, sizeof(float) * (size_t)(n * n_in));
+  float *dy = mlxr_backend_alloc(gpu, sizeof(float) * (size_t)(n * n_out));
+  float *dz = mlxr_backend_alloc(gpu, sizeof(float) * (size_t)(n * n_out));
+  float *x = malloc(sizeof(float) * (size_t)(n * n_in)), *z = malloc(sizeof(float) * (size_t)(n * n_out));
+  float *yc = malloc(sizeof(float) * (size_t)(n * n_out)), *zc = malloc(sizeof(float) * (size_t)(n * n_out));
+  int replays = 0;
+  for (int round = 0; round < 5; round++) {
+    for (int64_t i = 0; i < n * n_in; i++) x[i] = frand();
+    for (int64_t i = 0; i < n * n_out; i++) zc[i] = frand();
+    CHECK(mlxr_backend_upload(gpu, dx, x, sizeof(float) * (size_t)(n * n_in)) == MLXR_OK, "upload x");
+    CHECK(mlxr_backend_upload(gpu, dz, zc, sizeof(float) * (size_t)(n * n_out)) == MLXR_OK, "upload z");
+    const mlxr_forward_info info = {.n_rows = n, .graph = true};
+    const int rc = gpu->iface->begin_forward(gpu, &info);
+    CHECK(rc >= 0, "begin_forward round %d: %d", round, rc);
+    if (rc == MLXR_FORWARD_REPLAYED) {
+      replays++;
+    } else {
+      gpu->iface->matmul(gpu, &w.gpu, NULL, dx, n, dy);
+      gpu->iface->swiglu(gpu, dy, dz, dz, n * n_out);
+    }
+    CHECK(gpu->iface->end_forward(gpu, true) == MLXR_OK, "end_forward round %d", round);
+    CHECK(dget(gpu, z, dz, sizeof(float) * (size_t)(n * n_out)) == MLXR_OK, "graph round %d run", round);
+    cpu->iface->matmul(cpu, &w.cpu, NULL, x, n, yc);
+    cpu->iface->swiglu(cpu, yc, zc, zc, n * n_out);
+    double *ref = malloc(sizeof(double) * (size_t)(n * n_out));
+    to_double(zc, ref, (size_t)(n * n_out));
+    const double e = rel_err(z, ref, (size_t)(n * n_out));
+    CHECK(e <= 5e-2, "graph round %d (%s): error %.3g", round, rc == MLXR_FORWARD_REPLAYED ? "replayed" : "ran", e);
+    free(ref);
+  }
+  CHECK(replays >= 2, "only %d of 5 rounds were replayed from a graph", replays);
+  printf("graphs: %d of 5 rounds replayed, all matching the CPU\n", replays);
+  mlxr_backend_buf_free(gpu, dx), mlxr_backend_buf_free(gpu, dy), mlxr_backend_buf_free(gpu, dz);
+  free(x), free(z), free(yc), free(zc);
+  free_weight(&w);
+}
+
+int main(void) {
+  mlxr_backend_options o = mlxr_backend_default_options();
+  mlxr_backend *cpu = NULL, *gpu = NULL;
+  char err[512];
+  const mlxr_device_spec cs = {.kind = MLXR_DEVICE_CPU}, gs = {.kind = MLXR_DEVICE_CUDA, .index = 0};
+  if (mlxr_backend_open(&gs, &o, &gpu, err, sizeof err) != MLXR_OK) {
+    printf("test_cuda_ops: no usable GPU: %s\n", err);
+    return 77;
+  }
+  if (mlxr_backend_open(&cs, &o, &cpu, err, sizeof err) != MLXR_OK) {
+    fprintf(stderr, "cpu backend: %s\n", err);
+    return 1;
+  }
+  size_t fr = 0, tot = 0;
+  CHECK(gpu->iface->memory_info(gpu, &fr, &tot) == MLXR_OK && fr > 0 && fr <= tot, "memory_info");
+  printf("GPU memory: %.1f GiB free of %.1f\n", (double)fr / (1 << 30), (double)tot / (1 << 30));
+  CHECK(!gpu->iface->supports_op(gpu, MLXR_OP_MATMUL, MLXR_DTYPE_I32), "supports_op says yes to I32 weights");
+  CHECK(!gpu->iface->supports_op(gpu, MLXR_OP_ATTENTION, MLXR_DTYPE_Q8_0), "supports_op says yes to Q8_0 KV");
+  test_elementwise(cpu, gpu);
+  test_get_rows(cpu, gpu);
+  test_attention(cpu, gpu);
+  test_graphs(cpu, gpu);
+  test_matmul(cpu, gpu);
+  mlxr_backend_free(gpu);
+  mlxr_backend_free(cpu);
+  return check_report("test_cuda_ops");
+}
