@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""make_random_model.py: write a random-weight Hugging Face model directory (numpy only).
+"""make_random_model.py: write a random-weight Hugging Face model directory (numpy; torch optional).
 
 The default is a small Llama (LlamaForCausalLM: hidden 256, 4 layers, 4 heads, 2 KV heads,
 intermediate 512) used by scripts/setup.sh as the default model, and by tests as a tiny fixture.
@@ -21,6 +21,17 @@ Files written into --out:
 
 The weights are random (normal, seeded): the model says nothing sensible, but it is a real
 architecture that transformers, llama.cpp and MLXR all run, which is what tests need.
+
+Generators (--generator). numpy, the default, draws every tensor with numpy's default_rng(seed) in
+state_dict order, holds them all as float32 (make_model returns them; tests read them) and then
+writes the file: byte-for-byte reproducible, the reference for tests/golden. torch is for
+benchmark-sized models (bench/gpu.sh: an 8B checkpoint is 16 GB of f16, minutes with numpy): each
+tensor is drawn with torch.randn on the GPU (torch.cuda; the CPU when there is none) in chunks of
+CHUNK_ELEMS, rounded to --dtype there, copied to the host and written straight into the safetensors
+file after a header computed from the shapes alone, so the host never holds more than one chunk.
+Same distributions (matrices and biases N(0, std), norms 1 + N(0, 0.1)) and layout, other numbers;
+seeded, but reproducible only on the same torch version and device kind. The tokenizer and the
+JSON files do not depend on the generator.
 """
 import argparse
 import json
@@ -241,20 +252,26 @@ def to_dtype_bytes(arr, dtype):
     raise ValueError("unknown dtype " + dtype)
 
 
-def write_safetensors(path, tensors, metadata=None):
-    """tensors: list of (name, dtype_name, shape, raw_bytes). Header padded to 8 bytes."""
+def safetensors_header(entries, metadata=None):
+    """entries: list of (name, dtype_name, shape, n_bytes) in file order -> the 8-byte length
+    prefix plus the JSON header, padded with spaces to a multiple of 8 bytes."""
     header = {}
     off = 0
-    for name, dt, shape, raw in tensors:
-        header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
-        off += len(raw)
+    for name, dt, shape, nbytes in entries:
+        header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + nbytes]}
+        off += nbytes
     if metadata:
         header["__metadata__"] = metadata
     hj = json.dumps(header, separators=(",", ":")).encode("utf-8")
     hj += b" " * ((8 - len(hj) % 8) % 8)
+    return struct.pack("<Q", len(hj)) + hj
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """tensors: list of (name, dtype_name, shape, raw_bytes). Header padded to 8 bytes."""
+    head = safetensors_header([(name, dt, shape, len(raw)) for name, dt, shape, raw in tensors], metadata)
     with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hj)))
-        f.write(hj)
+        f.write(head)
         for _, _, _, raw in tensors:
             f.write(raw)
 
@@ -262,44 +279,102 @@ def write_safetensors(path, tensors, metadata=None):
 # ----------------------------------------------------------------------------------------------
 # Model
 
-def model_tensors(cfg, arch, rng, std):
-    """HF-named f32 weights, in the order transformers' state_dict lists them."""
+def tensor_specs(cfg, arch):
+    """(name, shape, kind) of every weight, in the order transformers' state_dict lists them.
+    kind: "mat" (matrices, N(0, std)), "bias" (N(0, std)) or "norm" (1 + N(0, 0.1))."""
     H = cfg["hidden_size"]
     F = cfg["intermediate_size"]
     nh = cfg["num_attention_heads"]
     nkv = cfg["num_key_value_heads"]
     hd = cfg.get("head_dim") or H // nh
     V = cfg["vocab_size"]
-
-    def lin(o, i):
-        return (rng.standard_normal((o, i)) * std).astype(np.float32)
-
-    def norm(n):
-        return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
-
-    out = [("model.embed_tokens.weight", lin(V, H))]
+    out = [("model.embed_tokens.weight", (V, H), "mat")]
     for l in range(cfg["num_hidden_layers"]):
         p = "model.layers.%d." % l
-        out.append((p + "self_attn.q_proj.weight", lin(nh * hd, H)))
-        out.append((p + "self_attn.k_proj.weight", lin(nkv * hd, H)))
-        out.append((p + "self_attn.v_proj.weight", lin(nkv * hd, H)))
+        out.append((p + "self_attn.q_proj.weight", (nh * hd, H), "mat"))
+        out.append((p + "self_attn.k_proj.weight", (nkv * hd, H), "mat"))
+        out.append((p + "self_attn.v_proj.weight", (nkv * hd, H), "mat"))
         if arch == "qwen2":
-            out.append((p + "self_attn.q_proj.bias", (rng.standard_normal(nh * hd) * std).astype(np.float32)))
-            out.append((p + "self_attn.k_proj.bias", (rng.standard_normal(nkv * hd) * std).astype(np.float32)))
-            out.append((p + "self_attn.v_proj.bias", (rng.standard_normal(nkv * hd) * std).astype(np.float32)))
+            out.append((p + "self_attn.q_proj.bias", (nh * hd,), "bias"))
+            out.append((p + "self_attn.k_proj.bias", (nkv * hd,), "bias"))
+            out.append((p + "self_attn.v_proj.bias", (nkv * hd,), "bias"))
         if arch == "qwen3":
-            out.append((p + "self_attn.q_norm.weight", norm(hd)))
-            out.append((p + "self_attn.k_norm.weight", norm(hd)))
-        out.append((p + "self_attn.o_proj.weight", lin(H, nh * hd)))
-        out.append((p + "mlp.gate_proj.weight", lin(F, H)))
-        out.append((p + "mlp.up_proj.weight", lin(F, H)))
-        out.append((p + "mlp.down_proj.weight", lin(H, F)))
-        out.append((p + "input_layernorm.weight", norm(H)))
-        out.append((p + "post_attention_layernorm.weight", norm(H)))
-    out.append(("model.norm.weight", norm(H)))
+            out.append((p + "self_attn.q_norm.weight", (hd,), "norm"))
+            out.append((p + "self_attn.k_norm.weight", (hd,), "norm"))
+        out.append((p + "self_attn.o_proj.weight", (H, nh * hd), "mat"))
+        out.append((p + "mlp.gate_proj.weight", (F, H), "mat"))
+        out.append((p + "mlp.up_proj.weight", (F, H), "mat"))
+        out.append((p + "mlp.down_proj.weight", (H, F), "mat"))
+        out.append((p + "input_layernorm.weight", (H,), "norm"))
+        out.append((p + "post_attention_layernorm.weight", (H,), "norm"))
+    out.append(("model.norm.weight", (H,), "norm"))
     if not cfg["tie_word_embeddings"]:
-        out.append(("lm_head.weight", lin(V, H)))
+        out.append(("lm_head.weight", (V, H), "mat"))
     return out
+
+
+def model_tensors(cfg, arch, rng, std):
+    """HF-named f32 weights drawn with numpy, in tensor_specs order (one draw per tensor, in
+    that order: the files are reproducible from the seed)."""
+    out = []
+    for name, shape, kind in tensor_specs(cfg, arch):
+        if kind == "norm":
+            arr = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+        else:
+            arr = (rng.standard_normal(shape) * std).astype(np.float32)
+        out.append((name, arr))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# torch generator (--generator torch): weights streamed from the GPU into the file
+
+CHUNK_ELEMS = 1 << 26  # elements drawn per torch.randn call (256 MiB of float32 on the device)
+
+ST_DTYPES = {"f32": ("F32", 4), "f16": ("F16", 2), "bf16": ("BF16", 2)}
+
+
+def write_tensors_torch(out_dir, specs, dtype, std, seed, shards, meta):
+    """Writes the safetensors file(s) for specs (tensor_specs) with torch-drawn weights; returns
+    ({name: file name}, total bytes of tensor data). One chunk at a time lives on the host."""
+    import torch
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    if dev == "cpu":
+        print("make_random_model: torch has no CUDA device here; drawing on the CPU", file=sys.stderr)
+    tdt = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    bits = torch.int32 if dtype == "f32" else torch.int16  # same-size integer view: numpy has no bf16
+    st_name, size = ST_DTYPES[dtype]
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seed)
+
+    def numel(shape):
+        n = 1
+        for d in shape:
+            n *= d
+        return n
+
+    def write_one(f, shape, kind):
+        n = numel(shape)
+        for off in range(0, n, CHUNK_ELEMS):
+            x = torch.randn(min(CHUNK_ELEMS, n - off), generator=gen, device=dev, dtype=torch.float32)
+            x = 1.0 + 0.1 * x if kind == "norm" else x * std
+            host = x.to(tdt).view(bits).cpu().numpy()  # little-endian hosts only, as the numpy path
+            f.write(host.data)
+
+    n = max(1, shards)
+    groups = [specs[i * len(specs) // n:(i + 1) * len(specs) // n] for i in range(n)]
+    weight_map = {}
+    for i, group in enumerate(groups):
+        fname = "model.safetensors" if n == 1 else "model-%05d-of-%05d.safetensors" % (i + 1, n)
+        entries = [(name, st_name, shape, numel(shape) * size) for name, shape, _ in group]
+        with open(os.path.join(out_dir, fname), "wb") as f:
+            f.write(safetensors_header(entries, meta))
+            for name, shape, kind in group:
+                write_one(f, shape, kind)
+                weight_map[name] = fname
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    return weight_map, sum(numel(shape) * size for _, shape, _ in specs)
 
 
 def make_config(args, vocab_size, special):
@@ -361,11 +436,14 @@ def make_config(args, vocab_size, special):
 
 
 def make_model(args):
+    """Writes the directory; returns (config dict, [(name, float32 array)] in file order), the
+    arrays only with the numpy generator (None with torch, which never holds them)."""
     os.makedirs(args.out, exist_ok=True)
     tok, tok_cfg, n_tokens, special = build_tokenizer(args.merges)
     cfg = make_config(args, n_tokens, special)
-    rng = np.random.default_rng(args.seed)
-    tensors = model_tensors(cfg, args.arch, rng, args.std)
+    if args.generator == "numpy":
+        rng = np.random.default_rng(args.seed)
+        tensors = model_tensors(cfg, args.arch, rng, args.std)
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     with open(os.path.join(args.out, "tokenizer.json"), "w", encoding="utf-8") as f:
@@ -375,13 +453,20 @@ def make_model(args):
     with open(os.path.join(args.out, "generation_config.json"), "w") as f:
         json.dump({"bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"]}, f, indent=2)
 
+    meta = {"format": "pt"}
+    for stale in [f for f in os.listdir(args.out) if f.endswith(".safetensors") or f.endswith(".index.json")]:
+        os.remove(os.path.join(args.out, stale))
+    if args.generator == "torch":
+        weight_map, total = write_tensors_torch(args.out, tensor_specs(cfg, args.arch), args.dtype, args.std,
+                                                args.seed, args.shards, meta)
+        if args.shards > 1:
+            with open(os.path.join(args.out, "model.safetensors.index.json"), "w") as f:
+                json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+        return cfg, None
     raw = []
     for name, arr in tensors:
         dt, data = to_dtype_bytes(arr, args.dtype)
         raw.append((name, dt, arr.shape, data))
-    meta = {"format": "pt"}
-    for stale in [f for f in os.listdir(args.out) if f.endswith(".safetensors") or f.endswith(".index.json")]:
-        os.remove(os.path.join(args.out, stale))
     if args.shards <= 1:
         write_safetensors(os.path.join(args.out, "model.safetensors"), raw, meta)
     else:
@@ -424,6 +509,9 @@ def parse_args(argv=None):
     ap.add_argument("--rope-orig-ctx", type=int, default=8192)
     ap.add_argument("--config-form", choices=["v4", "v5"], default="v4")
     ap.add_argument("--shards", type=int, default=1)
+    ap.add_argument("--generator", choices=["numpy", "torch"], default="numpy",
+                    help="numpy (default, reproducible, what tests use) or torch (on the GPU when torch "
+                         "has CUDA: fast for multi-GB models; other numbers)")
     return ap.parse_args(argv)
 
 
