@@ -40,6 +40,8 @@ static void run_usage(FILE *f) {
           "  --seed S              RNG seed (default: random)\n"
           "  -t, --threads N       CPU threads (default: all)\n"
           "  --device D            auto (default: a GPU if there is one), cpu, cuda, cuda:N\n"
+          "  --gpu-memory-mib N    take at most N MiB of GPU memory (a model that does not fit\n"
+          "                        runs on the CPU)\n"
           "  -c, --ctx-size N      context length (default: min(model, 4096))\n"
           "  --kv-type f16|f32     KV cache type (default: f32 for f32 models, else f16)\n"
           "  --tokens 1,2,3        prompt as token ids instead of text\n"
@@ -69,7 +71,7 @@ typedef struct run_options {
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_SEED, OPT_REP, OPT_REPN, OPT_PRES,
        OPT_FREQ, OPT_TOKENS, OPT_IDS, OPT_KV, OPT_NOBOS, OPT_IGNORE_EOS, OPT_CHAT, OPT_SYSTEM, OPT_LOCAL,
-       OPT_DEVICE };
+       OPT_DEVICE, OPT_GPU_MIB };
 
 static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_params *ep) {
   static const struct option opts[] = {
@@ -85,7 +87,8 @@ static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_
       {"kv-type", required_argument, NULL, OPT_KV}, {"no-bos", no_argument, NULL, OPT_NOBOS},
       {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS}, {"chat", no_argument, NULL, OPT_CHAT},
       {"system", required_argument, NULL, OPT_SYSTEM}, {"local", no_argument, NULL, OPT_LOCAL},
-      {"device", required_argument, NULL, OPT_DEVICE}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+      {"device", required_argument, NULL, OPT_DEVICE}, {"gpu-memory-mib", required_argument, NULL, OPT_GPU_MIB},
+      {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
   long long v;
   double d;
   int c;
@@ -112,6 +115,7 @@ static int parse_run_options(int argc, char **argv, run_options *o, mlxr_engine_
     case OPT_CHAT: o->chat = true; break;
     case OPT_SYSTEM: o->system = optarg; break;
     case OPT_LOCAL: o->local = true; break;
+    case OPT_GPU_MIB: ok = mlxr_cli_parse_int(optarg, 1, 1 << 24, &v); ep->backend.cuda.mem_limit = (size_t)v << 20; break;
     case OPT_DEVICE: {
       mlxr_device_spec spec;
       char why[160];

@@ -11,7 +11,7 @@
  *   models: [a.gguf, b.gguf]   models_dir: DIR       default_model: ID
  *   api_keys: [KEY]            cors_origins: ["https://app.example"]
  *   limits: {max_body_bytes, max_prompt_tokens, max_tokens, max_queue, max_running, n_ctx,
- *            threads, max_connections, conn_timeout_s}
+ *            threads, max_connections, conn_timeout_s, gpu_memory_mib}
  *   scheduler: {max_batch_tokens, kv_blocks, kv_cache_mib, target_latency_ms}
  *   rate_limits: {requests_per_minute, tokens_per_minute}
  *
@@ -114,6 +114,7 @@ static int set_limit_in(mlxr_server_config *cfg, const char *section, const char
       {"scheduler", "max_batch_tokens", 0, 1 << 16},         {"scheduler", "kv_blocks", 0, 1 << 24},
       {"scheduler", "kv_cache_mib", 0, 1 << 24},             {"scheduler", "target_latency_ms", 0, 600000},
       {"rate_limits", "requests_per_minute", 0, 1 << 24},    {"rate_limits", "tokens_per_minute", 0, 1 << 30},
+      {"limits", "gpu_memory_mib", 0, 1 << 24},
   };
   for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
     if (strcmp(key, lim[i].name) != 0 || (section && strcmp(section, lim[i].section) != 0)) continue;
@@ -136,7 +137,8 @@ static int set_limit_in(mlxr_server_config *cfg, const char *section, const char
     case 11: cfg->kv_cache_mib = (int32_t)v; break;
     case 12: cfg->target_latency_ms = (int32_t)v; break;
     case 13: cfg->rate_rpm = (int32_t)v; break;
-    default: cfg->rate_tpm = (int32_t)v; break;
+    case 14: cfg->rate_tpm = (int32_t)v; break;
+    default: cfg->gpu_memory_mib = (int32_t)v; break;
     }
     return 0;
   }
@@ -322,6 +324,8 @@ const char *mlxr_server_usage(void) {
          "  --ctx N               context per sequence (default: the model's, at most 4096)\n"
          "  --device D            auto (default: a GPU if there is one, else the CPU), cpu, cuda,\n"
          "                        cuda:N (MLXR_DEVICE)\n"
+         "  --gpu-memory-mib N    GPU memory one model may take (weights, KV cache, scratch; a\n"
+         "                        model that does not fit runs on the CPU; default: all)\n"
          "  --threads N           CPU compute threads (default: all CPUs)\n"
          "  --max-running N       sequences decoding at once per model (default 64 on a GPU, 4 on\n"
          "                        the CPU)\n"
@@ -346,7 +350,7 @@ int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv
                                   char *err, size_t err_len) {
   enum { O_HOST = 1000, O_PORT, O_SOCKET, O_NOSOCK, O_CONFIG, O_KEY, O_MODEL, O_DIR, O_DEFAULT,
          O_ORIGIN, O_CTX, O_THREADS, O_RUNNING, O_QUEUE, O_BODY, O_MAXTOK, O_MAXPROMPT, O_VERBOSE,
-         O_HELP, O_BATCH, O_KVBLOCKS, O_KVMIB, O_LATENCY, O_RPM, O_TPM, O_DEVICE };
+         O_HELP, O_BATCH, O_KVBLOCKS, O_KVMIB, O_LATENCY, O_RPM, O_TPM, O_DEVICE, O_GPUMIB };
   static const struct option opts[] = {
       {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
       {"socket", required_argument, 0, O_SOCKET},    {"no-socket", no_argument, 0, O_NOSOCK},
@@ -362,7 +366,7 @@ int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv
       {"max-batch-tokens", required_argument, 0, O_BATCH}, {"kv-blocks", required_argument, 0, O_KVBLOCKS},
       {"kv-cache-mib", required_argument, 0, O_KVMIB}, {"target-latency-ms", required_argument, 0, O_LATENCY},
       {"rate-limit-rpm", required_argument, 0, O_RPM}, {"rate-limit-tpm", required_argument, 0, O_TPM},
-      {"device", required_argument, 0, O_DEVICE},
+      {"device", required_argument, 0, O_DEVICE},    {"gpu-memory-mib", required_argument, 0, O_GPUMIB},
       {0, 0, 0, 0},
   };
   *help = false;
@@ -401,6 +405,7 @@ int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv
     case O_RPM: rc = set_limit(cfg, "requests_per_minute", optarg, err, err_len); break;
     case O_TPM: rc = set_limit(cfg, "tokens_per_minute", optarg, err, err_len); break;
     case O_DEVICE: rc = set_device(cfg, optarg, "--device", err, err_len); break;
+    case O_GPUMIB: rc = set_limit(cfg, "gpu_memory_mib", optarg, err, err_len); break;
     case O_VERBOSE: cfg->verbose = true; break;
     case O_HELP: case 'h': *help = true; return 0;
     default:

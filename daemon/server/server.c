@@ -333,6 +333,7 @@ int mlxr_server_main(int argc, char **argv, const mlxr_server_env *env) {
   if (cfg.max_batch_tokens < cfg.max_running) cfg.max_batch_tokens = cfg.max_running;
   mlxr_sched_params sp = mlxr_sched_default_params();
   sp.engine.device = cfg.device;
+  sp.engine.backend.cuda.mem_limit = (size_t)cfg.gpu_memory_mib << 20;
   sp.max_running = cfg.max_running;
   sp.max_queue = cfg.max_queue;
   sp.engine.n_ctx = cfg.n_ctx;

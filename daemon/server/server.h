@@ -57,6 +57,7 @@ typedef struct mlxr_server_config {
   int32_t rate_rpm;           /* generation requests per minute */
   int32_t rate_tpm;           /* tokens per minute (prompt + max_tokens, charged at admission) */
   char *device;               /* "auto", "cpu", "cuda", "cuda:N" (backend_registry.h) */
+  int32_t gpu_memory_mib;     /* > 0: GPU memory one model may take (weights, KV, scratch) */
   bool verbose;
 } mlxr_server_config;
 

@@ -31,6 +31,11 @@
  * never freed while a graph may point at them (retired ones are kept until the backend goes), and
  * freeing any buffer drops every graph, since a captured launch may point into it.
  *
+ * Memory: every device allocation goes through dev_malloc / dev_free, which count the bytes held
+ * and refuse what would pass params.mem_limit (a cap the user sets to leave room for others), so
+ * running out under the cap and running out of the card look the same: MLXR_ERR_NOMEM, and the
+ * engine falls back to the CPU.
+ *
  * Threads: one thread at a time uses a backend; every entry makes the backend's device current
  * on the calling thread (the daemon opens models on one thread and runs them on another).
  */
@@ -71,8 +76,16 @@ typedef struct cuda_graph {
   cudaGraphExec_t exec;
 } cuda_graph;
 
+typedef struct cuda_alloc_rec {
+  void *ptr;
+  size_t bytes;
+} cuda_alloc_rec;
+
 typedef struct cuda_context {
   mlxr_cuda_backend_params p;
+  size_t held;             /* device bytes allocated through dev_malloc */
+  cuda_alloc_rec *allocs;  /* live allocations and their sizes */
+  size_t n_allocs, allocs_cap;
   int device;
   int n_sm;
   cudaStream_t stream;
@@ -115,6 +128,40 @@ static bool fail(cuda_context *c, cudaError_t e, const char *what) {
   return true;
 }
 
+/* cudaMalloc under the memory cap; the error is not sticky (callers report out of memory). */
+static cudaError_t dev_malloc(cuda_context *c, void **p, size_t bytes) {
+  *p = NULL;
+  if (c->p.mem_limit > 0 && c->held + bytes > c->p.mem_limit) return cudaErrorMemoryAllocation;
+  if (c->n_allocs == c->allocs_cap) {
+    const size_t cap = c->allocs_cap ? 2 * c->allocs_cap : 256;
+    cuda_alloc_rec *r = (cuda_alloc_rec *)realloc(c->allocs, cap * sizeof(*r));
+    if (!r) return cudaErrorMemoryAllocation;
+    c->allocs = r;
+    c->allocs_cap = cap;
+  }
+  const cudaError_t e = cudaMalloc(p, bytes);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    *p = NULL;
+    return e;
+  }
+  c->allocs[c->n_allocs++] = (cuda_alloc_rec){*p, bytes};
+  c->held += bytes;
+  return cudaSuccess;
+}
+
+static void dev_free(cuda_context *c, void *p) {
+  if (!p) return;
+  for (size_t i = 0; i < c->n_allocs; i++) {
+    if (c->allocs[i].ptr == p) {
+      c->held -= c->allocs[i].bytes;
+      c->allocs[i] = c->allocs[--c->n_allocs];
+      break;
+    }
+  }
+  cudaFree(p);
+}
+
 static int status_of(cudaError_t e) {
   if (e == cudaSuccess) return MLXR_OK;
   if (e == cudaErrorMemoryAllocation) return MLXR_ERR_NOMEM;
@@ -141,10 +188,7 @@ static void *cuda_alloc(mlxr_backend *be, size_t nbytes) {
   use_device(c);
   void *p = NULL;
   if (nbytes == 0) nbytes = 256;
-  if (cudaMalloc(&p, nbytes) != cudaSuccess) {
-    cudaGetLastError(); /* an allocation failure is not sticky: the caller gets NULL */
-    return NULL;
-  }
+  if (dev_malloc(c, &p, nbytes) != cudaSuccess) return NULL; /* not sticky: the caller gets NULL */
   if (fail(c, cudaMemsetAsync(p, 0, nbytes, c->stream), "clearing a buffer")) return p;
   return p;
 }
@@ -154,7 +198,7 @@ static void cuda_buf_free(mlxr_backend *be, void *buf) {
   use_device(c);
   drop_graphs(c); /* a captured launch may point into buf */
   cudaStreamSynchronize(c->stream);
-  cudaFree(buf);
+  dev_free(c, buf);
 }
 
 static int cuda_upload(mlxr_backend *be, void *dst, const void *src, size_t nbytes) {
@@ -216,6 +260,11 @@ static int cuda_memory_info(mlxr_backend *be, size_t *free_bytes, size_t *total_
     *free_bytes = *total_bytes = 0;
     return MLXR_ERR_DEVICE;
   }
+  if (c->p.mem_limit > 0) { /* the cap, as far as the card has room */
+    const size_t left = c->p.mem_limit > c->held ? c->p.mem_limit - c->held : 0;
+    if (left < f) f = left;
+    if (c->p.mem_limit < t) t = c->p.mem_limit;
+  }
   *free_bytes = f;
   *total_bytes = t;
   return MLXR_OK;
@@ -232,14 +281,14 @@ static void *scratch(cuda_context *c, cuda_scratch *s, size_t need) {
   if (need <= s->cap) return s->ptr;
   const size_t cap = need + need / 4 + 4096;
   void *p = NULL;
-  if (fail(c, cudaMalloc(&p, cap), "allocating scratch")) return NULL;
+  if (fail(c, dev_malloc(c, &p, cap), "allocating scratch")) return NULL;
   if (s->ptr) {
     if (c->any_graph || c->capturing) {
       if (c->n_retired == c->retired_cap) {
         const size_t rc = c->retired_cap ? 2 * c->retired_cap : 8;
         void **r = (void **)realloc(c->retired, rc * sizeof(void *));
         if (!r) {
-          cudaFree(p);
+          dev_free(c, p);
           fail(c, cudaErrorMemoryAllocation, "retiring scratch");
           return NULL;
         }
@@ -249,7 +298,7 @@ static void *scratch(cuda_context *c, cuda_scratch *s, size_t need) {
       c->retired[c->n_retired++] = s->ptr;
     } else {
       cudaStreamSynchronize(c->stream);
-      cudaFree(s->ptr);
+      dev_free(c, s->ptr);
     }
   }
   s->ptr = p;
@@ -294,10 +343,7 @@ static int upload_matrix(mlxr_backend *be, cuda_context *c, const mlxr_weight *w
   if (chunk < 1) chunk = 1;
   if (chunk > w->n_out) chunk = w->n_out;
   void *raw = NULL;
-  if (cudaMalloc(&raw, (size_t)chunk * w->row_bytes) != cudaSuccess) {
-    cudaGetLastError();
-    return MLXR_ERR_NOMEM;
-  }
+  if (dev_malloc(c, &raw, (size_t)chunk * w->row_bytes) != cudaSuccess) return MLXR_ERR_NOMEM;
   int rc = MLXR_OK;
   for (int64_t r0 = 0; r0 < w->n_out && rc == MLXR_OK; r0 += chunk) {
     const int64_t n = w->n_out - r0 < chunk ? w->n_out - r0 : chunk;
@@ -311,7 +357,7 @@ static int upload_matrix(mlxr_backend *be, cuda_context *c, const mlxr_weight *w
   /* the staging buffer goes away: wait for the copies out of it */
   if (fail(c, cudaStreamSynchronize(c->stream), "uploading weights") && rc == MLXR_OK) rc = sticky(c);
   c->staging_off = 0;
-  cudaFree(raw);
+  dev_free(c, raw);
   return rc;
 }
 
@@ -339,14 +385,11 @@ static int cuda_weight_prepare(mlxr_backend *be, mlxr_weight *w) {
   }
   const size_t bytes = vector ? src_bytes : mlxr_cuda_weight_bytes(w->type, w->n_in, w->n_out);
   void *dev = NULL;
-  if (bytes == 0 || cudaMalloc(&dev, bytes) != cudaSuccess) {
-    cudaGetLastError();
-    return MLXR_ERR_NOMEM;
-  }
+  if (bytes == 0 || dev_malloc(c, &dev, bytes) != cudaSuccess) return MLXR_ERR_NOMEM;
   const int rc = vector ? cuda_upload(be, dev, w->data, src_bytes) : upload_matrix(be, c, w, dev);
   if (rc != MLXR_OK) {
     cudaStreamSynchronize(c->stream);
-    cudaFree(dev);
+    dev_free(c, dev);
     return rc;
   }
   c->weights[c->n_weights++] = (cuda_weight_copy){w->data, sample, w->type, w->n_in, w->n_out, dev};
@@ -580,13 +623,14 @@ static void cuda_free(mlxr_backend *be) {
     if (c->stream) cudaStreamSynchronize(c->stream);
     drop_graphs(c);
     mlxr_cublas_close(c->blas);
-    for (size_t i = 0; i < c->n_weights; i++) cudaFree(c->weights[i].dev);
+    for (size_t i = 0; i < c->n_weights; i++) dev_free(c, c->weights[i].dev);
     free(c->weights);
     cuda_scratch *all[] = {&c->act, &c->deq, &c->mv, &c->attn};
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) cudaFree(all[i]->ptr);
-    for (size_t i = 0; i < c->n_retired; i++) cudaFree(c->retired[i]);
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) dev_free(c, all[i]->ptr);
+    for (size_t i = 0; i < c->n_retired; i++) dev_free(c, c->retired[i]);
     free(c->retired);
-    cudaFree(c->cublas_ws);
+    dev_free(c, c->cublas_ws);
+    free(c->allocs);
     if (c->staging) cudaFreeHost(c->staging);
     if (c->stream) cudaStreamDestroy(c->stream);
     free(c);
@@ -667,11 +711,11 @@ int mlxr_cuda_backend_new(const mlxr_cuda_backend_params *params, mlxr_backend *
   c->n_sm = prop.multiProcessorCount;
   use_device(c);
   const char *step = NULL;
-  if (cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking) != cudaSuccess) step = "creating a stream";
-  else if (cudaMallocHost((void **)&c->staging, CUDA_STAGING_BYTES) != cudaSuccess) step = "allocating pinned memory";
-  else if (cudaMalloc(&c->cublas_ws, CUDA_CUBLAS_WS_BYTES) != cudaSuccess) step = "allocating device memory";
+  if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) step = "creating a stream";
+  else if ((e = cudaMallocHost((void **)&c->staging, CUDA_STAGING_BYTES)) != cudaSuccess) step = "allocating pinned memory";
+  else if ((e = dev_malloc(c, &c->cublas_ws, CUDA_CUBLAS_WS_BYTES)) != cudaSuccess) step = "allocating device memory";
   if (step) {
-    e = cudaGetLastError();
+    cudaGetLastError();
     cuda_free(be);
     return mlxr_errf(err, err_len, e == cudaErrorMemoryAllocation ? MLXR_ERR_NOMEM : MLXR_ERR_UNSUPPORTED,
                      "CUDA device %d: %s failed (%s)", params->device, step, cudaGetErrorString(e));
