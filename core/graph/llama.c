@@ -85,6 +85,30 @@ static int32_t graph_size(const mlxr_model *m, const mlxr_batch *b) {
   return g >= b->n && g <= m->ws.n_rows_max && g <= m->ws.n_logits_max ? g : 0;
 }
 
+/* ys[i] = x W_i^T (+ b_i) for the weights of one input (q/k/v, gate/up): the backend's fused form
+ * where it has one and the weights share n_in, else one product each. */
+static int products(mlxr_backend *be, int n, const mlxr_weight *const *ws, const mlxr_weight *const *biases,
+                    const float *x, int64_t n_rows, float *const *ys) {
+  const mlxr_backend_iface *op = be->iface;
+  bool fusable = op->matmul_multi != NULL;
+  for (int i = 1; i < n; i++) fusable = fusable && ws[i]->n_in == ws[0]->n_in;
+  if (fusable) return op->matmul_multi(be, n, ws, biases, x, n_rows, ys);
+  for (int i = 0; i < n; i++) {
+    const int rc = op->matmul(be, ws[i], biases ? biases[i] : NULL, x, n_rows, ys[i]);
+    if (rc != MLXR_OK) return rc;
+  }
+  return MLXR_OK;
+}
+
+/* y += x W^T: fused where the backend can, else into tmp and added. */
+static int product_add(mlxr_backend *be, const mlxr_weight *w, const float *x, int64_t n_rows, float *y, float *tmp) {
+  const mlxr_backend_iface *op = be->iface;
+  if (op->matmul_acc) return op->matmul_acc(be, w, x, n_rows, y);
+  const int rc = op->matmul(be, w, NULL, x, n_rows, tmp);
+  if (rc == MLXR_OK) op->add(be, y, tmp, n_rows * w->n_out);
+  return rc;
+}
+
 /* The layers: x = embed(tokens) through every block, for n rows whose metadata is uploaded. */
 static int run_layers(mlxr_model *m, const mlxr_kv_view *kv, int32_t n, int32_t max_ctx, char *err,
                       size_t err_len) {
@@ -129,18 +153,24 @@ static int run_layers(mlxr_model *m, const mlxr_kv_view *kv, int32_t n, int32_t 
     const mlxr_layer *L = &m->layers[l];
     /* attention block */
     op->rms_norm(be, ws->x, &L->attn_norm, n, E, hp->rms_eps, ws->xn);
-    if ((rc = op->matmul(be, &L->wq, &L->bq, ws->xn, n, ws->q)) ||
-        (rc = op->matmul(be, &L->wk, &L->bk, ws->xn, n, ws->k)) ||
-        (rc = op->matmul(be, &L->wv, &L->bv, ws->xn, n, ws->v))) {
+    const mlxr_weight *qkv[3] = {&L->wq, &L->wk, &L->wv}, *qkv_b[3] = {&L->bq, &L->bk, &L->bv};
+    float *qkv_out[3] = {ws->q, ws->k, ws->v};
+    if ((rc = products(be, 3, qkv, qkv_b, ws->xn, n, qkv_out)) != MLXR_OK) {
       return mlxr_errf(err, err_len, rc, "layer %d: q/k/v projection failed", (int)l);
     }
     if (L->q_norm.data) {
       op->rms_norm(be, ws->q, &L->q_norm, n * hp->n_head, hp->head_dim_k, hp->rms_eps, ws->q);
       op->rms_norm(be, ws->k, &L->k_norm, n * hp->n_head_kv, hp->head_dim_k, hp->rms_eps, ws->k);
     }
-    op->rope(be, ws->q, n, hp->n_head, hp->head_dim_k, hp->rope_dim, hp->rope_mode, ws->rope_cos, ws->rope_sin);
-    op->rope(be, ws->k, n, hp->n_head_kv, hp->head_dim_k, hp->rope_dim, hp->rope_mode, ws->rope_cos, ws->rope_sin);
-    op->kv_store(be, ws->k, ws->v, n, dk, dv, slots, kv->k_pools[l], kv->v_pools[l], kv->type);
+    if (op->rope_kv_store) {
+      op->rope_kv_store(be, ws->q, ws->k, ws->v, n, hp->n_head, hp->n_head_kv, hp->head_dim_k, hp->head_dim_v,
+                        hp->rope_dim, hp->rope_mode, ws->rope_cos, ws->rope_sin, slots, kv->k_pools[l],
+                        kv->v_pools[l], kv->type);
+    } else {
+      op->rope(be, ws->q, n, hp->n_head, hp->head_dim_k, hp->rope_dim, hp->rope_mode, ws->rope_cos, ws->rope_sin);
+      op->rope(be, ws->k, n, hp->n_head_kv, hp->head_dim_k, hp->rope_dim, hp->rope_mode, ws->rope_cos, ws->rope_sin);
+      op->kv_store(be, ws->k, ws->v, n, dk, dv, slots, kv->k_pools[l], kv->v_pools[l], kv->type);
+    }
 
     mlxr_attn_args attn = attn_template;
     attn.k_pool = kv->k_pools[l];
@@ -148,22 +178,21 @@ static int run_layers(mlxr_model *m, const mlxr_kv_view *kv, int32_t n, int32_t 
     if ((rc = op->attention(be, &attn)) != MLXR_OK) {
       return mlxr_errf(err, err_len, rc, "layer %d: attention failed", (int)l);
     }
-    if ((rc = op->matmul(be, &L->wo, NULL, ws->att, n, ws->xn))) {
+    if ((rc = product_add(be, &L->wo, ws->att, n, ws->x, ws->xn)) != MLXR_OK) {
       return mlxr_errf(err, err_len, rc, "layer %d: output projection failed", (int)l);
     }
-    op->add(be, ws->x, ws->xn, n * E);
 
     /* feed-forward block */
     op->rms_norm(be, ws->x, &L->ffn_norm, n, E, hp->rms_eps, ws->xn);
-    if ((rc = op->matmul(be, &L->w_gate, NULL, ws->xn, n, ws->ff_gate)) ||
-        (rc = op->matmul(be, &L->w_up, NULL, ws->xn, n, ws->ff_up))) {
+    const mlxr_weight *gu[2] = {&L->w_gate, &L->w_up};
+    float *gu_out[2] = {ws->ff_gate, ws->ff_up};
+    if ((rc = products(be, 2, gu, NULL, ws->xn, n, gu_out)) != MLXR_OK) {
       return mlxr_errf(err, err_len, rc, "layer %d: feed-forward failed", (int)l);
     }
     op->swiglu(be, ws->ff_gate, ws->ff_up, ws->ff_gate, n * hp->n_ff);
-    if ((rc = op->matmul(be, &L->w_down, NULL, ws->ff_gate, n, ws->xn))) {
+    if ((rc = product_add(be, &L->w_down, ws->ff_gate, n, ws->x, ws->xn)) != MLXR_OK) {
       return mlxr_errf(err, err_len, rc, "layer %d: feed-forward failed", (int)l);
     }
-    op->add(be, ws->x, ws->xn, n * E);
   }
   return MLXR_OK;
 }

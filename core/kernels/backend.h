@@ -168,7 +168,27 @@ typedef struct mlxr_backend_iface {
                    int64_t dim_v, const int64_t *slots, void *k_pool, void *v_pool,
                    mlxr_dtype kv_type);
   int (*attention)(mlxr_backend *be, const mlxr_attn_args *args);
+
+  /* ---- fused forms (optional: NULL = the model composes them from the ops above; on a GPU each
+   * saves kernel launches, which bound the decode speed of small models) ---- */
+  /* ys[i] = x W_i^T (+ biases[i] when biases && biases[i] && biases[i]->data) for i < n
+   * (<= MLXR_MATMUL_MULTI_MAX), every W_i with the same n_in, all against the same x: q/k/v and
+   * gate/up read (and quantize) the activations once. */
+  int (*matmul_multi)(mlxr_backend *be, int n, const mlxr_weight *const *ws,
+                      const mlxr_weight *const *biases, const float *x, int64_t n_rows,
+                      float *const *ys);
+  /* y += x W^T: the residual add fused into the product. */
+  int (*matmul_acc)(mlxr_backend *be, const mlxr_weight *w, const float *x, int64_t n_rows,
+                    float *y);
+  /* rope(q), rope(k), then kv_store(k, v): the same results as the three ops. q [n_rows][n_head]
+   * [head_dim], k [n_rows][n_head_kv][head_dim], v [n_rows][n_head_kv][head_dim_v]. */
+  void (*rope_kv_store)(mlxr_backend *be, float *q, float *k, const float *v, int64_t n_rows,
+                        int n_head, int n_head_kv, int head_dim, int head_dim_v, int rot_dim,
+                        mlxr_rope_mode mode, const float *cos_tab, const float *sin_tab,
+                        const int64_t *slots, void *k_pool, void *v_pool, mlxr_dtype kv_type);
 } mlxr_backend_iface;
+
+#define MLXR_MATMUL_MULTI_MAX 3
 
 struct mlxr_backend {
   const mlxr_backend_iface *iface;

@@ -132,6 +132,51 @@ static void test_matmul(mlxr_backend *be, const char *tag, bool expect_repack) {
   }
 }
 
+/* matmul_multi (q/k/v- and gate/up-like weights; mixed types, which cannot share converted
+ * activations; biases; prompt-sized and decode-sized row counts) must equal one matmul per weight
+ * bit for bit: it is the same arithmetic with the activation conversion shared. */
+static void test_matmul_multi(mlxr_backend *be, const char *tag) {
+  const mlxr_dtype sets[][3] = {{MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q4_0},
+                                {MLXR_DTYPE_Q4_K, MLXR_DTYPE_Q4_K, MLXR_DTYPE_Q6_K},
+                                {MLXR_DTYPE_F16, MLXR_DTYPE_F16, MLXR_DTYPE_F16},
+                                {MLXR_DTYPE_Q8_0, MLXR_DTYPE_BF16, MLXR_DTYPE_Q8_0}};
+  const int64_t n_in = 512, outs[3] = {64, 32, 48}, rows[] = {1, 5, 40};
+  for (size_t si = 0; si < sizeof(sets) / sizeof(sets[0]); si++) {
+    mlxr_weight w[3];
+    void *data[3];
+    double *deq = malloc(sizeof(double) * (size_t)(n_in * 64));
+    for (int i = 0; i < 3; i++) {
+      data[i] = make_weight(sets[si][i], n_in, outs[i], &w[i], deq);
+      CHECK(be->iface->weight_prepare(be, &w[i]) == MLXR_OK, "weight_prepare");
+    }
+    float bias[48];
+    for (int i = 0; i < 48; i++) bias[i] = frand();
+    const mlxr_weight bw = {.type = MLXR_DTYPE_F32, .n_in = 48, .n_out = 1, .row_bytes = sizeof bias, .data = bias};
+    for (size_t ri = 0; ri < sizeof(rows) / sizeof(rows[0]); ri++) {
+      const int64_t n = rows[ri];
+      float *x = malloc(sizeof(float) * (size_t)(n * n_in));
+      for (int64_t i = 0; i < n * n_in; i++) x[i] = frand();
+      float *ym[3], *ys[3];
+      for (int i = 0; i < 3; i++) {
+        ym[i] = malloc(sizeof(float) * (size_t)(n * outs[i]));
+        ys[i] = malloc(sizeof(float) * (size_t)(n * outs[i]));
+      }
+      const mlxr_weight *ws[3] = {&w[0], &w[1], &w[2]}, *bs[3] = {NULL, NULL, &bw};
+      CHECK(be->iface->matmul_multi(be, 3, ws, bs, x, n, ym) == MLXR_OK, "matmul_multi");
+      for (int i = 0; i < 3; i++) {
+        CHECK(be->iface->matmul(be, ws[i], bs[i], x, n, ys[i]) == MLXR_OK, "matmul");
+        CHECK(memcmp(ym[i], ys[i], sizeof(float) * (size_t)(n * outs[i])) == 0,
+              "%s matmul_multi set %zu weight %d rows %lld differs from matmul", tag, si, i, (long long)n);
+        free(ym[i]);
+        free(ys[i]);
+      }
+      free(x);
+    }
+    for (int i = 0; i < 3; i++) free(data[i]);
+    free(deq);
+  }
+}
+
 static void test_elementwise(mlxr_backend *be, const char *tag) {
   const int64_t rows = 3, dim = 40;
   float x[3 * 40], y[3 * 40], w[40];
@@ -290,6 +335,7 @@ int main(void) {
       expect_repack = false;
 #endif
       test_matmul(be, tag, expect_repack);
+      test_matmul_multi(be, tag);
       test_elementwise(be, tag);
       test_attention(be, tag);
       mlxr_backend_free(be);

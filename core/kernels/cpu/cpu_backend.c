@@ -447,9 +447,28 @@ static void matmul_deq_worker(void *arg, int ith, int nth) {
   }
 }
 
-static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight *bias,
-                      const float *x, int64_t n_rows, float *y) {
-  cpu_context *c = cpu_ctx(be);
+/* What the activations of a product are converted into before it runs: products of the same x
+ * with equal signatures can share one conversion (matmul_multi). */
+typedef struct act_signature {
+  mlxr_dtype type;
+  int64_t n_in;
+  bool r16, f32_gemm;
+} act_signature;
+
+static act_signature matmul_signature(const cpu_context *c, const mlxr_weight *w, int64_t n_rows) {
+  const mlxr_type_traits *tt = cpu_traits(c, w->type), *f32 = cpu_traits(c, MLXR_DTYPE_F32);
+  act_signature s = {.type = w->type, .n_in = w->n_in};
+  if (!tt) return s;
+  s.f32_gemm = !tt->gemm && !w->device && n_rows >= CPU_DEQ_MIN_ROWS && f32 && f32->gemm && tt->to_float &&
+               w->type != MLXR_DTYPE_F32;
+  s.r16 = w->device && c->r16_gemm && tt->vec_dot_type != MLXR_DTYPE_F32;
+  return s;
+}
+
+/* One product; with reuse_act the activations converted by the previous product (same x, equal
+ * signature) are used as they are. */
+static int cpu_matmul_impl(cpu_context *c, const mlxr_weight *w, const mlxr_weight *bias, const float *x,
+                           int64_t n_rows, float *y, bool reuse_act) {
   const mlxr_type_traits *tt = cpu_traits(c, w->type);
   if (!tt || !tt->vec_dot) return MLXR_ERR_UNSUPPORTED;
   matmul_job job = {.tt = tt, .w = w, .x = x, .n_rows = n_rows, .y = y};
@@ -499,10 +518,37 @@ static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight 
       }
       job.xf = c->xf;
     }
-    if (n_rows == 1) matmul_quantize_worker(&job, 0, 1);
-    else mlxr_threadpool_run(c->pool, matmul_quantize_worker, &job);
+    if (reuse_act) {
+      /* converted by the previous product of the same x */
+    } else if (n_rows == 1) {
+      matmul_quantize_worker(&job, 0, 1);
+    } else {
+      mlxr_threadpool_run(c->pool, matmul_quantize_worker, &job);
+    }
   }
   mlxr_threadpool_run(c->pool, job.f32_gemm ? matmul_deq_worker : job.r16 ? matmul_r16_worker : matmul_dot_worker, &job);
+  return MLXR_OK;
+}
+
+static int cpu_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight *bias,
+                      const float *x, int64_t n_rows, float *y) {
+  return cpu_matmul_impl(cpu_ctx(be), w, bias, x, n_rows, y, false);
+}
+
+/* q/k/v and gate/up: the activations are converted once when the weights share a signature. */
+static int cpu_matmul_multi(mlxr_backend *be, int n, const mlxr_weight *const *ws,
+                            const mlxr_weight *const *biases, const float *x, int64_t n_rows,
+                            float *const *ys) {
+  cpu_context *c = cpu_ctx(be);
+  act_signature prev = {0};
+  for (int i = 0; i < n; i++) {
+    const act_signature sig = matmul_signature(c, ws[i], n_rows);
+    const bool reuse = i > 0 && sig.type == prev.type && sig.n_in == prev.n_in && sig.r16 == prev.r16 &&
+                       sig.f32_gemm == prev.f32_gemm;
+    const int rc = cpu_matmul_impl(c, ws[i], biases ? biases[i] : NULL, x, n_rows, ys[i], reuse);
+    if (rc != MLXR_OK) return rc;
+    prev = sig;
+  }
   return MLXR_OK;
 }
 
@@ -843,6 +889,7 @@ static const mlxr_backend_iface cpu_iface = {
     .add = cpu_add,
     .kv_store = cpu_kv_store,
     .attention = cpu_attention,
+    .matmul_multi = cpu_matmul_multi,
 };
 
 mlxr_cpu_backend_params mlxr_cpu_backend_default_params(void) {
