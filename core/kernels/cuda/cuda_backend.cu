@@ -664,6 +664,9 @@ static const mlxr_backend_iface cuda_iface = {
     .add = cuda_add,
     .kv_store = cuda_kv_store,
     .attention = cuda_attention,
+    .matmul_multi = NULL, /* fused forms: not yet (the model composes them) */
+    .matmul_acc = NULL,
+    .rope_kv_store = NULL,
 };
 
 bool mlxr_cuda_device_describe(int index, char *buf, size_t len) {
