@@ -286,7 +286,7 @@ int mlxr_engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n, f
 }
 
 int mlxr_engine_embed(mlxr_engine *e, int seq, const int32_t *tokens, int32_t n, bool mean_pool,
-                      float *out, char *err, size_t err_len) {
+                      bool normalize, float *out, char *err, size_t err_len) {
   const int32_t E = mlxr_model_hparams(e->model)->n_embd;
   if (n <= 0) return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "nothing to embed");
   const size_t chunk_floats = (size_t)e->p.n_batch * (size_t)E;
@@ -314,7 +314,7 @@ int mlxr_engine_embed(mlxr_engine *e, int seq, const int32_t *tokens, int32_t n,
   if (rc == MLXR_OK) {
     double norm = 0.0;
     for (int32_t i = 0; i < E; i++) norm += acc[i] * acc[i];
-    norm = norm > 0.0 ? 1.0 / sqrt(norm) : 0.0;
+    norm = !normalize ? (mean_pool ? 1.0 / n : 1.0) : norm > 0.0 ? 1.0 / sqrt(norm) : 0.0;
     for (int32_t i = 0; i < E; i++) out[i] = (float)(acc[i] * norm);
   }
   free(hidden);

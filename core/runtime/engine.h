@@ -80,9 +80,10 @@ int mlxr_engine_eval(mlxr_engine *e, int seq, const int32_t *tokens, int32_t n, 
                      bool all_logits, float *logits, char *err, size_t err_len);
 
 /* Final hidden states of a token sequence on sequence seq (positions from 0), pooled: mean over
- * all positions, or the last position; then L2-normalized. out has n_embd floats. The sequence's
- * KV is left filled (the caller frees the sequence). */
+ * all positions, or the last position; then L2-normalized if normalize (Ollama's legacy
+ * /api/embeddings returns them unnormalized). out has n_embd floats. The sequence's KV is left
+ * filled (the caller frees the sequence). */
 int mlxr_engine_embed(mlxr_engine *e, int seq, const int32_t *tokens, int32_t n, bool mean_pool,
-                      float *out, char *err, size_t err_len);
+                      bool normalize, float *out, char *err, size_t err_len);
 
 #endif

@@ -2,7 +2,9 @@
  * sampler.c: see sampler.h. Candidates are (id, logit) pairs; filters shrink the candidate count
  * after partially sorting by logit. top_k uses a partial selection; top_p and min_p need the
  * candidates in descending order, so the chain sorts the survivors of top_k once (qsort on at most
- * n_vocab entries; with top_k set that is at most k).
+ * n_vocab entries; with top_k set that is at most k). typical_p (llama.cpp's place: after top_k)
+ * orders the candidates by |surprisal - entropy|, keeps the smallest prefix whose mass reaches
+ * typical_p, and sorts the survivors by logit again for the filters after it.
  */
 #include "core/runtime/sampler.h"
 
@@ -16,6 +18,7 @@ typedef struct candidate {
   int32_t id;
   float logit;
   float p;
+  float q; /* scratch: typical_p's distance from the entropy */
 } candidate;
 
 struct mlxr_sampler {
@@ -58,6 +61,7 @@ mlxr_sampler_params mlxr_sampler_default_params(void) {
   mlxr_sampler_params p = {
       .temperature = 0.8f,
       .top_k = 40,
+      .typical_p = 1.0f,
       .top_p = 0.95f,
       .min_p = 0.05f,
       .repeat_penalty = 1.0f,
@@ -168,6 +172,13 @@ static void apply_penalties(mlxr_sampler *s, const float *logits) {
   }
 }
 
+static int cmp_typical(const void *a, const void *b) {
+  const candidate *x = a, *y = b;
+  if (x->q < y->q) return -1;
+  if (x->q > y->q) return 1;
+  return x->id < y->id ? -1 : (x->id > y->id);
+}
+
 static int cmp_desc(const void *a, const void *b) {
   const candidate *x = a, *y = b;
   if (x->logit > y->logit) return -1;
@@ -199,10 +210,10 @@ static void heap_sift_down(candidate *h, int32_t k, int32_t i) {
 
 /* The k best of s->work into cand[0..k) (unordered), in O(n log k). */
 static int32_t select_top_k(mlxr_sampler *s, int32_t k) {
-  for (int32_t i = 0; i < k; i++) s->cand[i] = (candidate){i, s->work[i], 0.0f};
+  for (int32_t i = 0; i < k; i++) s->cand[i] = (candidate){i, s->work[i], 0.0f, 0.0f};
   for (int32_t i = k / 2 - 1; i >= 0; i--) heap_sift_down(s->cand, k, i);
   for (int32_t i = k; i < s->n_vocab; i++) {
-    candidate c = {i, s->work[i], 0.0f};
+    candidate c = {i, s->work[i], 0.0f, 0.0f};
     if (cmp_desc(&c, &s->cand[0]) < 0) { /* better than the worst kept */
       s->cand[0] = c;
       heap_sift_down(s->cand, k, 0);
@@ -236,6 +247,29 @@ static int32_t filter_chain(mlxr_sampler *s) {
     }
   }
   qsort(s->cand, (size_t)n, sizeof(candidate), cmp_desc);
+  if (s->p.typical_p > 0.0f && s->p.typical_p < 1.0f && n > 1) {
+    softmax_candidates(s->cand, n, 1.0f);
+    double ent = 0.0;
+    for (int32_t i = 0; i < n; i++) {
+      if (s->cand[i].p > 0.0f) ent -= (double)s->cand[i].p * log((double)s->cand[i].p);
+    }
+    for (int32_t i = 0; i < n; i++) {
+      const double surprisal = s->cand[i].p > 0.0f ? -log((double)s->cand[i].p) : INFINITY;
+      s->cand[i].q = (float)fabs(surprisal - ent);
+    }
+    qsort(s->cand, (size_t)n, sizeof(candidate), cmp_typical);
+    double cum = 0.0;
+    int32_t keep = n;
+    for (int32_t i = 0; i < n; i++) {
+      cum += s->cand[i].p;
+      if (cum >= s->p.typical_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+    n = keep;
+    qsort(s->cand, (size_t)n, sizeof(candidate), cmp_desc);
+  }
   if (s->p.top_p < 1.0f) {
     softmax_candidates(s->cand, n, 1.0f);
     double cum = 0.0;
@@ -309,7 +343,7 @@ int32_t mlxr_sampler_sample_filtered(mlxr_sampler *s, const float *logits, mlxr_
     if (ok(ctx, best)) return best;
     /* descending order lazily: heapify once (O(n)), pop O(log n) per rejected token */
     int32_t k = s->n_vocab;
-    for (int32_t i = 0; i < k; i++) s->cand[i] = (candidate){i, s->work[i], 0.0f};
+    for (int32_t i = 0; i < k; i++) s->cand[i] = (candidate){i, s->work[i], 0.0f, 0.0f};
     for (int32_t i = k / 2 - 1; i >= 0; i--) maxheap_sift_down(s->cand, k, i);
     while (k > 0) {
       const candidate c = s->cand[0];

@@ -3,8 +3,8 @@
  *
  * The chain follows llama.cpp's order: logit_bias; penalties (repeat over the last repeat_last_n
  * accepted tokens: positive logits divided by repeat_penalty, negative multiplied; presence and
- * frequency subtracted OpenAI-style); then, if temperature <= 0, greedy argmax; else top_k, top_p,
- * min_p (each over the softmax of the surviving candidates), temperature, softmax, and a draw from
+ * frequency subtracted OpenAI-style); then, if temperature <= 0, greedy argmax; else top_k, typical_p,
+ * top_p, min_p (each over the softmax of the surviving candidates), temperature, softmax, and a draw from
  * the sampler's own RNG (xoshiro256**, seeded per sampler: no global state).
  *
  * A sampler owns a candidate buffer sized for the vocabulary at creation and a ring of recent tokens,
@@ -19,6 +19,9 @@
 typedef struct mlxr_sampler_params {
   float temperature;       /* <= 0: greedy */
   int32_t top_k;           /* <= 0: off */
+  float typical_p;         /* locally typical sampling (Meister et al.): keep the tokens whose
+                              surprisal is closest to the distribution's entropy until their mass
+                              reaches typical_p; <= 0 or >= 1: off */
   float top_p;             /* >= 1: off */
   float min_p;             /* <= 0: off */
   float repeat_penalty;    /* 1: off */

@@ -81,12 +81,19 @@ struct mlxr_gen_handle {
   mlxr_grammar *grammar;
   mlxr_grammar_matcher *matcher;
   bool flush_on_stop;    /* a STOP that is not a stop string: held-back text is output */
+  const char *stop_string; /* the stop string that ended it (in stop), NULL: none */
+  /* post-validation (params.json_schema): the output is kept and checked when it finishes */
+  char *json_schema;     /* the schema text (copied at submit), NULL: none */
+  char *out_text;        /* [out_len] the output so far (only with json_schema) */
+  size_t out_len, out_cap;
+  char schema_error[320];/* why the finished output breaks the schema ("" if it does not) */
 };
 
 typedef struct embed_job {
   const int32_t *tokens;
   int32_t n;
   bool mean;
+  bool normalize;
   float *out;
   int rc;
   char *err;
@@ -117,6 +124,7 @@ struct mlxr_sched {
   mlxr_gen_handle **order;  /* [max_running] running requests by admission, this step */
   float *logits;            /* [max_running][n_vocab] */
   mlxr_grammar_vocab *gvocab; /* every token's bytes, built at the first constrained request */
+  float *masked;            /* [n_vocab] a row's logits under its grammar's mask (logprobs), lazily */
   mlxr_token_logprob *top;  /* [MLXR_MAX_TOP_LOGPROBS] */
   char *text;               /* detok output scratch */
   size_t text_cap;
@@ -159,6 +167,8 @@ static void handle_free(mlxr_gen_handle *h) {
   mlxr_stop_text_free(&h->stop);
   mlxr_grammar_matcher_free(h->matcher);
   mlxr_grammar_free(h->grammar);
+  free(h->json_schema);
+  free(h->out_text);
   free(h);
 }
 
@@ -187,6 +197,22 @@ static void emit(mlxr_sched *s, mlxr_gen_handle *h, const mlxr_gen_event *ev) {
   pthread_mutex_unlock(&s->lock);
 }
 
+/* Keep output text for the post-validation (params.json_schema); worker thread. */
+static void keep_text(mlxr_gen_handle *h, const char *text, size_t len) {
+  if (!h->json_schema || len == 0) return;
+  if (h->out_len + len + 1 > h->out_cap) {
+    size_t cap = h->out_cap ? h->out_cap * 2 : 1024;
+    while (cap < h->out_len + len + 1) cap *= 2;
+    char *p = realloc(h->out_text, cap);
+    if (!p) return; /* the check then sees a shorter text and reports it */
+    h->out_text = p;
+    h->out_cap = cap;
+  }
+  memcpy(h->out_text + h->out_len, text, len);
+  h->out_len += len;
+  h->out_text[h->out_len] = '\0';
+}
+
 /* End a running or waiting request: final event, KV freed, worker's reference dropped. */
 static void finish(mlxr_sched *s, mlxr_gen_handle *h, mlxr_finish_reason reason, const char *error) {
   mlxr_gen_event ev = {.kind = error ? MLXR_GEN_ERROR : MLXR_GEN_DONE, .message = error};
@@ -199,11 +225,24 @@ static void finish(mlxr_sched *s, mlxr_gen_handle *h, mlxr_finish_reason reason,
     if (w > 0) mlxr_stop_text_append(&h->stop, buf, (size_t)w);
     bool stopped;
     mlxr_stop_text_take(&h->stop, true, &tail, &tail_len, &stopped);
+    if (stopped) h->stop_string = h->stop.stops[h->stop.hit];
+  }
+  keep_text(h, tail, tail_len);
+  if (!error && reason == MLXR_FINISH_STOP && h->json_schema) {
+    /* what the grammar could not enforce (json_schema.c's `post`) is checked on the whole text */
+    char why[300];
+    int vr = mlxr_json_schema_validate_text(h->json_schema, strlen(h->json_schema), h->out_text ? h->out_text : "",
+                                            h->out_len, why, sizeof why);
+    if (vr != MLXR_OK) {
+      snprintf(h->schema_error, sizeof h->schema_error, "%s", why[0] ? why : "the output does not match the schema");
+      ev.schema_error = h->schema_error;
+    }
   }
   const int64_t t = now_ns();
   ev.text = tail;
   ev.text_len = tail_len;
   ev.finish_reason = reason;
+  ev.stop_string = h->stop_string;
   ev.prompt_tokens = h->n_prompt;
   ev.cached_tokens = h->n_cached;
   ev.completion_tokens = h->n_generated;
@@ -244,6 +283,7 @@ static void compute_logprobs(mlxr_sched *s, const float *logits, int32_t token, 
   int32_t k = 0;
   for (int32_t i = 0; i < s->n_vocab; i++) { /* insertion into a small sorted list */
     const float v = logits[i];
+    if (v == -INFINITY) continue; /* masked out by a grammar */
     if (k == n_top && (n_top == 0 || v <= s->top[k - 1].logprob)) continue;
     int32_t j = k < n_top ? k++ : k - 1;
     while (j > 0 && s->top[j - 1].logprob < v) {
@@ -285,9 +325,19 @@ static bool grammar_done(const mlxr_gen_handle *h) {
   return h->matcher && mlxr_grammar_matcher_is_complete(h->matcher) && !mlxr_grammar_matcher_can_continue(h->matcher);
 }
 
+/* The logits with every token the grammar does not allow now set to -inf: logprobs under a grammar
+ * are those of the masked distribution the token was drawn from (renormalized over the allowed
+ * tokens). Falls back to the plain logits if the scratch row cannot be had. */
+static const float *masked_logits(mlxr_sched *s, grammar_filter *f, const float *logits) {
+  if (!s->masked && !(s->masked = malloc((size_t)s->n_vocab * sizeof(float)))) return logits;
+  for (int32_t i = 0; i < s->n_vocab; i++) s->masked[i] = grammar_allows(f, i) ? logits[i] : -INFINITY;
+  return s->masked;
+}
+
 /* Sample the next token of h from its logits row and report it. Returns true if h finished. */
 static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
   const mlxr_tokenizer *tok = mlxr_engine_tokenizer(s->engine);
+  const float *lp_logits = logits; /* what logprobs are computed from */
   int32_t id;
   if (h->matcher) {
     h->flush_on_stop = true;
@@ -298,6 +348,7 @@ static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
       else finish(s, h, MLXR_FINISH_NONE, "constrained decoding: no token of the vocabulary can continue the grammar");
       return true;
     }
+    if (h->params.top_logprobs >= 0) lp_logits = masked_logits(s, &f, logits);
     if (!mlxr_tokenizer_is_eog(tok, id)) {
       size_t len;
       const uint8_t *b = mlxr_grammar_vocab_bytes(s->gvocab, id, &len);
@@ -318,16 +369,18 @@ static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
   }
   mlxr_gen_event ev = {.kind = MLXR_GEN_TOKEN, .token = id};
   if (h->params.top_logprobs >= 0) {
-    compute_logprobs(s, logits, id, h->params.top_logprobs, &ev.logprob, &ev.n_top);
+    compute_logprobs(s, lp_logits, id, h->params.top_logprobs, &ev.logprob, &ev.n_top);
     ev.top = s->top;
   }
   int w = mlxr_detok_push(&h->detok, id, s->text, s->text_cap);
   if (w > 0) mlxr_stop_text_append(&h->stop, s->text, (size_t)w);
   bool stopped;
   mlxr_stop_text_take(&h->stop, false, &ev.text, &ev.text_len, &stopped);
+  keep_text(h, ev.text, ev.text_len);
   emit(s, h, &ev);
   if (stopped) {
     h->flush_on_stop = false; /* a stop string: what was held back is the stop string */
+    h->stop_string = h->stop.stops[h->stop.hit];
     finish(s, h, MLXR_FINISH_STOP, NULL);
     return true;
   }
@@ -382,7 +435,7 @@ static void run_embed_jobs(mlxr_sched *s, embed_job *jobs) {
     if (seq < 0) {
       j->rc = mlxr_errf(j->err, j->err_len, MLXR_ERR_NO_SPACE, "no free KV sequence for embedding");
     } else {
-      j->rc = mlxr_engine_embed(s->engine, seq, j->tokens, j->n, j->mean, j->out, j->err, j->err_len);
+      j->rc = mlxr_engine_embed(s->engine, seq, j->tokens, j->n, j->mean, j->normalize, j->out, j->err, j->err_len);
       mlxr_kv_seq_free(kv, seq);
     }
   }
@@ -719,6 +772,7 @@ void mlxr_sched_close(mlxr_sched *s) {
   pthread_mutex_unlock(&s->lock);
   pthread_join(s->worker, NULL);
   mlxr_grammar_vocab_free(s->gvocab);
+  free(s->masked);
   mlxr_engine_close(s->engine);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->wake);
@@ -787,6 +841,11 @@ int mlxr_sched_submit(mlxr_sched *s, const int32_t *prompt, int32_t n_prompt,
     }
   }
   h->params.grammar = NULL;
+  if (params->json_schema && !(h->json_schema = strdup(params->json_schema))) {
+    handle_free(h);
+    return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
+  }
+  h->params.json_schema = NULL;
   memset(h->params.stop, 0, sizeof(h->params.stop));
   h->params.bias_ids = NULL;
   h->params.bias_values = NULL;
@@ -839,7 +898,7 @@ void mlxr_sched_release(mlxr_gen_handle *h) {
   pthread_mutex_unlock(&s->lock);
 }
 
-int mlxr_sched_embed(mlxr_sched *s, const int32_t *tokens, int32_t n, mlxr_pooling pooling,
+int mlxr_sched_embed(mlxr_sched *s, const int32_t *tokens, int32_t n, mlxr_pooling pooling, bool normalize,
                      float *out, char *err, size_t err_len) {
   if (n <= 0) return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "nothing to embed");
   if (n > mlxr_sched_n_ctx(s)) {
@@ -851,7 +910,7 @@ int mlxr_sched_embed(mlxr_sched *s, const int32_t *tokens, int32_t n, mlxr_pooli
       return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "token id %d is outside the vocabulary", (int)tokens[i]);
     }
   }
-  embed_job job = {.tokens = tokens, .n = n, .mean = pooling != MLXR_POOL_LAST, .out = out,
+  embed_job job = {.tokens = tokens, .n = n, .mean = pooling != MLXR_POOL_LAST, .normalize = normalize, .out = out,
                    .err = err, .err_len = err_len};
   pthread_mutex_lock(&s->lock);
   if (s->stopping) {

@@ -76,6 +76,9 @@ typedef struct mlxr_gen_params {
   int32_t n_bias;
   const char *grammar;            /* GBNF text (root rule "root") the output must match, parsed at
                                      submit (a bad grammar fails the submit); NULL: unconstrained */
+  const char *json_schema;        /* JSON schema text (copied at submit): an output that finishes
+                                     (STOP) is validated against it, for what the grammar could not
+                                     enforce; a violation is reported in DONE's schema_error */
 } mlxr_gen_params;
 
 mlxr_gen_params mlxr_gen_default_params(void);
@@ -96,7 +99,8 @@ typedef struct mlxr_gen_event {
   const char *text;       /* text delta (valid UTF-8), valid during the callback only */
   size_t text_len;
   int32_t token;          /* TOKEN: the sampled id */
-  float logprob;          /* TOKEN: log p(token) under the model (if logprobs were asked) */
+  float logprob;          /* TOKEN: log p(token) under the model (if logprobs were asked); under a
+                             grammar, of the masked distribution (allowed tokens renormalized) */
   const mlxr_token_logprob *top; /* TOKEN: n_top alternatives, best first */
   int32_t n_top;
   mlxr_finish_reason finish_reason; /* DONE */
@@ -105,6 +109,10 @@ typedef struct mlxr_gen_event {
   int32_t completion_tokens;
   int64_t queue_ns, prompt_ns, gen_ns; /* DONE: time waiting, prefilling, generating */
   const char *message;        /* ERROR */
+  const char *stop_string;    /* DONE: the stop string that ended the generation (a copy of one of
+                                 params.stop, valid during the callback), NULL otherwise */
+  const char *schema_error;   /* DONE: why the output breaks params.json_schema (JSON pointer, then
+                                 what), valid during the callback; NULL: it conforms or no check */
 } mlxr_gen_event;
 
 typedef void (*mlxr_gen_callback)(void *user, const mlxr_gen_event *ev);
@@ -125,9 +133,9 @@ void mlxr_sched_release(mlxr_gen_handle *h);
 
 typedef enum mlxr_pooling { MLXR_POOL_MEAN = 1, MLXR_POOL_LAST = 3 } mlxr_pooling;
 
-/* Embedding of a token sequence: final hidden states pooled and L2-normalized into out[n_embd].
- * Runs through the worker's queue; blocks the caller until done. */
-int mlxr_sched_embed(mlxr_sched *s, const int32_t *tokens, int32_t n, mlxr_pooling pooling,
+/* Embedding of a token sequence: final hidden states pooled (and L2-normalized if normalize) into
+ * out[n_embd]. Runs through the worker's queue; blocks the caller until done. */
+int mlxr_sched_embed(mlxr_sched *s, const int32_t *tokens, int32_t n, mlxr_pooling pooling, bool normalize,
                      float *out, char *err, size_t err_len);
 
 /* Counters for /metrics and /api/ps (a consistent snapshot). */

@@ -59,6 +59,7 @@ void mlxr_stop_text_take(mlxr_stop_text *st, bool final, const char **out, size_
     if (hit && (size_t)(hit - st->buf) <= emit) {
       emit = (size_t)(hit - st->buf);
       *stopped = true;
+      st->hit = i;
     }
   }
   if (!*stopped && !final) {

@@ -8,17 +8,21 @@
  *            follows); with tools, a reply that starts with '{' or <|python_tag|> switches to JSON.
  *   THINK    text goes out as reasoning until "</think>".
  *   TOOL     text is collected until "</tool_call>", then parsed as {"name", "arguments"}; what
- *            does not parse is given back as content, tags included, so nothing is lost.
+ *            does not parse is given back as content, tags included, so nothing is lost (but an
+ *            unclosed call at the end of a cut or forced output is dropped).
  *   JSON     the whole reply is collected and, at the end, parsed as Llama 3.1 tool calls
- *            ({"name", "parameters"} objects separated by ';'), or given back as content.
+ *            ({"name", "parameters"} objects separated by ';'), or given back as content (dropped
+ *            when the output was forced to be tool calls: then it can only be a cut-off call).
  */
 #include "daemon/server/chat.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/common/status.h"
+#include "core/runtime/grammar/grammar.h"
 
 const char mlxr_chat_fallback_template[] =
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
@@ -38,43 +42,8 @@ static const char TAG_PYTHON[] = "<|python_tag|>";
 static bool join_parts(cJSON *msg, char *err, size_t err_len) {
   cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
   if (!content || cJSON_IsString(content) || cJSON_IsNull(content)) return true;
-  if (!cJSON_IsArray(content)) {
-    mlxr_errf(err, err_len, MLXR_ERR_INVALID, "message content must be a string or an array of parts");
-    return false;
-  }
-  size_t total = 0;
-  const cJSON *part;
-  cJSON_ArrayForEach(part, content) {
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
-    const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
-    if (!cJSON_IsObject(part) || !cJSON_IsString(type)) {
-      mlxr_errf(err, err_len, MLXR_ERR_INVALID, "content parts must be objects with a type");
-      return false;
-    }
-    if (strcmp(type->valuestring, "text") != 0) {
-      mlxr_errf(err, err_len, MLXR_ERR_UNSUPPORTED, "content part type '%.40s' is not supported by this model (text only)",
-                type->valuestring);
-      return false;
-    }
-    if (!cJSON_IsString(text)) {
-      mlxr_errf(err, err_len, MLXR_ERR_INVALID, "a text part needs a string 'text'");
-      return false;
-    }
-    total += strlen(text->valuestring) + 1;
-  }
-  char *joined = malloc(total + 1);
+  char *joined = mlxr_chat_parts_text(content, err, err_len);
   if (!joined) return false;
-  size_t off = 0;
-  bool first = true;
-  cJSON_ArrayForEach(part, content) {
-    const char *t = cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring;
-    if (!first) joined[off++] = '\n';
-    size_t n = strlen(t);
-    memcpy(joined + off, t, n);
-    off += n;
-    first = false;
-  }
-  joined[off] = '\0';
   cJSON *s = cJSON_CreateString(joined);
   free(joined);
   if (!s) return false;
@@ -212,6 +181,55 @@ bool mlxr_chat_prompt_opens_think(const char *prompt) {
   return true;
 }
 
+const char *mlxr_chat_str(const cJSON *o, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+const char *mlxr_chat_call_name(const cJSON *messages, const char *call_id) {
+  const cJSON *m, *tc;
+  cJSON_ArrayForEach(m, messages) {
+    cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(m, "tool_calls")) {
+      const char *id = mlxr_chat_str(tc, "id");
+      if (id && call_id && strcmp(id, call_id) == 0) return mlxr_chat_str(cJSON_GetObjectItemCaseSensitive(tc, "function"), "name");
+    }
+  }
+  return NULL;
+}
+
+char *mlxr_chat_parts_text(const cJSON *content, char *err, size_t err_len) {
+  if (cJSON_IsString(content)) return strdup(content->valuestring);
+  if (!cJSON_IsArray(content)) {
+    mlxr_errf(err, err_len, MLXR_ERR_INVALID, "content must be a string or an array of parts");
+    return NULL;
+  }
+  size_t total = 1;
+  const cJSON *part;
+  cJSON_ArrayForEach(part, content) {
+    const char *text = mlxr_chat_str(part, "text");
+    if (!text) text = mlxr_chat_str(part, "refusal");
+    if (!text) {
+      const char *type = mlxr_chat_str(part, "type");
+      mlxr_errf(err, err_len, MLXR_ERR_UNSUPPORTED, "content part type '%.40s' is not supported by this model (text only)", type ? type : "?");
+      return NULL;
+    }
+    total += strlen(text) + 1;
+  }
+  char *out = malloc(total);
+  if (!out) return NULL;
+  size_t off = 0;
+  cJSON_ArrayForEach(part, content) {
+    const char *text = mlxr_chat_str(part, "text");
+    if (!text) text = mlxr_chat_str(part, "refusal");
+    if (off) out[off++] = '\n';
+    size_t n = strlen(text);
+    memcpy(out + off, text, n);
+    off += n;
+  }
+  out[off] = '\0';
+  return out;
+}
+
 /* ---------------- output parsing ---------------- */
 
 void mlxr_chat_parser_init(mlxr_chat_parser *p, bool tools, bool start_in_think) {
@@ -265,6 +283,7 @@ static void emit_text(mlxr_chat_parser *p, mlxr_chat_part part, const char *s, s
     p->after_think = false;
   }
   if (n == 0) return;
+  if (part == MLXR_CHAT_CONTENT && p->forced) return; /* only call syntax can be here: a cut-off tag */
   if (part == MLXR_CHAT_CONTENT) {
     if (!all_ws(s, n)) p->any_content = true;
   }
@@ -303,9 +322,10 @@ static bool buf_reserve(char **b, size_t *cap, size_t need) {
   return true;
 }
 
-/* Llama 3.1: the whole reply is one or more JSON objects separated by ';'. */
-static bool try_llama_json(mlxr_chat_parser *p, const char *s, size_t n, mlxr_chat_emit emit,
-                           void *user) {
+/* Llama 3.1: the whole reply is one or more JSON objects separated by ';'. With keep_prefix
+ * (a forced output that was cut), the complete calls before a broken one still count. */
+static bool try_llama_json(mlxr_chat_parser *p, const char *s, size_t n, bool keep_prefix,
+                           mlxr_chat_emit emit, void *user) {
   char *copy = malloc(n + 1);
   if (!copy) return false;
   memcpy(copy, s, n);
@@ -332,6 +352,7 @@ static bool try_llama_json(mlxr_chat_parser *p, const char *s, size_t n, mlxr_ch
     q = end;
   }
   if (n_objs == 0) ok = false;
+  if (!ok && keep_prefix && n_objs > 0) ok = true;
   if (ok)
     for (int i = 0; i < n_objs; i++) emit_tool_json(p, objs[i], emit, user);
   for (int i = 0; i < n_objs; i++) cJSON_Delete(objs[i]);
@@ -339,6 +360,8 @@ static bool try_llama_json(mlxr_chat_parser *p, const char *s, size_t n, mlxr_ch
   return ok;
 }
 
+/* A call's text: emitted as a call when it parses, else given back as content (tags included) or,
+ * for an unclosed call of a cut or forced output, dropped. */
 static void tool_done(mlxr_chat_parser *p, const char *s, size_t n, bool closed,
                       mlxr_chat_emit emit, void *user) {
   char *copy = malloc(n + 1);
@@ -355,6 +378,7 @@ static void tool_done(mlxr_chat_parser *p, const char *s, size_t n, bool closed,
     p->after_think = true; /* drop the newline(s) between tool calls */
     return;
   }
+  if (!closed && (p->forced || p->cut)) return; /* a half-written call */
   emit_text(p, MLXR_CHAT_CONTENT, TAG_TOOL, strlen(TAG_TOOL), emit, user);
   emit_text(p, MLXR_CHAT_CONTENT, s, n, emit, user);
   if (closed) emit_text(p, MLXR_CHAT_CONTENT, TAG_TOOL_END, strlen(TAG_TOOL_END), emit, user);
@@ -448,7 +472,7 @@ void mlxr_chat_parser_push(mlxr_chat_parser *p, const char *text, size_t len, bo
     }
     /* MODE_JSON */
     if (!final) return;
-    if (!try_llama_json(p, p->buf, p->len, emit, user)) {
+    if (!try_llama_json(p, p->buf, p->len, p->forced, emit, user) && !p->forced) {
       p->mode = MODE_CONTENT;
       p->any_content = true; /* not JSON tool calls: plain content from here on */
       emit_text(p, MLXR_CHAT_CONTENT, p->buf, p->len, emit, user);
@@ -456,4 +480,198 @@ void mlxr_chat_parser_push(mlxr_chat_parser *p, const char *text, size_t len, bo
     p->len = 0;
     return;
   }
+}
+
+/* ---------------- output blocks ---------------- */
+
+static void blocks_close(mlxr_chat_blocks *bs) {
+  if (bs->n == 0 || bs->b[bs->n - 1].closed) return;
+  mlxr_block *b = &bs->b[bs->n - 1];
+  b->closed = true;
+  bs->ops->close(bs->user, b);
+}
+
+/* The open block of this kind (a tool call always gets a new one), or NULL out of memory. */
+static mlxr_block *blocks_open(mlxr_chat_blocks *bs, mlxr_block_kind kind, const char *name) {
+  if (bs->n > 0 && !bs->b[bs->n - 1].closed) {
+    if (bs->b[bs->n - 1].kind == kind && kind != MLXR_BLOCK_TOOL_CALL) return &bs->b[bs->n - 1];
+    blocks_close(bs);
+  }
+  if (bs->n == bs->cap) {
+    int nc = bs->cap ? bs->cap * 2 : 4;
+    mlxr_block *nb = realloc(bs->b, (size_t)nc * sizeof(*nb));
+    if (!nb) return NULL;
+    bs->b = nb;
+    bs->cap = nc;
+  }
+  mlxr_block *b = &bs->b[bs->n];
+  memset(b, 0, sizeof(*b));
+  b->kind = kind;
+  b->index = bs->n;
+  if (name && !(b->name = strdup(name))) return NULL;
+  bs->n++;
+  bs->ops->open(bs->user, b);
+  return b;
+}
+
+static void blocks_add(mlxr_chat_blocks *bs, mlxr_block *b, const char *s, size_t n) {
+  if (!b || !buf_reserve(&b->text, &b->cap, b->len + n + 1)) {
+    bs->oom = true;
+    return;
+  }
+  memcpy(b->text + b->len, s, n);
+  b->len += n;
+  b->text[b->len] = '\0';
+  bs->ops->delta(bs->user, b, s, n);
+}
+
+static void blocks_emit(void *user, const mlxr_chat_delta *d) {
+  mlxr_chat_blocks *bs = user;
+  if (d->part == MLXR_CHAT_TOOL_CALL) {
+    mlxr_block *b = blocks_open(bs, MLXR_BLOCK_TOOL_CALL, d->tool_name);
+    char *args = cJSON_PrintUnformatted(d->tool_args);
+    blocks_add(bs, b, args ? args : "{}", args ? strlen(args) : 2);
+    free(args);
+    blocks_close(bs);
+    return;
+  }
+  if (d->part == MLXR_CHAT_REASONING) bs->reasoned = true;
+  blocks_add(bs, blocks_open(bs, d->part == MLXR_CHAT_REASONING ? MLXR_BLOCK_REASONING : MLXR_BLOCK_TEXT, NULL), d->text, d->len);
+}
+
+void mlxr_chat_blocks_init(mlxr_chat_blocks *bs, bool tools, bool start_in_think,
+                           const mlxr_block_ops *ops, void *user) {
+  memset(bs, 0, sizeof(*bs));
+  mlxr_chat_parser_init(&bs->parser, tools, start_in_think);
+  bs->ops = ops;
+  bs->user = user;
+}
+
+bool mlxr_chat_blocks_push(mlxr_chat_blocks *bs, const char *text, size_t len, bool final) {
+  bs->reasoned = false;
+  mlxr_chat_parser_push(&bs->parser, text, len, final, blocks_emit, bs);
+  if (final) blocks_close(bs);
+  return bs->reasoned;
+}
+
+void mlxr_chat_blocks_free(mlxr_chat_blocks *bs) {
+  for (int i = 0; i < bs->n; i++) {
+    free(bs->b[i].name);
+    free(bs->b[i].text);
+  }
+  free(bs->b);
+  mlxr_chat_parser_free(&bs->parser);
+  memset(bs, 0, sizeof(*bs));
+}
+
+/* ---------------- constrained outputs ---------------- */
+
+/* Rename the GBNF rule `root` to `to` wherever it is a whole identifier outside string literals
+ * and character classes (the schema converter's grammar may refer to its own root). */
+static char *rename_root_rule(const char *g, const char *to) {
+  size_t n = strlen(g), cap = n * 2 + 64, o = 0;
+  char *out = malloc(cap);
+  if (!out) return NULL;
+  for (size_t i = 0; i < n;) {
+    if (g[i] == '"' || g[i] == '[') { /* copy a literal or class verbatim, escapes included */
+      const char close = g[i] == '"' ? '"' : ']';
+      out[o++] = g[i++];
+      while (i < n && g[i] != close) {
+        if (g[i] == '\\' && i + 1 < n) out[o++] = g[i++];
+        out[o++] = g[i++];
+      }
+      if (i < n) out[o++] = g[i++];
+      continue;
+    }
+    if (g[i] == '#') { /* comment to end of line */
+      while (i < n && g[i] != '\n') out[o++] = g[i++];
+      continue;
+    }
+    const bool word_start = i == 0 || !(isalnum((unsigned char)g[i - 1]) || g[i - 1] == '-' || g[i - 1] == '_');
+    if (word_start && strncmp(g + i, "root", 4) == 0 &&
+        !(isalnum((unsigned char)g[i + 4]) || g[i + 4] == '-' || g[i + 4] == '_')) {
+      size_t l = strlen(to);
+      if (o + l + 1 >= cap) break;
+      memcpy(out + o, to, l);
+      o += l;
+      i += 4;
+      continue;
+    }
+    out[o++] = g[i++];
+  }
+  out[o] = '\0';
+  return out;
+}
+
+/* tool_choice "required" or a named function: the output must be tool calls. The grammar allows one
+ * call (parallel_tool_calls false) or one or more, in the model family's own form: Hermes/Qwen `<tool_call>\n{"name": .., "arguments":
+ * {..}}\n</tool_call>` (templates that mention <tool_call>), else the Llama 3.1 form
+ * `{"name": .., "parameters": {..}}`; each call's arguments follow that tool's parameter schema. */
+int mlxr_chat_tool_grammar(const cJSON *tools, const char *template_src, bool parallel, char **out,
+                           char *err, size_t err_len) {
+  *out = NULL;
+  const bool hermes = !template_src || strstr(template_src, "<tool_call>") || !strstr(template_src, "parameters");
+  cJSON *any = cJSON_CreateArray();
+  const cJSON *t;
+  cJSON_ArrayForEach(t, tools) {
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+    if (!cJSON_IsString(name)) continue;
+    cJSON *call = cJSON_CreateObject();
+    cJSON_AddStringToObject(call, "type", "object");
+    cJSON *props = cJSON_AddObjectToObject(call, "properties");
+    cJSON *nm = cJSON_AddObjectToObject(props, "name");
+    cJSON_AddStringToObject(nm, "const", name->valuestring);
+    cJSON_AddItemToObject(props, hermes ? "arguments" : "parameters",
+                          cJSON_IsObject(params) ? cJSON_Duplicate(params, true) : cJSON_Parse("{\"type\":\"object\"}"));
+    cJSON *req = cJSON_AddArrayToObject(call, "required");
+    cJSON_AddItemToArray(req, cJSON_CreateString("name"));
+    cJSON_AddItemToArray(req, cJSON_CreateString(hermes ? "arguments" : "parameters"));
+    cJSON_AddItemToArray(any, call);
+  }
+  cJSON *schema = cJSON_CreateObject();
+  cJSON_AddItemToObject(schema, "anyOf", any);
+  char *call_gbnf = NULL;
+  int rc = mlxr_json_schema_to_gbnf(schema, &call_gbnf, err, err_len);
+  cJSON_Delete(schema);
+  if (rc != MLXR_OK) return rc;
+  char *renamed = rename_root_rule(call_gbnf, "tool-call-object");
+  free(call_gbnf);
+  if (!renamed) return MLXR_ERR_NOMEM;
+  /* tool calls are written compactly (as models are trained to): at most one space per gap */
+  char *ws = strstr(renamed, "ws ::= [ \\t\\n]{0,32}\n");
+  if (ws) {
+    const char compact[] = "ws ::= \" \"?";
+    const size_t old_len = strlen("ws ::= [ \\t\\n]{0,32}");
+    memcpy(ws, compact, sizeof(compact) - 1);
+    memset(ws + sizeof(compact) - 1, ' ', old_len - (sizeof(compact) - 1));
+  }
+  const char *top = hermes ? (parallel ? "root ::= tool-call (\"\\n\" tool-call)*\n"
+                                        "tool-call ::= \"<tool_call>\\n\" tool-call-object \"\\n</tool_call>\"\n"
+                                      : "root ::= \"<tool_call>\\n\" tool-call-object \"\\n</tool_call>\"\n")
+                           : (parallel ? "root ::= tool-call-object (\"; \" tool-call-object)*\n"
+                                       : "root ::= tool-call-object\n");
+  size_t l = strlen(top) + strlen(renamed) + 2;
+  *out = malloc(l);
+  if (!*out) {
+    free(renamed);
+    return MLXR_ERR_NOMEM;
+  }
+  snprintf(*out, l, "%s%s", top, renamed);
+  free(renamed);
+  mlxr_grammar *g = NULL; /* the combination must itself be a valid grammar */
+  rc = mlxr_grammar_parse(*out, strlen(*out), NULL, &g, err, err_len);
+  mlxr_grammar_free(g);
+  if (rc != MLXR_OK) {
+    free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+int mlxr_chat_json_grammar(const cJSON *schema, char **out, char *err, size_t err_len) {
+  if (schema) return mlxr_json_schema_to_gbnf(schema, out, err, err_len);
+  *out = mlxr_json_grammar_gbnf(MLXR_JSON_GRAMMAR_OBJECT);
+  return *out ? MLXR_OK : mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
 }

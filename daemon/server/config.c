@@ -11,7 +11,8 @@
  *   models: [a.gguf, b.gguf]   models_dir: DIR       default_model: ID
  *   api_keys: [KEY]            cors_origins: ["https://app.example"]
  *   limits: {max_body_bytes, max_prompt_tokens, max_tokens, max_queue, max_running, n_ctx,
- *            threads, max_connections, conn_timeout_s, gpu_memory_mib}
+ *            threads, max_connections, conn_timeout_s, gpu_memory_mib, stored_responses,
+ *            stored_responses_mib}
  *   scheduler: {max_batch_tokens, kv_blocks, kv_cache_mib, target_latency_ms}
  *   rate_limits: {requests_per_minute, tokens_per_minute}
  *
@@ -83,6 +84,8 @@ int mlxr_server_config_init(mlxr_server_config *cfg, const char *xdg_runtime_dir
   cfg->target_latency_ms = 0;
   cfg->rate_rpm = 0;
   cfg->rate_tpm = 0;
+  cfg->stored_responses = 256;
+  cfg->stored_responses_mib = 64;
   return 0;
 }
 
@@ -115,6 +118,7 @@ static int set_limit_in(mlxr_server_config *cfg, const char *section, const char
       {"scheduler", "kv_cache_mib", 0, 1 << 24},             {"scheduler", "target_latency_ms", 0, 600000},
       {"rate_limits", "requests_per_minute", 0, 1 << 24},    {"rate_limits", "tokens_per_minute", 0, 1 << 30},
       {"limits", "gpu_memory_mib", 0, 1 << 24},
+      {"limits", "stored_responses", 0, 1 << 20},           {"limits", "stored_responses_mib", 1, 1 << 20},
   };
   for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
     if (strcmp(key, lim[i].name) != 0 || (section && strcmp(section, lim[i].section) != 0)) continue;
@@ -138,7 +142,9 @@ static int set_limit_in(mlxr_server_config *cfg, const char *section, const char
     case 12: cfg->target_latency_ms = (int32_t)v; break;
     case 13: cfg->rate_rpm = (int32_t)v; break;
     case 14: cfg->rate_tpm = (int32_t)v; break;
-    default: cfg->gpu_memory_mib = (int32_t)v; break;
+    case 15: cfg->gpu_memory_mib = (int32_t)v; break;
+    case 16: cfg->stored_responses = (int32_t)v; break;
+    default: cfg->stored_responses_mib = (int32_t)v; break;
     }
     return 0;
   }

@@ -2,7 +2,11 @@
  * generate.c: the pieces every generation route shares: the chat prompt, prompt-length checks,
  * submitting n choices to the scheduler (per-key rate limit first; 429 or 503 with Retry-After
  * when refused), collecting a generation set into per-choice results for non-streamed responses,
- * logprob entries and the latency metrics taken from the events.
+ * logprob entries and the latency metrics taken from the events; the sampling fields and the
+ * tools/tool_choice rules that the OpenAI, Responses and Anthropic routes all apply; and chat jobs:
+ * one generation through the template, from model load to a streamed or drained formatter (a
+ * route writes one formatter that both streams events and builds its non-streamed object); and
+ * block runs, the formatter of the APIs whose answers are made of output blocks.
  */
 #include <math.h>
 #include <stdio.h>
@@ -118,6 +122,7 @@ void mlxr_choice_free(mlxr_choice *c) {
   free(c->error);
   free(c->tokens);
   cJSON_Delete(c->logprobs);
+  free(c->schema_error);
   memset(c, 0, sizeof(*c));
 }
 
@@ -149,6 +154,11 @@ bool mlxr_collect(mlxr_req *r, mlxr_genset *gs, mlxr_choice *ch, const mlxr_toke
       c->queue_ns = e->queue_ns;
       c->prompt_ns = e->prompt_ns;
       c->gen_ns = e->gen_ns;
+      if (e->schema_error) {
+        free(c->schema_error);
+        c->schema_error = e->schema_error;
+        e->schema_error = NULL;
+      }
     } else {
       c->error = strdup(e->message ? e->message : "generation failed");
     }
@@ -200,18 +210,18 @@ bool mlxr_check_prompt(mlxr_req *r, mlxr_model_entry *m, int32_t n_prompt, enum 
            "the request exceeds the available context size: the prompt has %d tokens, the limit is %d "
            "(context %d tokens, and at least one token must be left to generate)",
            n_prompt, limit - (n_prompt >= n_ctx ? 1 : 0), n_ctx);
-  cJSON *o = cJSON_CreateObject();
-  if (r->api == MLXR_API_OLLAMA) {
-    cJSON_AddStringToObject(o, "error", msg);
-  } else {
-    cJSON *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", "invalid_request_error");
-    cJSON_AddStringToObject(e, "param", "messages");
-    cJSON_AddStringToObject(e, "code", "context_length_exceeded");
-    cJSON_AddNumberToObject(e, "n_prompt_tokens", n_prompt);
-    cJSON_AddNumberToObject(e, "n_ctx", n_ctx);
+  if (r->api == MLXR_API_OLLAMA || r->api == MLXR_API_ANTHROPIC) { /* their own error shapes */
+    *res = mlxr_http_error(r, 400, NULL, NULL, NULL, "%s", msg);
+    return false;
   }
+  cJSON *o = cJSON_CreateObject();
+  cJSON *e = cJSON_AddObjectToObject(o, "error");
+  cJSON_AddStringToObject(e, "message", msg);
+  cJSON_AddStringToObject(e, "type", "invalid_request_error");
+  cJSON_AddStringToObject(e, "param", "messages");
+  cJSON_AddStringToObject(e, "code", "context_length_exceeded");
+  cJSON_AddNumberToObject(e, "n_prompt_tokens", n_prompt);
+  cJSON_AddNumberToObject(e, "n_ctx", n_ctx);
   *res = mlxr_http_send_json(r, 400, o);
   return false;
 }
@@ -280,4 +290,266 @@ bool mlxr_submit(mlxr_req *r, mlxr_sched *s, mlxr_genset *gs, const int32_t *pro
     }
   }
   return true;
+}
+
+mlxr_model_entry *mlxr_req_body_model(mlxr_req *r, enum MHD_Result *res) {
+  if (!mlxr_http_parse_body(r, res)) return NULL;
+  mlxr_field_err fe = {{0}, {0}};
+  const char *name = NULL;
+  if (!mlxr_get_str(r->json, "model", &name, &fe)) {
+    *res = mlxr_http_error(r, 400, NULL, NULL, "model", "%s", fe.msg);
+    return NULL;
+  }
+  return mlxr_req_model(r, name, res);
+}
+
+/* ---------------- sampling fields ---------------- */
+
+bool mlxr_get_sampling(const cJSON *j, double temp_max, mlxr_gen_params *gp, mlxr_field_err *fe) {
+  mlxr_sampler_params *sp = &gp->sampling;
+  sp->temperature = 1.0f;
+  sp->top_k = 0;
+  sp->top_p = 1.0f;
+  sp->min_p = 0.0f;
+  sp->repeat_penalty = 1.0f;
+  sp->repeat_last_n = 64;
+  sp->presence_penalty = 0;
+  sp->frequency_penalty = 0;
+  sp->seed = mlxr_random_seed();
+  double d = 1;
+  if (!mlxr_get_num(j, "temperature", 0, temp_max, &d, fe)) return false;
+  sp->temperature = (float)d;
+  d = 1;
+  if (!mlxr_get_num(j, "top_p", 0, 1, &d, fe)) return false;
+  sp->top_p = (float)d;
+  d = 0;
+  if (!mlxr_get_num(j, "presence_penalty", -2, 2, &d, fe)) return false;
+  sp->presence_penalty = (float)d;
+  d = 0;
+  if (!mlxr_get_num(j, "frequency_penalty", -2, 2, &d, fe)) return false;
+  sp->frequency_penalty = (float)d;
+  d = 1;
+  if (!mlxr_get_num(j, "repeat_penalty", 0, 10, &d, fe)) return false;
+  sp->repeat_penalty = (float)d;
+  d = 0;
+  if (!mlxr_get_num(j, "min_p", 0, 1, &d, fe)) return false;
+  sp->min_p = (float)d;
+  d = 1; /* llama.cpp's server field */
+  if (!mlxr_get_num(j, "typical_p", 0, 1, &d, fe)) return false;
+  sp->typical_p = (float)d;
+  int64_t i64 = 0;
+  if (!mlxr_get_int(j, "top_k", 0, 1 << 30, &i64, fe)) return false;
+  sp->top_k = (int32_t)i64;
+  i64 = sp->repeat_last_n;
+  if (!mlxr_get_int(j, "repeat_last_n", -1, 1 << 24, &i64, fe)) return false;
+  sp->repeat_last_n = (int32_t)i64;
+  if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "seed"))) {
+    i64 = 0;
+    if (!mlxr_get_int(j, "seed", INT64_MIN + 1, INT64_MAX, &i64, fe)) return false;
+    sp->seed = (uint64_t)i64;
+  } else if (!mlxr_get_int(j, "seed", 0, 0, &i64, fe)) {
+    return false;
+  }
+  return true;
+}
+
+/* ---------------- tools and tool_choice ---------------- */
+
+bool mlxr_tool_setup_init(mlxr_req *r, mlxr_tool_setup *ts, const cJSON *tools, const char *mode,
+                          const char *name, bool parallel, const char *template_src,
+                          enum MHD_Result *res) {
+  memset(ts, 0, sizeof(*ts));
+  if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools)) {
+    *res = mlxr_http_error(r, 400, NULL, NULL, "tools", "'tools' must be an array");
+    return false;
+  }
+  if (!mode) mode = "auto";
+  if (strcmp(mode, "none") == 0) return true; /* the model is not told about the tools */
+  if (strcmp(mode, "named") == 0) {
+    ts->owned = cJSON_CreateArray();
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+      const cJSON *tn = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name");
+      if (ts->owned && name && cJSON_IsString(tn) && strcmp(tn->valuestring, name) == 0)
+        cJSON_AddItemToArray(ts->owned, cJSON_Duplicate(t, true));
+    }
+    if (cJSON_GetArraySize(ts->owned) == 0) {
+      mlxr_tool_setup_free(ts);
+      *res = mlxr_http_error(r, 400, NULL, NULL, "tool_choice", "tool_choice names a function ('%.100s') that is not in 'tools'",
+                             name ? name : "");
+      return false;
+    }
+    tools = ts->owned;
+  } else if (strcmp(mode, "auto") != 0 && strcmp(mode, "required") != 0) {
+    *res = mlxr_http_error(r, 400, NULL, NULL, "tool_choice", "'tool_choice' must be none, auto, required or a named function");
+    return false;
+  }
+  ts->on = cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0;
+  ts->tools = ts->on ? tools : NULL;
+  ts->forced = ts->on && strcmp(mode, "auto") != 0;
+  if (ts->forced) { /* enforce it: the output is constrained to tool calls */
+    char err[256] = "";
+    if (mlxr_chat_tool_grammar(tools, template_src, parallel, &ts->grammar, err, sizeof err) != MLXR_OK) {
+      mlxr_tool_setup_free(ts);
+      *res = mlxr_http_error(r, 400, NULL, NULL, "tools", "the tools' parameter schemas cannot be enforced: %s", err);
+      return false;
+    }
+  }
+  return true;
+}
+
+void mlxr_tool_setup_free(mlxr_tool_setup *ts) {
+  cJSON_Delete(ts->owned);
+  free(ts->grammar);
+  memset(ts, 0, sizeof(*ts));
+}
+
+/* ---------------- chat jobs ---------------- */
+
+bool mlxr_chat_job_load(mlxr_req *r, mlxr_chat_job *job, mlxr_model_entry *m, enum MHD_Result *res) {
+  memset(job, 0, sizeof(*job));
+  char err[1024] = "";
+  int64_t load_ns = 0;
+  if (mlxr_models_acquire(&r->srv->models, m, &job->sched, &load_ns, err, sizeof err) < 0) {
+    *res = mlxr_http_error(r, 500, NULL, NULL, NULL, "cannot load model '%s': %s", m->id, err);
+    return false;
+  }
+  job->m = m;
+  job->tok = mlxr_sched_tokenizer(job->sched);
+  return true;
+}
+
+bool mlxr_chat_job_prompt(mlxr_req *r, mlxr_chat_job *job, const cJSON *messages,
+                          const cJSON *tools, const cJSON *kwargs, enum MHD_Result *res) {
+  job->prompt = mlxr_chat_prompt(r, job->m, messages, tools, kwargs, false, true, res);
+  if (!job->prompt) return false;
+  job->start_think = mlxr_chat_prompt_opens_think(job->prompt);
+  size_t n = 0;
+  if (mlxr_tokenize(job->tok, job->prompt, false, &job->ids, &n) < 0) {
+    *res = mlxr_http_error(r, 500, NULL, NULL, NULL, "cannot tokenize the prompt");
+    return false;
+  }
+  job->n_ids = (int32_t)n;
+  return mlxr_check_prompt(r, job->m, job->n_ids, res);
+}
+
+bool mlxr_chat_job_submit(mlxr_req *r, mlxr_chat_job *job, const mlxr_gen_params *gp,
+                          enum MHD_Result *res) {
+  job->gs = calloc(1, sizeof(*job->gs));
+  if (!job->gs || mlxr_genset_init(job->gs, 1) < 0) {
+    free(job->gs);
+    job->gs = NULL;
+    *res = mlxr_http_error(r, 500, NULL, NULL, NULL, "out of memory");
+    return false;
+  }
+  return mlxr_submit(r, job->sched, job->gs, job->ids, job->n_ids, gp, 1, res);
+}
+
+enum MHD_Result mlxr_chat_job_stream(mlxr_req *r, mlxr_chat_job *job, mlxr_stream_format fmt,
+                                     void *ctx, void (*ctx_free)(void *)) {
+  enum MHD_Result res = mlxr_http_stream(r, "text/event-stream", job->gs, fmt, ctx, ctx_free, job->sched, job->m);
+  job->gs = NULL;
+  job->sched = NULL; /* released by the stream */
+  return res;
+}
+
+bool mlxr_chat_job_drain(mlxr_req *r, mlxr_chat_job *job, mlxr_stream_format fmt, void *ctx) {
+  mlxr_buf sink = {0};
+  bool gone = false;
+  mlxr_ev *e;
+  while ((e = mlxr_genset_next(job->gs, r->conn, &gone))) {
+    fmt(ctx, e, &sink);
+    sink.len = 0;
+    mlxr_ev_free(e);
+  }
+  if (gone) {
+    mlxr_metrics_tokens(&r->srv->metrics, 0, 0, true);
+  } else {
+    fmt(ctx, NULL, &sink);
+    mlxr_metrics_observe(&r->srv->metrics, &r->srv->metrics.e2e, (double)(mlxr_now_ns() - r->t_start) / 1e9);
+  }
+  mlxr_buf_free(&sink);
+  return !gone;
+}
+
+void mlxr_chat_job_free(mlxr_chat_job *job) {
+  if (job->gs) {
+    mlxr_genset_cancel(job->gs);
+    mlxr_genset_free(job->gs);
+    free(job->gs);
+  }
+  free(job->prompt);
+  free(job->ids);
+  if (job->sched) mlxr_models_release(job->m);
+  memset(job, 0, sizeof(*job));
+}
+
+/* ---------------- block runs ---------------- */
+
+void mlxr_block_run_init(mlxr_block_run *run, const mlxr_block_api *api, mlxr_req *r,
+                         const mlxr_chat_job *job, const mlxr_tool_setup *ts, bool stream) {
+  memset(run, 0, sizeof(*run));
+  run->api = api;
+  run->srv = r->srv;
+  run->stream = stream;
+  run->t_start = r->t_start;
+  run->n_prompt = job->n_ids;
+  mlxr_chat_blocks_init(&run->blocks, ts->on, job->start_think, &api->ops, run);
+  run->blocks.parser.forced = ts->forced;
+}
+
+void mlxr_block_run_free(mlxr_block_run *run) {
+  mlxr_chat_blocks_free(&run->blocks);
+  free(run->stop_string);
+  free(run->schema_error);
+  free(run->error);
+  cJSON_Delete(run->final);
+  run->stop_string = run->schema_error = run->error = NULL;
+  run->final = NULL;
+}
+
+static void block_run_format(void *ctx, const mlxr_ev *e, mlxr_buf *out) {
+  mlxr_block_run *run = ctx;
+  run->out = out;
+  if (!run->started) {
+    run->started = true;
+    if (run->stream) run->api->start(run);
+  }
+  if (!e) { /* the end (once) */
+    run->done = true;
+    run->api->end(run);
+    return;
+  }
+  mlxr_observe_event(run->srv, e, run->t_start, &run->last_ns);
+  if (e->kind == MLXR_GEN_ERROR) {
+    free(run->error);
+    run->error = strdup(e->message ? e->message : "generation failed");
+    run->done = true;
+    return;
+  }
+  if (e->kind == MLXR_GEN_TOKEN) {
+    if (mlxr_chat_blocks_push(&run->blocks, e->text, e->text_len, false)) run->reasoning_tokens++;
+    return;
+  }
+  run->done = true; /* the blocks closed by the final push know how it ended */
+  run->finish = e->finish;
+  run->n_prompt = e->prompt_tokens;
+  run->cached_tokens = e->cached_tokens;
+  run->output_tokens = e->completion_tokens;
+  if (e->stop_string) run->stop_string = strdup(e->stop_string);
+  if (e->schema_error) run->schema_error = strdup(e->schema_error);
+  run->blocks.parser.cut = e->finish == MLXR_FINISH_LENGTH;
+  mlxr_chat_blocks_push(&run->blocks, e->text, e->text_len, true);
+}
+
+enum MHD_Result mlxr_block_run_serve(mlxr_req *r, mlxr_chat_job *job, mlxr_block_run *run,
+                                     void (*ctx_free)(void *)) {
+  if (run->stream) return mlxr_chat_job_stream(r, job, block_run_format, run, ctx_free);
+  enum MHD_Result res = MHD_NO; /* the client went away */
+  if (mlxr_chat_job_drain(r, job, block_run_format, run)) {
+    if (run->error || !run->final) res = mlxr_http_error(r, 500, NULL, NULL, NULL, "%s", run->error ? run->error : "generation failed");
+    else res = mlxr_http_send_json(r, 200, cJSON_Duplicate(run->final, true));
+  }
+  ctx_free(run);
+  return res;
 }

@@ -170,6 +170,18 @@ static const char *openai_type(int status) {
   }
 }
 
+static const char *anthropic_type(int status) {
+  switch (status) {
+  case 401: return "authentication_error";
+  case 403: return "permission_error";
+  case 404: return "not_found_error";
+  case 413: return "request_too_large";
+  case 429: return "rate_limit_error";
+  case 503: case 529: return "overloaded_error";
+  default: return status >= 500 ? "api_error" : "invalid_request_error";
+  }
+}
+
 enum MHD_Result mlxr_http_error(mlxr_req *r, int status, const char *type, const char *code,
                                 const char *param, const char *fmt, ...) {
   char msg[1024];
@@ -186,6 +198,11 @@ enum MHD_Result mlxr_http_error(mlxr_req *r, int status, const char *type, const
     else cJSON_AddNullToObject(e, "param");
     if (code) cJSON_AddStringToObject(e, "code", code);
     else cJSON_AddNullToObject(e, "code");
+  } else if (r->api == MLXR_API_ANTHROPIC) {
+    cJSON_AddStringToObject(o, "type", "error");
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "type", anthropic_type(status));
+    cJSON_AddStringToObject(e, "message", msg);
   } else {
     cJSON_AddStringToObject(o, "error", msg);
   }
@@ -321,6 +338,8 @@ void mlxr_ev_free(mlxr_ev *e) {
   if (!e) return;
   free(e->text);
   free(e->message);
+  free(e->stop_string);
+  free(e->schema_error);
   free(e);
 }
 
@@ -352,6 +371,8 @@ static void genset_callback(void *user, const mlxr_gen_event *ev) {
     e->prompt_ns = ev->prompt_ns;
     e->gen_ns = ev->gen_ns;
     if (ev->message) e->message = strdup(ev->message);
+    if (ev->stop_string) e->stop_string = strdup(ev->stop_string);
+    if (ev->schema_error) e->schema_error = strdup(ev->schema_error);
   }
   pthread_mutex_lock(&gs->lock);
   if (e) {
@@ -461,6 +482,24 @@ void mlxr_genset_free(mlxr_genset *gs) {
 }
 
 /* ---------------- streamed responses ---------------- */
+
+void mlxr_sse_event(mlxr_buf *out, const char *name, cJSON *obj) {
+  char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
+  cJSON_Delete(obj);
+  if (!s) {
+    out->oom = true;
+    return;
+  }
+  if (name) {
+    mlxr_buf_adds(out, "event: ");
+    mlxr_buf_adds(out, name);
+    mlxr_buf_adds(out, "\n");
+  }
+  mlxr_buf_adds(out, "data: ");
+  mlxr_buf_adds(out, s);
+  mlxr_buf_adds(out, "\n\n");
+  free(s);
+}
 
 typedef struct stream_state {
   mlxr_server *srv;

@@ -82,7 +82,8 @@ static bool parse_options(const cJSON *j, mlxr_gen_params *gp, mlxr_field_err *f
   if (!mlxr_get_int(o, "num_predict", -2, 1 << 24, &i, fe)) return false;
   gp->max_tokens = i > 0 ? (int32_t)i : 0;
   d = 1;
-  if (!mlxr_get_num(o, "typical_p", 0, 1, &d, fe)) return false; /* accepted, not applied */
+  if (!mlxr_get_num(o, "typical_p", 0, 1, &d, fe)) return false;
+  sp->typical_p = (float)d;
   if (!mlxr_get_stop(o, "stop", MLXR_MAX_STOP, gp->stop, &gp->n_stop, fe)) return false;
   return true;
 }
@@ -284,6 +285,8 @@ static cJSON *final_obj(oll_stream *st, const mlxr_ev *e) {
    * not counted (Ollama's own behaviour when it reuses a cached prompt) */
   add_final(o, mlxr_finish_name(e->finish), mlxr_now_ns() - st->t_start, st->load_ns,
             e->prompt_tokens - e->cached_tokens, e->prompt_ns, e->completion_tokens, e->gen_ns);
+  /* the output breaks the JSON schema in a way the grammar could not prevent (uniqueItems, ...) */
+  if (e->schema_error) cJSON_AddStringToObject(o, "schema_violation", e->schema_error);
   if (!st->chat) {
     cJSON *ctx = cJSON_AddArrayToObject(o, "context");
     for (int32_t i = 0; i < st->n_context; i++) cJSON_AddItemToArray(ctx, cJSON_CreateNumber(st->context[i]));
@@ -411,6 +414,7 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
   int32_t *ids = NULL;
   size_t n_ids = 0;
   char *grammar = NULL; /* GBNF for format: "json" or a JSON schema */
+  char *schema_text = NULL; /* format's JSON schema, checked on the finished output */
   mlxr_genset *gs = NULL;
   oll_stream *st = NULL;
   bool tools_on = false;
@@ -485,6 +489,13 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
       goto done;
     }
     gp.grammar = grammar;
+    if (cJSON_IsObject(format)) {
+      if (!(schema_text = cJSON_PrintUnformatted(format))) {
+        res = mlxr_http_error(r, 500, NULL, NULL, NULL, "out of memory");
+        goto done;
+      }
+      gp.json_schema = schema_text;
+    }
   }
   gs = calloc(1, sizeof(*gs));
   st = calloc(1, sizeof(*st));
@@ -561,6 +572,7 @@ done:
   free(ids);
   free(text);
   free(grammar);
+  free(schema_text);
   if (sched) mlxr_models_release(m);
   return res;
 }
@@ -634,16 +646,17 @@ static enum MHD_Result handle_embed(mlxr_req *r, bool legacy) {
       res = mlxr_http_error(r, 400, NULL, NULL, NULL, "input %d is empty", i);
       goto fail;
     }
-    int rc = mlxr_sched_embed(sched, ids, (int32_t)n, mlxr_model_pooling(sched), vec, err, sizeof err);
+    /* /api/embed is normalized; the legacy /api/embeddings returns raw pooled states, as Ollama does */
+    int rc = mlxr_sched_embed(sched, ids, (int32_t)n, mlxr_model_pooling(sched), !legacy, vec, err, sizeof err);
     free(ids);
     if (rc < 0) {
       res = mlxr_http_error(r, 500, NULL, NULL, NULL, "embedding failed: %s", err);
       goto fail;
     }
     total_tokens += (int64_t)n;
-    double norm = 0;
+    double norm = 0; /* renormalized after truncation to `dimensions` (not for the raw legacy vector) */
     for (int k = 0; k < out_dims; k++) norm += (double)vec[k] * vec[k];
-    norm = sqrt(norm);
+    norm = legacy ? 1.0 : sqrt(norm);
     cJSON *arr = cJSON_CreateArray();
     for (int k = 0; k < out_dims; k++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(norm > 0 ? vec[k] / norm : 0.0));
     if (legacy) cJSON_AddItemToObject(o, "embedding", arr);

@@ -33,6 +33,7 @@ typedef struct oai_params {
   int32_t *bias_ids;
   float *bias_vals;
   char *grammar;   /* GBNF from response_format or grammar (gp.grammar points here) */
+  char *schema_text; /* response_format's JSON schema, checked on the finished output (gp.json_schema) */
   int n;
   bool stream, include_usage, logprobs, echo;
 } oai_params;
@@ -41,110 +42,7 @@ static void oai_params_free(oai_params *p) {
   free(p->bias_ids);
   free(p->bias_vals);
   free(p->grammar);
-}
-
-/* Rename the GBNF rule `root` to `to` wherever it is a whole identifier outside string literals
- * and character classes (the schema converter's grammar may refer to its own root). */
-static char *rename_root_rule(const char *g, const char *to) {
-  size_t n = strlen(g), cap = n * 2 + 64, o = 0;
-  char *out = malloc(cap);
-  if (!out) return NULL;
-  for (size_t i = 0; i < n;) {
-    if (g[i] == '"' || g[i] == '[') { /* copy a literal or class verbatim, escapes included */
-      const char close = g[i] == '"' ? '"' : ']';
-      out[o++] = g[i++];
-      while (i < n && g[i] != close) {
-        if (g[i] == '\\' && i + 1 < n) out[o++] = g[i++];
-        out[o++] = g[i++];
-      }
-      if (i < n) out[o++] = g[i++];
-      continue;
-    }
-    if (g[i] == '#') { /* comment to end of line */
-      while (i < n && g[i] != '\n') out[o++] = g[i++];
-      continue;
-    }
-    const bool word_start = i == 0 || !(isalnum((unsigned char)g[i - 1]) || g[i - 1] == '-' || g[i - 1] == '_');
-    if (word_start && strncmp(g + i, "root", 4) == 0 &&
-        !(isalnum((unsigned char)g[i + 4]) || g[i + 4] == '-' || g[i + 4] == '_')) {
-      size_t l = strlen(to);
-      if (o + l + 1 >= cap) break;
-      memcpy(out + o, to, l);
-      o += l;
-      i += 4;
-      continue;
-    }
-    out[o++] = g[i++];
-  }
-  out[o] = '\0';
-  return out;
-}
-
-/* tool_choice "required" or a named function: the output must be tool calls. The grammar allows one
- * call (parallel_tool_calls false) or one or more, in the model family's own form: Hermes/Qwen `<tool_call>\n{"name": .., "arguments":
- * {..}}\n</tool_call>` (templates that mention <tool_call>), else the Llama 3.1 form
- * `{"name": .., "parameters": {..}}`; each call's arguments follow that tool's parameter schema. */
-static int tool_call_grammar(const cJSON *tools, const char *template_src, bool parallel, char **out,
-                             char *err, size_t err_len) {
-  *out = NULL;
-  const bool hermes = !template_src || strstr(template_src, "<tool_call>") || !strstr(template_src, "parameters");
-  cJSON *any = cJSON_CreateArray();
-  const cJSON *t;
-  cJSON_ArrayForEach(t, tools) {
-    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
-    if (!cJSON_IsString(name)) continue;
-    cJSON *call = cJSON_CreateObject();
-    cJSON_AddStringToObject(call, "type", "object");
-    cJSON *props = cJSON_AddObjectToObject(call, "properties");
-    cJSON *nm = cJSON_AddObjectToObject(props, "name");
-    cJSON_AddStringToObject(nm, "const", name->valuestring);
-    cJSON_AddItemToObject(props, hermes ? "arguments" : "parameters",
-                          cJSON_IsObject(params) ? cJSON_Duplicate(params, true) : cJSON_Parse("{\"type\":\"object\"}"));
-    cJSON *req = cJSON_AddArrayToObject(call, "required");
-    cJSON_AddItemToArray(req, cJSON_CreateString("name"));
-    cJSON_AddItemToArray(req, cJSON_CreateString(hermes ? "arguments" : "parameters"));
-    cJSON_AddItemToArray(any, call);
-  }
-  cJSON *schema = cJSON_CreateObject();
-  cJSON_AddItemToObject(schema, "anyOf", any);
-  char *call_gbnf = NULL;
-  int rc = mlxr_json_schema_to_gbnf(schema, &call_gbnf, err, err_len);
-  cJSON_Delete(schema);
-  if (rc != MLXR_OK) return rc;
-  char *renamed = rename_root_rule(call_gbnf, "tool-call-object");
-  free(call_gbnf);
-  if (!renamed) return MLXR_ERR_NOMEM;
-  /* tool calls are written compactly (as models are trained to): at most one space per gap */
-  char *ws = strstr(renamed, "ws ::= [ \\t\\n]{0,32}\n");
-  if (ws) {
-    const char compact[] = "ws ::= \" \"?";
-    const size_t old_len = strlen("ws ::= [ \\t\\n]{0,32}");
-    memcpy(ws, compact, sizeof(compact) - 1);
-    memset(ws + sizeof(compact) - 1, ' ', old_len - (sizeof(compact) - 1));
-  }
-  const char *top = hermes ? (parallel ? "root ::= tool-call (\"\\n\" tool-call)*\n"
-                                        "tool-call ::= \"<tool_call>\\n\" tool-call-object \"\\n</tool_call>\"\n"
-                                      : "root ::= \"<tool_call>\\n\" tool-call-object \"\\n</tool_call>\"\n")
-                           : (parallel ? "root ::= tool-call-object (\"; \" tool-call-object)*\n"
-                                       : "root ::= tool-call-object\n");
-  size_t l = strlen(top) + strlen(renamed) + 2;
-  *out = malloc(l);
-  if (!*out) {
-    free(renamed);
-    return MLXR_ERR_NOMEM;
-  }
-  snprintf(*out, l, "%s%s", top, renamed);
-  free(renamed);
-  mlxr_grammar *g = NULL; /* the combination must itself be a valid grammar */
-  rc = mlxr_grammar_parse(*out, strlen(*out), NULL, &g, err, err_len);
-  mlxr_grammar_free(g);
-  if (rc != MLXR_OK) {
-    free(*out);
-    *out = NULL;
-  }
-  return rc;
+  free(p->schema_text);
 }
 
 /* response_format {type: text | json_object | json_schema {json_schema: {schema}}} and llama.cpp's
@@ -170,8 +68,8 @@ static bool parse_response_format(const cJSON *j, oai_params *p, mlxr_field_err 
         snprintf(fe->msg, sizeof fe->msg, "'response_format.json_schema' must be an object");
         return false;
       }
-      int rc = schema ? mlxr_json_schema_to_gbnf(schema, &p->grammar, err, sizeof err)
-                      : ((p->grammar = mlxr_json_grammar_gbnf(MLXR_JSON_GRAMMAR_OBJECT)) ? MLXR_OK : MLXR_ERR_NOMEM);
+      int rc = mlxr_chat_json_grammar(schema, &p->grammar, err, sizeof err);
+      if (rc == MLXR_OK && schema && !(p->schema_text = cJSON_PrintUnformatted(schema))) rc = MLXR_ERR_NOMEM;
       if (rc != MLXR_OK) {
         snprintf(fe->msg, sizeof fe->msg, "'response_format.json_schema.schema' cannot be used: %.190s",
                  err[0] ? err : "out of memory");
@@ -200,6 +98,7 @@ static bool parse_response_format(const cJSON *j, oai_params *p, mlxr_field_err 
     fe->param[0] = '\0';
   }
   p->gp.grammar = p->grammar;
+  p->gp.json_schema = p->schema_text;
   return true;
 }
 
@@ -207,53 +106,12 @@ static bool parse_common(const cJSON *j, oai_params *p, bool chat, int32_t n_voc
                          int32_t default_max, mlxr_field_err *fe) {
   memset(p, 0, sizeof(*p));
   p->gp = mlxr_gen_default_params();
-  mlxr_sampler_params *sp = &p->gp.sampling;
-  sp->temperature = 1.0f;
-  sp->top_k = 0;
-  sp->top_p = 1.0f;
-  sp->min_p = 0.0f;
-  sp->repeat_penalty = 1.0f;
-  sp->repeat_last_n = 64;
-  sp->presence_penalty = 0;
-  sp->frequency_penalty = 0;
-  sp->seed = mlxr_random_seed();
   p->gp.max_tokens = default_max;
   p->gp.top_logprobs = -1;
   p->n = 1;
-  double d;
   int64_t i64;
   bool b;
-  d = sp->temperature;
-  if (!mlxr_get_num(j, "temperature", 0, 2, &d, fe)) return false;
-  sp->temperature = (float)d;
-  d = sp->top_p;
-  if (!mlxr_get_num(j, "top_p", 0, 1, &d, fe)) return false;
-  sp->top_p = (float)d;
-  d = 0;
-  if (!mlxr_get_num(j, "presence_penalty", -2, 2, &d, fe)) return false;
-  sp->presence_penalty = (float)d;
-  d = 0;
-  if (!mlxr_get_num(j, "frequency_penalty", -2, 2, &d, fe)) return false;
-  sp->frequency_penalty = (float)d;
-  d = 1;
-  if (!mlxr_get_num(j, "repeat_penalty", 0, 10, &d, fe)) return false;
-  sp->repeat_penalty = (float)d;
-  d = 0;
-  if (!mlxr_get_num(j, "min_p", 0, 1, &d, fe)) return false;
-  sp->min_p = (float)d;
-  i64 = 0;
-  if (!mlxr_get_int(j, "top_k", 0, 1 << 30, &i64, fe)) return false;
-  sp->top_k = (int32_t)i64;
-  i64 = sp->repeat_last_n;
-  if (!mlxr_get_int(j, "repeat_last_n", -1, 1 << 24, &i64, fe)) return false;
-  sp->repeat_last_n = (int32_t)i64;
-  if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "seed"))) {
-    i64 = 0;
-    if (!mlxr_get_int(j, "seed", INT64_MIN + 1, INT64_MAX, &i64, fe)) return false;
-    sp->seed = (uint64_t)i64;
-  } else if (!mlxr_get_int(j, "seed", 0, 0, &i64, fe)) {
-    return false;
-  }
+  if (!mlxr_get_sampling(j, 2, &p->gp, fe)) return false;
   i64 = -1;
   if (!mlxr_get_int(j, "max_tokens", 1, 1 << 24, &i64, fe)) return false;
   if (!mlxr_get_int(j, "max_completion_tokens", 1, 1 << 24, &i64, fe)) return false;
@@ -359,6 +217,7 @@ typedef struct oai_stream {
   int cur;
   cJSON *pending_lp;
   bool *start_in_think;
+  const char *schema_error;  /* the finishing choice's JSON schema violation (reported with it) */
 } oai_stream;
 
 static void stream_free_ctx(void *p) {
@@ -391,16 +250,7 @@ static cJSON *chunk_base(oai_stream *st) {
 
 static void sse_send(oai_stream *st, cJSON *obj) {
   if (st->include_usage && !cJSON_GetObjectItemCaseSensitive(obj, "usage")) cJSON_AddNullToObject(obj, "usage");
-  char *s = cJSON_PrintUnformatted(obj);
-  cJSON_Delete(obj);
-  if (!s) {
-    st->out->oom = true;
-    return;
-  }
-  mlxr_buf_adds(st->out, "data: ");
-  mlxr_buf_adds(st->out, s);
-  mlxr_buf_adds(st->out, "\n\n");
-  free(s);
+  mlxr_sse_event(st->out, NULL, obj);
 }
 
 /* One chunk for choice st->cur: delta (owned) for chat, text for completions. */
@@ -425,6 +275,7 @@ static void send_choice(oai_stream *st, cJSON *delta, const char *text, size_t t
   }
   if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
   else cJSON_AddNullToObject(ch, "finish_reason");
+  if (finish && st->schema_error) cJSON_AddStringToObject(ch, "schema_violation", st->schema_error);
   cJSON_AddItemToArray(arr, ch);
   sse_send(st, c);
 }
@@ -563,7 +414,9 @@ static void oai_format(void *ctx, const mlxr_ev *e, mlxr_buf *out) {
   }
   /* DONE */
   const char *finish = mlxr_finish_name(e->finish);
+  st->schema_error = e->schema_error; /* the output broke the JSON schema: said with the finish */
   if (st->chat) {
+    st->parsers[c].cut = e->finish == MLXR_FINISH_LENGTH; /* a call cut off is dropped, not content */
     mlxr_chat_parser_push(&st->parsers[c], e->text, e->text_len, true, stream_emit, st);
     if (st->parsers[c].n_tool_calls > 0 && e->finish == MLXR_FINISH_STOP) finish = "tool_calls";
     send_choice(st, NULL, NULL, 0, finish);
@@ -691,13 +544,10 @@ static bool parse_prompts(const cJSON *p, const mlxr_tokenizer *tok, prompt_list
 
 static enum MHD_Result handle_generate(mlxr_req *r, bool chat) {
   enum MHD_Result res = MHD_NO;
-  if (!mlxr_http_parse_body(r, &res)) return res;
+  mlxr_model_entry *m = mlxr_req_body_model(r, &res);
+  if (!m) return res;
   const cJSON *j = r->json;
   mlxr_field_err fe = {{0}, {0}};
-  const char *model_name = NULL;
-  if (!mlxr_get_str(j, "model", &model_name, &fe)) return field_error(r, &fe);
-  mlxr_model_entry *m = mlxr_req_model(r, model_name, &res);
-  if (!m) return res;
   const cJSON *messages = cJSON_GetObjectItemCaseSensitive(j, "messages");
   const cJSON *prompt_v = cJSON_GetObjectItemCaseSensitive(j, "prompt");
   if (chat && (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0))
@@ -719,6 +569,7 @@ static enum MHD_Result handle_generate(mlxr_req *r, bool chat) {
   oai_stream *st = NULL;
   mlxr_choice *ch = NULL;
   char *prompt_text = NULL;
+  mlxr_tool_setup ts = {0};
   bool tools_on = false, start_think = false;
   if (!parse_common(j, &p, chat, mlxr_tokenizer_n_vocab(tok), chat ? 0 : 16, &fe)) {
     res = field_error(r, &fe);
@@ -726,60 +577,27 @@ static enum MHD_Result handle_generate(mlxr_req *r, bool chat) {
   }
   p.gp.max_tokens = mlxr_cap_max_tokens(r->srv, p.gp.max_tokens);
   if (chat) {
-    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(j, "tools");
     const cJSON *choice = cJSON_GetObjectItemCaseSensitive(j, "tool_choice");
-    cJSON *filtered = NULL;
-    if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools)) {
-      res = mlxr_http_error(r, 400, NULL, NULL, "tools", "'tools' must be an array");
+    const cJSON *fn_name = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(choice, "function"), "name");
+    const char *mode = !choice || cJSON_IsNull(choice) ? "auto"
+                       : cJSON_IsString(choice)       ? choice->valuestring
+                       : cJSON_IsString(fn_name)      ? "named"
+                                                      : "invalid";
+    if (!mlxr_tool_setup_init(r, &ts, cJSON_GetObjectItemCaseSensitive(j, "tools"), mode,
+                              cJSON_IsString(fn_name) ? fn_name->valuestring : NULL,
+                              !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "parallel_tool_calls")), m->tmpl_src, &res))
       goto done;
-    }
-    if (cJSON_IsString(choice) && strcmp(choice->valuestring, "none") == 0) tools = NULL;
-    else if (cJSON_IsObject(choice)) {
-      const cJSON *fn = cJSON_GetObjectItemCaseSensitive(choice, "function");
-      const cJSON *nm = cJSON_GetObjectItemCaseSensitive(fn, "name");
-      if (!cJSON_IsString(nm)) {
-        res = mlxr_http_error(r, 400, NULL, NULL, "tool_choice", "'tool_choice' must be none, auto, required or {type: function, function: {name}}");
-        goto done;
-      }
-      filtered = cJSON_CreateArray();
-      const cJSON *t;
-      cJSON_ArrayForEach(t, tools) {
-        const cJSON *tn = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name");
-        if (cJSON_IsString(tn) && strcmp(tn->valuestring, nm->valuestring) == 0)
-          cJSON_AddItemToArray(filtered, cJSON_Duplicate(t, true));
-      }
-      if (cJSON_GetArraySize(filtered) == 0) {
-        cJSON_Delete(filtered);
-        res = mlxr_http_error(r, 400, NULL, NULL, "tool_choice", "tool_choice names a function that is not in 'tools'");
-        goto done;
-      }
-      tools = filtered;
-    } else if (choice && !cJSON_IsNull(choice) &&
-               !(cJSON_IsString(choice) && (!strcmp(choice->valuestring, "auto") || !strcmp(choice->valuestring, "required")))) {
-      res = mlxr_http_error(r, 400, NULL, NULL, "tool_choice", "'tool_choice' must be none, auto, required or {type: function, function: {name}}");
-      goto done;
-    }
-    tools_on = cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0;
-    const bool must_call = tools_on && (cJSON_IsObject(choice) ||
-                                        (cJSON_IsString(choice) && strcmp(choice->valuestring, "required") == 0));
-    if (must_call) { /* enforce it: the output is constrained to tool calls */
+    tools_on = ts.on;
+    if (ts.forced) {
       if (p.grammar) {
-        cJSON_Delete(filtered);
         res = mlxr_http_error(r, 400, NULL, NULL, "tool_choice", "a forced tool_choice cannot be combined with a JSON response_format or a grammar");
         goto done;
       }
-      const cJSON *par = cJSON_GetObjectItemCaseSensitive(j, "parallel_tool_calls");
-      if (tool_call_grammar(tools, m->tmpl_src, !cJSON_IsFalse(par), &p.grammar, err, sizeof err) != MLXR_OK) {
-        cJSON_Delete(filtered);
-        res = mlxr_http_error(r, 400, NULL, NULL, "tools", "the tools' parameter schemas cannot be enforced: %s", err);
-        goto done;
-      }
-      p.gp.grammar = p.grammar;
+      p.gp.grammar = ts.grammar;
     }
     cJSON *kwargs = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(j, "chat_template_kwargs"), true);
     if (kwargs && !cJSON_IsObject(kwargs)) {
       cJSON_Delete(kwargs);
-      cJSON_Delete(filtered);
       res = mlxr_http_error(r, 400, NULL, NULL, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
       goto done;
     }
@@ -789,9 +607,8 @@ static enum MHD_Result handle_generate(mlxr_req *r, bool chat) {
       if (!cJSON_GetObjectItemCaseSensitive(kwargs, "reasoning_effort"))
         cJSON_AddStringToObject(kwargs, "reasoning_effort", effort->valuestring);
     }
-    prompt_text = mlxr_chat_prompt(r, m, messages, tools, kwargs, false, true, &res);
+    prompt_text = mlxr_chat_prompt(r, m, messages, ts.tools, kwargs, false, true, &res);
     cJSON_Delete(kwargs);
-    cJSON_Delete(filtered);
     if (!prompt_text) goto done;
     start_think = mlxr_chat_prompt_opens_think(prompt_text);
     pl.count = 1;
@@ -851,7 +668,10 @@ static enum MHD_Result handle_generate(mlxr_req *r, bool chat) {
     if (chat) {
       st->parsers = calloc((size_t)total, sizeof(mlxr_chat_parser));
       if (!st->parsers) goto oom;
-      for (int i = 0; i < total; i++) mlxr_chat_parser_init(&st->parsers[i], tools_on, start_think);
+      for (int i = 0; i < total; i++) {
+        mlxr_chat_parser_init(&st->parsers[i], tools_on, start_think);
+        st->parsers[i].forced = ts.forced;
+      }
     } else if (p.echo) {
       st->echo = calloc((size_t)total, sizeof(char *));
       if (!st->echo) goto oom;
@@ -891,6 +711,8 @@ static enum MHD_Result handle_generate(mlxr_req *r, bool chat) {
         mlxr_chat_parser parser;
         collect_ctx cc = {{0}, {0}, NULL};
         mlxr_chat_parser_init(&parser, tools_on, start_think);
+        parser.forced = ts.forced;
+        parser.cut = ch[i].finish == MLXR_FINISH_LENGTH;
         mlxr_chat_parser_push(&parser, ch[i].text.p ? ch[i].text.p : "", ch[i].text.len, true, collect_emit, &cc);
         mlxr_chat_parser_free(&parser);
         cJSON *msg = cJSON_AddObjectToObject(c, "message");
@@ -947,6 +769,7 @@ static enum MHD_Result handle_generate(mlxr_req *r, bool chat) {
         }
       }
       cJSON_AddStringToObject(c, "finish_reason", finish);
+      if (ch[i].schema_error) cJSON_AddStringToObject(c, "schema_violation", ch[i].schema_error);
       cJSON_AddItemToArray(choices, c);
     }
     cJSON_AddItemToObject(o, "usage", usage_obj(ch, total, p.n, chat));
@@ -968,6 +791,7 @@ done:
   }
   prompt_list_free(&pl);
   free(prompt_text);
+  mlxr_tool_setup_free(&ts);
   oai_params_free(&p);
   if (sched) mlxr_models_release(m);
   return res;
@@ -1109,7 +933,7 @@ static enum MHD_Result handle_embeddings(mlxr_req *r) {
       goto done;
     }
     const mlxr_pooling pool = pooling ? (pooling[0] == 'l' ? MLXR_POOL_LAST : MLXR_POOL_MEAN) : mlxr_model_pooling(sched);
-    if (mlxr_sched_embed(sched, pl.ids[i], pl.n[i], pool, vec, err, sizeof err) < 0) {
+    if (mlxr_sched_embed(sched, pl.ids[i], pl.n[i], pool, true, vec, err, sizeof err) < 0) {
       cJSON_Delete(o);
       res = mlxr_http_error(r, 500, NULL, NULL, NULL, "embedding failed: %s", err);
       goto done;

@@ -42,7 +42,8 @@ static enum MHD_Result preflight(mlxr_req *r) {
   const char *req_h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Access-Control-Request-Headers");
   MHD_add_response_header(resp, "Access-Control-Allow-Headers",
                           req_h && strlen(req_h) < 2048 ? req_h
-                                                        : "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, X-Api-Key");
+                                                        : "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, X-Api-Key, "
+                                                          "Anthropic-Version, Anthropic-Beta");
   MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
   r->status = 204;
   enum MHD_Result res = MHD_queue_response(r->conn, 204, resp);
@@ -94,6 +95,10 @@ static enum MHD_Result dispatch(mlxr_req *r) {
   if (handled) return res;
   res = mlxr_route_ollama(r, path, &handled);
   if (handled) return res;
+  res = mlxr_route_responses(r, path, &handled);
+  if (handled) return res;
+  res = mlxr_route_anthropic(r, path, &handled);
+  if (handled) return res;
   res = mlxr_route_openai(r, path, &handled);
   if (handled) return res;
   r->route = "other";
@@ -118,7 +123,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     r->via_unix = L->via_unix;
     r->is_head = strcmp(method, "HEAD") == 0;
     r->t_start = mlxr_now_ns();
-    r->api = strncmp(url, "/v1/", 4) == 0 ? MLXR_API_OPENAI
+    r->api = strncmp(url, "/v1/messages", 12) == 0 ? MLXR_API_ANTHROPIC
+             : strncmp(url, "/v1/", 4) == 0 ? MLXR_API_OPENAI
              : strncmp(url, "/api/", 5) == 0 || strcmp(url, "/") == 0 ? MLXR_API_OLLAMA
                                                                      : MLXR_API_PLAIN;
     r->route = "early";
@@ -324,6 +330,7 @@ int mlxr_server_main(int argc, char **argv, const mlxr_server_env *env) {
   gethostname(s->hostname, sizeof s->hostname - 1);
   mlxr_metrics_init(&s->metrics);
   mlxr_ratelimit_init(&s->ratelimit, cfg.rate_rpm, cfg.rate_tpm);
+  s->responses = mlxr_resp_store_new(cfg.stored_responses, (size_t)cfg.stored_responses_mib << 20);
   /* limits by device: a GPU runs many sequences at once, the CPU a few */
   mlxr_device_spec dev;
   if (mlxr_device_parse(cfg.device, &dev, err, sizeof err) != MLXR_OK) dev.kind = MLXR_DEVICE_AUTO;
@@ -399,6 +406,7 @@ out:
   mlxr_models_free(&s->models);
   mlxr_metrics_free(&s->metrics);
   mlxr_ratelimit_free(&s->ratelimit);
+  mlxr_resp_store_free(s->responses);
   free(s);
   mlxr_server_config_free(&cfg);
   return status;

@@ -58,6 +58,8 @@ typedef struct mlxr_server_config {
   int32_t rate_tpm;           /* tokens per minute (prompt + max_tokens, charged at admission) */
   char *device;               /* "auto", "cpu", "cuda", "cuda:N" (backend_registry.h) */
   int32_t gpu_memory_mib;     /* > 0: GPU memory one model may take (weights, KV, scratch) */
+  int32_t stored_responses;   /* /v1/responses kept for previous_response_id (0: none stored) */
+  int32_t stored_responses_mib; /* ... and the most memory they may take, in MiB */
   bool verbose;
 } mlxr_server_config;
 

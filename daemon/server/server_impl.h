@@ -8,8 +8,13 @@
  *                   (n scheduler requests feeding one event queue), streamed responses
  *   models.c        the served models: id -> scheduler (loaded lazily, unloadable), chat template
  *   chat.c / chat.h messages -> prompt through the template; output parsing (tool calls, <think>)
+ *                   and output blocks; tool-call and JSON grammars
+ *   generate.c      what generation routes share: sampling fields, tool_choice, chat jobs
+ *                   (prompt, submit, stream or drain), metrics of events
+ *   resp_store.c    responses kept for previous_response_id (bounded, LRU)
  *   metrics.c       counters and histograms, Prometheus text
- *   routes_*.c      the handlers of each API
+ *   routes_*.c      the handlers of each API (OpenAI chat/completions/embeddings, Responses,
+ *                   Anthropic Messages, Ollama, llama.cpp extras)
  *
  * Threads: libmicrohttpd runs one thread per connection; a handler runs on its connection's thread
  * and may block (waiting for the scheduler). Shared state (models, metrics) has its own locks.
@@ -28,6 +33,7 @@
 
 #include "core/runtime/template/template.h"
 #include "daemon/scheduler/scheduler.h"
+#include "daemon/server/chat.h"
 #include "daemon/server/server.h"
 
 /* ---- growable byte buffer ---- */
@@ -168,8 +174,11 @@ void mlxr_metrics_observe(mlxr_metrics *m, mlxr_hist *h, double seconds);
 void mlxr_metrics_tokens(mlxr_metrics *m, int64_t prompt, int64_t generated, bool cancelled);
 
 /* ---- the server ---- */
+typedef struct mlxr_resp_store mlxr_resp_store;
+
 typedef struct mlxr_server {
   mlxr_server_config *cfg;
+  mlxr_resp_store *responses; /* stored /v1/responses (NULL: storing is off) */
   mlxr_models models;
   mlxr_metrics metrics;
   mlxr_ratelimit ratelimit;
@@ -181,7 +190,7 @@ typedef struct mlxr_server {
   int64_t start_wall;
 } mlxr_server;
 
-typedef enum mlxr_api { MLXR_API_OPENAI, MLXR_API_OLLAMA, MLXR_API_PLAIN } mlxr_api;
+typedef enum mlxr_api { MLXR_API_OPENAI, MLXR_API_OLLAMA, MLXR_API_PLAIN, MLXR_API_ANTHROPIC } mlxr_api;
 
 /* One HTTP request, alive from the first callback to MHD's completion notice. */
 typedef struct mlxr_req {
@@ -219,7 +228,8 @@ enum MHD_Result mlxr_http_send(mlxr_req *r, int status, const char *ctype, const
                                size_t len);
 /* Serializes and frees obj. */
 enum MHD_Result mlxr_http_send_json(mlxr_req *r, int status, cJSON *obj);
-/* Error in the API's format. type/code are used for OpenAI (NULL: derived from status). */
+/* Error in the API's format. type/code are used for OpenAI (NULL: derived from status); Anthropic's
+ * {"type": "error", "error": {type, message}} takes its type from the status. */
 enum MHD_Result mlxr_http_error(mlxr_req *r, int status, const char *type, const char *code,
                                 const char *param, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
@@ -261,6 +271,8 @@ typedef struct mlxr_ev {
   int64_t queue_ns, prompt_ns, gen_ns;
   int64_t t_ns; /* when the event was queued (monotonic) */
   char *message;
+  char *stop_string;  /* DONE: the stop string that ended it, or NULL */
+  char *schema_error; /* DONE: why the output breaks the request's JSON schema, or NULL */
   struct mlxr_ev *next;
 } mlxr_ev;
 void mlxr_ev_free(mlxr_ev *e);
@@ -297,6 +309,9 @@ typedef void (*mlxr_stream_format)(void *ctx, const mlxr_ev *ev, mlxr_buf *out);
 enum MHD_Result mlxr_http_stream(mlxr_req *r, const char *ctype, mlxr_genset *gs,
                                  mlxr_stream_format fmt, void *ctx, void (*ctx_free)(void *),
                                  mlxr_sched *sched_for_release, mlxr_model_entry *m);
+/* One server-sent event: "event: NAME\n" (name non-NULL) and "data: JSON\n\n" into out;
+ * serializes and frees obj. */
+void mlxr_sse_event(mlxr_buf *out, const char *name, cJSON *obj);
 
 /* ---- shared request helpers (routes_openai.c) ---- */
 /* Tokenize text; *ids malloc'd. */
@@ -316,6 +331,7 @@ typedef struct mlxr_choice {
   int32_t *tokens;               /* generated ids */
   int32_t n_tokens, cap_tokens;
   cJSON *logprobs;               /* chat-shaped entries, if asked */
+  char *schema_error;            /* the output breaks the JSON schema (see gen_params.json_schema) */
 } mlxr_choice;
 
 /* Metrics for one event (TTFT, inter-token latency, queue time, token counts). */
@@ -340,6 +356,90 @@ int32_t mlxr_cap_max_tokens(const mlxr_server *s, int32_t want);
 bool mlxr_submit(mlxr_req *r, mlxr_sched *s, mlxr_genset *gs, const int32_t *prompt,
                  int32_t n_prompt, const mlxr_gen_params *gp, int copies, enum MHD_Result *res);
 uint64_t mlxr_random_seed(void);
+/* Sampling fields every generation API shares, with OpenAI's defaults (temperature 1, top_p 1,
+ * no top_k/min_p/penalties, a random seed) into gp->sampling: temperature (0..temp_max), top_p,
+ * top_k, min_p, presence/frequency/repeat penalties, repeat_last_n, seed. */
+bool mlxr_get_sampling(const cJSON *j, double temp_max, mlxr_gen_params *gp, mlxr_field_err *fe);
+
+/* Tools and tool_choice, the same for every API once its shapes are mapped: tools chat-shaped
+ * ([{type: function, function: {name, description, parameters}}]); mode "none", "auto",
+ * "required" or "named" (with name). */
+typedef struct mlxr_tool_setup {
+  const cJSON *tools;   /* what the template is given (the request's, or owned); NULL: none */
+  cJSON *owned;         /* a named choice: just that tool */
+  bool on;              /* tool calls are parsed out of the output */
+  bool forced;          /* the output is constrained to tool calls: grammar is set */
+  char *grammar;        /* GBNF of the forced calls */
+} mlxr_tool_setup;
+/* On failure the 400 was sent (param tool_choice, or tools when a schema cannot be enforced). */
+bool mlxr_tool_setup_init(mlxr_req *r, mlxr_tool_setup *ts, const cJSON *tools, const char *mode,
+                          const char *name, bool parallel, const char *template_src,
+                          enum MHD_Result *res);
+void mlxr_tool_setup_free(mlxr_tool_setup *ts);
+
+/* One generation through the chat template (the Responses and Messages routes): load, render and
+ * tokenize, submit, then stream or drain through a formatter. */
+typedef struct mlxr_chat_job {
+  mlxr_model_entry *m;
+  mlxr_sched *sched;        /* held from load until free, or handed to the stream */
+  const mlxr_tokenizer *tok;
+  char *prompt;             /* the rendered prompt */
+  int32_t *ids;             /* [n_ids] its tokens */
+  int32_t n_ids;
+  bool start_think;         /* the prompt opened a <think> block */
+  mlxr_genset *gs;
+} mlxr_chat_job;
+bool mlxr_chat_job_load(mlxr_req *r, mlxr_chat_job *job, mlxr_model_entry *m, enum MHD_Result *res);
+/* Render messages (chat-shaped) with tools and kwargs, tokenize and check the length. */
+bool mlxr_chat_job_prompt(mlxr_req *r, mlxr_chat_job *job, const cJSON *messages,
+                          const cJSON *tools, const cJSON *kwargs, enum MHD_Result *res);
+bool mlxr_chat_job_submit(mlxr_req *r, mlxr_chat_job *job, const mlxr_gen_params *gp,
+                          enum MHD_Result *res);
+/* Streams the events through fmt; the job's genset and model hold pass to the stream. */
+enum MHD_Result mlxr_chat_job_stream(mlxr_req *r, mlxr_chat_job *job, mlxr_stream_format fmt,
+                                     void *ctx, void (*ctx_free)(void *));
+/* Non-streamed: every event, then NULL, through fmt (into a scratch buffer, so one formatter
+ * builds both forms); false when the client went away. */
+bool mlxr_chat_job_drain(mlxr_req *r, mlxr_chat_job *job, mlxr_stream_format fmt, void *ctx);
+void mlxr_chat_job_free(mlxr_chat_job *job);
+
+/* A generation answered as output blocks (reasoning, text, tool calls: chat.h), the shape of the
+ * Responses and Anthropic Messages APIs. A route embeds the run as the first member of its context
+ * and says, in an api table, how blocks and the response's start and end look on its wire; the
+ * shared formatter feeds the generation's text through the blocks, counts usage and knows how it
+ * ended, both streamed (events written) and not (only the final object built). */
+typedef struct mlxr_block_run mlxr_block_run;
+typedef struct mlxr_block_api {
+  mlxr_block_ops ops;                 /* each block's open, delta and close (user: the run) */
+  void (*start)(mlxr_block_run *run); /* the opening events (streamed only) */
+  void (*end)(mlxr_block_run *run);   /* set final (unless error) and write the closing events */
+} mlxr_block_api;
+
+struct mlxr_block_run {
+  const mlxr_block_api *api;
+  mlxr_server *srv;
+  bool stream;                 /* events are written; else only final is built */
+  mlxr_chat_blocks blocks;
+  mlxr_buf *out;               /* the current formatter call's output */
+  int64_t t_start, last_ns;    /* monotonic, for the latency metrics */
+  bool started;
+  bool done;                   /* the generation ended (set before the blocks' last close) */
+  mlxr_finish_reason finish;
+  char *stop_string;           /* the stop string that ended it, or NULL */
+  char *schema_error;          /* the output breaks the request's JSON schema: where and why */
+  char *error;                 /* the generation failed: why */
+  int32_t n_prompt, cached_tokens, output_tokens, reasoning_tokens;
+  cJSON *final;                /* the answer (set by api->end) */
+};
+void mlxr_block_run_init(mlxr_block_run *run, const mlxr_block_api *api, mlxr_req *r,
+                         const mlxr_chat_job *job, const mlxr_tool_setup *ts, bool stream);
+/* Frees what the run holds (not the run itself). */
+void mlxr_block_run_free(mlxr_block_run *run);
+/* Streams the run (ctx: the route's context, whose first member is run; freed by ctx_free), or
+ * drains it and answers with final (a 500 when the generation failed). Takes ctx either way. */
+enum MHD_Result mlxr_block_run_serve(mlxr_req *r, mlxr_chat_job *job, mlxr_block_run *run,
+                                     void (*ctx_free)(void *));
+
 /* The pooling a model's GGUF asks for ({arch}.pooling_type: 3 = last token), else mean. */
 mlxr_pooling mlxr_model_pooling(mlxr_sched *sched);
 const char *mlxr_finish_name(mlxr_finish_reason f);
@@ -348,10 +448,30 @@ const char *mlxr_finish_name(mlxr_finish_reason f);
 enum MHD_Result mlxr_route_openai(mlxr_req *r, const char *path, bool *handled);
 enum MHD_Result mlxr_route_ollama(mlxr_req *r, const char *path, bool *handled);
 enum MHD_Result mlxr_route_extras(mlxr_req *r, const char *path, bool *handled);
+enum MHD_Result mlxr_route_responses(mlxr_req *r, const char *path, bool *handled);
+enum MHD_Result mlxr_route_anthropic(mlxr_req *r, const char *path, bool *handled);
+
+/* ---- resp_store.c: stored responses, bounded by count and bytes, least recently used out ---- */
+mlxr_resp_store *mlxr_resp_store_new(int max_count, size_t max_bytes);
+void mlxr_resp_store_free(mlxr_resp_store *st);
+/* Keep (copies of) a response object, the conversation it ends (chat-shaped messages, its output
+ * included) and its input items, under response->id; replaces an entry of that id. False when it
+ * cannot be kept (out of memory, or larger than the whole store). */
+bool mlxr_resp_store_put(mlxr_resp_store *st, const cJSON *response, const cJSON *conversation,
+                         const cJSON *input_items);
+/* Copies of what put kept (any out pointer may be NULL); false when the id is unknown. */
+bool mlxr_resp_store_get(mlxr_resp_store *st, const char *id, cJSON **response,
+                         cJSON **conversation, cJSON **input_items);
+bool mlxr_resp_store_delete(mlxr_resp_store *st, const char *id);
+/* A copy of the stored input or output item with this id (item_reference), or NULL. */
+cJSON *mlxr_resp_store_item(mlxr_resp_store *st, const char *item_id);
 /* Prometheus text exposition of everything. */
 void mlxr_metrics_render(mlxr_server *s, mlxr_buf *out);
 
 /* The model a request names (404 sent when unknown, 400 when missing). */
 mlxr_model_entry *mlxr_req_model(mlxr_req *r, const char *name, enum MHD_Result *res);
+/* Parse the JSON body (into r->json) and find the model its "model" names; NULL when an error
+ * was sent (400, 404). */
+mlxr_model_entry *mlxr_req_body_model(mlxr_req *r, enum MHD_Result *res);
 
 #endif

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# 40-clients.sh: install the official OpenAI and Ollama JavaScript clients (versions pinned in
-# tests/golden/daemon/package.json) into tests/.cache/daemon-clients; tests/golden/test_daemon_*.mjs
-# drive a live mlxrd with them. Idempotent: skips when the stamp matches the package.json.
+# 40-clients.sh: install the official JavaScript clients (versions pinned in
+# tests/golden/daemon/package.json: openai, ollama, @anthropic-ai/sdk, the Vercel AI SDK with
+# @ai-sdk/openai, LangChain's @langchain/openai) into tests/.cache/daemon-clients;
+# tests/golden/test_daemon_*.mjs drive a live mlxrd with them. Idempotent: skips when the stamp
+# matches the package.json and every pinned package is there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -10,12 +12,14 @@ dest=tests/.cache/daemon-clients
 stamp="$dest/.stamp"
 want="clients $(sha256sum "$src/package.json" | cut -c1-16)"
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
-   [ -f "$dest/node_modules/openai/package.json" ] && [ -f "$dest/node_modules/ollama/package.json" ]; then
-  echo "clients: openai and ollama already installed in $dest"
+pkgs=$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["dependencies"]))' "$src/package.json")
+all_there=1
+for p in $pkgs; do [ -f "$dest/node_modules/$p/package.json" ] || all_there=0; done
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ "$all_there" = 1 ]; then
+  echo "clients: $pkgs already installed in $dest"
   exit 0
 fi
-echo "clients: installing openai and ollama npm packages into $dest"
+echo "clients: installing $pkgs into $dest"
 rm -f "$stamp"
 mkdir -p "$dest"
 cp "$src/package.json" "$dest/"

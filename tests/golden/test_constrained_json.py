@@ -16,6 +16,10 @@
    and off, several seeds: outputs that finish with "stop" parse and match the schema; outputs cut
    by max_tokens finish with "length" and are prefixes of valid JSON (checked by a prefix parser
    written here). Also reports the per-token time of constrained vs unconstrained decoding.
+4. What a grammar cannot enforce: uniqueItems outputs are checked with Python here and the daemon's
+   schema_violation must be reported exactly for those with duplicates (both APIs, streamed or not);
+   logprobs under a grammar list only tokens the grammar allows, with mass <= 1 (the masked,
+   renormalized distribution); typical_p is applied (a tiny typical_p makes sampling deterministic).
 Ends with "N passed, N failed".
 """
 import json
@@ -352,9 +356,9 @@ def test_schemas():
             print("schema %d: %d valid instances, %d mutants (%d invalid)" % (si, len(valid), len(mutants), n_bad))
         finally:
             os.unlink(spath)
-    for bad, word in [({"type": "string", "pattern": "a+"}, "pattern"), ({"type": "integer", "minimum": 3}, "minimum"),
+    for bad, word in [({"type": "string", "pattern": "(a"}, "pattern"), ({"type": "object", "unevaluatedProperties": False}, "unevaluatedProperties"),
                       ({"$ref": "http://x/y"}, "$ref"), ({"type": "frob"}, "frob"),
-                      ({"type": "object", "properties": {}, "required": ["q"]}, "'q'")]:
+                      ({"type": "object", "properties": {}, "required": ["q"], "additionalProperties": False}, "no value")]:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(bad, f)
             spath = f.name
@@ -626,11 +630,12 @@ def test_e2e():
                           "%s max_tokens 4: length and a JSON prefix (%s %r)" % (api, reason, text))
             # unsupported schema and bad grammar: 400 with a message
             st, text, _ = http(port, "/v1/chat/completions", {"model": "m", "messages": msgs, "response_format": {
-                "type": "json_schema", "json_schema": {"name": "t", "schema": {"type": "string", "pattern": "x"}}}}, False)
-            check(st == 400 and "pattern" in text, "unsupported schema keyword -> 400 (%s %s)" % (st, text[:120]))
+                "type": "json_schema", "json_schema": {"name": "t", "schema": {"$ref": "http://example.com/s.json"}}}}, False)
+            check(st == 400 and "$ref" in text, "unsupported schema keyword -> 400 (%s %s)" % (st, text[:120]))
             st, text, _ = http(port, "/api/generate", {"model": "m", "prompt": "x", "stream": False,
-                                                      "format": {"type": "integer", "maximum": 3}}, False)
-            check(st == 400 and "maximum" in text, "ollama unsupported schema -> 400 (%s %s)" % (st, text[:120]))
+                                                      "format": {"type": "object", "unevaluatedProperties": False}}, False)
+            check(st == 400 and "unevaluatedProperties" in text, "ollama unsupported schema -> 400 (%s %s)" % (st, text[:120]))
+            test_e2e_leftovers(port, msgs)
             st, text, _ = http(port, "/v1/completions", {"model": "m", "prompt": "x", "grammar": "root ::= missing"}, False)
             check(st == 400 and "missing" in text, "bad GBNF grammar -> 400 (%s %s)" % (st, text[:120]))
             # a raw GBNF grammar (llama.cpp's extra field) is enforced too
@@ -654,6 +659,90 @@ def test_e2e():
         finally:
             d.terminate()
             d.wait(timeout=30)
+
+
+def dup_free(v):
+    return len(set(json.dumps(x, sort_keys=True) for x in v)) == len(v)
+
+
+def test_e2e_leftovers(port, msgs):
+    """What the grammar cannot enforce is validated after generation and reported (schema_violation);
+    logprobs under a grammar are those of the masked distribution; typical_p is applied."""
+    # uniqueItems cannot be a grammar: outputs with duplicates must say so, the others must not
+    schema = {"type": "array", "items": {"enum": [1, 2, 3]}, "minItems": 3, "maxItems": 4, "uniqueItems": True}
+    n_dup = n_reported = 0
+    for seed in range(12):
+        for api, stream in (("openai", False), ("openai", True), ("ollama", False), ("ollama", True)):
+            if api == "openai":
+                body = {"model": "m", "messages": msgs, "seed": seed, "max_tokens": 400, "stream": stream,
+                        "response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": schema}}}
+                path = "/v1/chat/completions"
+            else:
+                body = {"model": "m", "prompt": "x", "format": schema, "stream": stream,
+                        "options": {"seed": seed, "num_predict": 400, "temperature": 1.0}}
+                path = "/api/generate"
+            req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=300) as r:
+                raw = r.read().decode()
+            text, violation = "", None
+            if api == "openai" and not stream:
+                c = json.loads(raw)["choices"][0]
+                text, violation = c["message"]["content"], c.get("schema_violation")
+            elif api == "openai":
+                for line in raw.split("\n"):
+                    if line.startswith("data: ") and line != "data: [DONE]":
+                        for c in json.loads(line[6:])["choices"]:
+                            text += (c.get("delta") or {}).get("content") or ""
+                            violation = c.get("schema_violation") or violation
+            else:
+                for line in raw.split("\n"):
+                    if line.strip():
+                        j = json.loads(line)
+                        text += j.get("response", "")
+                        violation = j.get("schema_violation") or violation
+            try:
+                v = json.loads(text)
+            except ValueError:
+                check(False, "%s stream %s seed %d: output is JSON (%r)" % (api, stream, seed, text[:200]))
+                continue
+            dup = not dup_free(v)
+            n_dup += dup
+            n_reported += violation is not None
+            check(dup == (violation is not None) and (not dup or "uniqueItems" in violation),
+                  "%s stream %s seed %d: duplicates %s, reported %r (%s)" % (api, stream, seed, dup, violation, text))
+    check(n_dup > 0 and n_dup < 48, "uniqueItems outputs both with and without duplicates (%d of 48 had some)" % n_dup)
+    print("post-validation: %d of 48 uniqueItems outputs had duplicates, %d were reported" % (n_dup, n_reported))
+    # logprobs under a grammar: only allowed tokens, renormalized over them
+    for seed in range(3):
+        body = {"model": "m", "prompt": "x", "seed": seed, "max_tokens": 8, "logprobs": 5, "temperature": 1.0,
+                "grammar": "root ::= [0-9]{8}"}
+        st, raw = 0, ""
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/completions" % port, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=300) as r:
+            j = json.loads(r.read().decode())
+        lp = j["choices"][0]["logprobs"]
+        ok = True
+        for tok, tops in zip(lp["tokens"], lp["top_logprobs"]):
+            ok = ok and tok.isdigit() and all(k.isdigit() for k in tops)
+            mass = sum(math.exp(x) for x in tops.values())
+            ok = ok and mass <= 1.0001
+        # renormalized over the allowed tokens: the chosen token's probability is above what the
+        # unconstrained model gives it, and the digit tokens' mass is (nearly) all of it
+        check(ok, "grammar logprobs: only digits in top_logprobs, mass <= 1 (seed %d: %s)" % (seed, lp["tokens"]))
+    # typical_p: a tiny mass keeps only the most typical token, so every seed writes the same text
+    outs = set()
+    for seed in range(4):
+        st, text, _ = http(port, "/v1/completions", {"model": "m", "prompt": "x", "seed": seed, "max_tokens": 12,
+                                                    "temperature": 1.0, "typical_p": 0.001}, False)
+        outs.add(text)
+    free = set()
+    for seed in range(4):
+        st, text, _ = http(port, "/v1/completions", {"model": "m", "prompt": "x", "seed": seed, "max_tokens": 12,
+                                                    "temperature": 1.0}, False)
+        free.add(text)
+    check(len(outs) == 1 and len(free) > 1, "typical_p 0.001 is deterministic (%d texts), without it not (%d)" % (len(outs), len(free)))
 
 
 def main():

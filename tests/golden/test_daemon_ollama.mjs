@@ -3,7 +3,7 @@
 // (streamed NDJSON and not; final chunk fields in nanoseconds; context = prompt + generated ids;
 // stream == non-stream under greedy sampling; options.stop cuts at the first occurrence;
 // num_predict honoured), load/unload with an empty prompt and keep_alive 0 (ps reflects it, the next
-// request reloads), embed/embeddings (L2-normalized, dimensions), errors as ResponseError, 501 for
+// request reloads), embed (L2-normalized, dimensions), legacy embeddings (unnormalized, as Ollama), errors as ResponseError, 501 for
 // model management, and a client abort that cancels the generation (metrics count it) while the
 // daemon keeps serving.
 import { startDaemon, loadClient, checker, norm } from "./daemon/harness.mjs";
@@ -106,6 +106,12 @@ try {
   check("embed dimensions", e4.embeddings[0].length === 4 && e4.embeddings[0].every((x, i) => Math.abs(x - e.embeddings[0][i] / n4) < 1e-5));
   const legacy = await ollama.embeddings({ model: "tiny", prompt: "hello" });
   check("legacy embeddings", Array.isArray(legacy.embedding) && legacy.embedding.length === 64);
+  // the legacy endpoint returns the pooled states unnormalized (as Ollama does): same direction as
+  // /api/embed's unit vector, its own length
+  const one = await ollama.embed({ model: "tiny", input: "hello" });
+  const ln = norm(legacy.embedding);
+  check("legacy embeddings unnormalized", Math.abs(ln - 1) > 1e-3 &&
+        legacy.embedding.every((x, i) => Math.abs(x / ln - one.embeddings[0][i]) < 1e-5));
   const oaiEmb = await (await fetch(d.base + "/v1/embeddings", { method: "POST", body: JSON.stringify({ model: "tiny", input: "hello" }) })).json();
   check("/api/embed == /v1/embeddings", oaiEmb.data[0].embedding.every((x, i) => Math.abs(x - e.embeddings[0][i]) < 1e-6));
 

@@ -5,7 +5,9 @@ reply that finishes must be tool calls naming a given function, with arguments t
 and satisfy that function's parameter schema (checked here by a small validator written from the
 schema); the streamed form gives each call's id and name first and argument fragments that join
 into the same JSON; tool_choice "none" gives no tool calls. The random model can only produce
-these because the output is constrained. Ends with "N passed, N failed".
+these because the output is constrained. A reply cut off by max_tokens inside a call says
+finish_reason "length" and never leaks the half-written call into content (streamed or not); the
+calls it completed before the cut stay valid. Ends with "N passed, N failed".
 """
 import json
 import os
@@ -88,8 +90,12 @@ def main():
             for seed in range(1, 7):
                 r = post(port, dict(base, tool_choice="required", seed=seed, parallel_tool_calls=seed % 2 == 0))
                 c = r["choices"][0]
-                if c["finish_reason"] == "length":
-                    continue  # cut off mid-call by max_tokens: nothing to hold it to
+                if c["finish_reason"] == "length":  # cut off mid-call by max_tokens: no leak
+                    calls = c["message"].get("tool_calls") or []
+                    check(c["message"]["content"] in (None, "") and
+                          all(valid_args(x["function"]["name"], json.loads(x["function"]["arguments"])) for x in calls),
+                          "required, seed %d, cut by max_tokens: no content, %d whole call(s)" % (seed, len(calls)))
+                    continue
                 finished += 1
                 calls = c["message"].get("tool_calls") or []
                 ok = c["finish_reason"] == "tool_calls" and calls and c["message"]["content"] in (None, "")
@@ -121,6 +127,17 @@ def main():
             check(final[-1:] == ["length"] or (final[-1:] == ["tool_calls"] and streamed_ok),
                   "streamed: id and name first, argument fragments join into valid JSON (%d calls, %s)"
                   % (len(by_index), final[-1:]))
+            for mt in (8, 25, 40):  # cut inside the first call, at every depth
+                r = post(port, dict(base, tool_choice="required", seed=mt, max_tokens=mt))
+                c = r["choices"][0]
+                calls = c["message"].get("tool_calls") or []
+                check(c["finish_reason"] == "length" and c["message"]["content"] in (None, "") and
+                      all(valid_args(x["function"]["name"], json.loads(x["function"]["arguments"])) for x in calls),
+                      "max_tokens %d inside a forced call: finish length, no content, only whole calls (%r)" % (mt, c["message"]))
+                chunks = post(port, dict(base, tool_choice="required", seed=mt, max_tokens=mt, stream=True), stream=True)
+                text = "".join((ch["choices"][0]["delta"].get("content") or "") for ch in chunks if ch.get("choices"))
+                fin = [ch["choices"][0]["finish_reason"] for ch in chunks if ch.get("choices") and ch["choices"][0].get("finish_reason")]
+                check(text == "" and fin == ["length"], "streamed, max_tokens %d: no content deltas (%r, %s)" % (mt, text, fin))
             r = post(port, dict(base, tool_choice="none", seed=1, max_tokens=24))
             check(not r["choices"][0]["message"].get("tool_calls"), "tool_choice none: no tool calls")
         finally:

@@ -15,6 +15,9 @@
  *              batches mixing a prompt chunk with decode rows of other sequences, contexts to 1200
  *   graphs     a small forward under begin_forward(graph): run, captured, replayed twice with new
  *              inputs uploaded between replays, each result against the CPU
+ *   fused      matmul_multi (q/k/v-like and gate/up-like weights, with biases) against one matmul
+ *              per weight on the GPU; matmul_acc (y += x W^T) against the CPU's y + x W^T;
+ *              rope_kv_store against rope, rope, kv_store on the GPU, bit for bit
  *
  * Exit status: 0 all passed, 1 a check failed, 77 no usable GPU (reported as such by run.sh).
  */
@@ -496,6 +499,111 @@ static void test_graphs(mlxr_backend *cpu, mlxr_backend *gpu) {
   free_weight(&w);
 }
 
+/* ---- fused ops ---- */
+
+static void test_fused(mlxr_backend *cpu, mlxr_backend *gpu) {
+  const mlxr_dtype types[] = {MLXR_DTYPE_F32, MLXR_DTYPE_F16, MLXR_DTYPE_BF16, MLXR_DTYPE_Q8_0,
+                              MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q4_K, MLXR_DTYPE_Q6_K, MLXR_DTYPE_Q5_K};
+  const int64_t rows[] = {1, 3, 8, 20, 70};
+  for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+    const mlxr_dtype t = types[ti];
+    const int64_t n_in = mlxr_dtype_block_size(t) == 256 ? 768 : 320;
+    const int64_t outs[3] = {384, 96, 96};
+    test_weight w[3];
+    bool ok = true;
+    for (int i = 0; i < 3; i++) ok = make_weight(cpu, gpu, t, n_in, outs[i], &w[i]) && ok;
+    CHECK(ok, "fused %s: prepare", mlxr_dtype_name(t));
+    float *bias = malloc(sizeof(float) * 96);
+    for (int i = 0; i < 96; i++) bias[i] = frand();
+    mlxr_weight bg = {.type = MLXR_DTYPE_F32, .n_in = 96, .n_out = 1, .row_bytes = sizeof(float) * 96, .data = bias};
+    CHECK(gpu->iface->weight_prepare(gpu, &bg) == MLXR_OK, "bias upload");
+    for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+      const int64_t n = rows[ri];
+      float *x = malloc(sizeof(float) * (size_t)(n * n_in));
+      for (int64_t i = 0; i < n * n_in; i++) x[i] = frand();
+      float *dx = dput(gpu, x, sizeof(float) * (size_t)(n * n_in));
+      /* multi (with a bias on the third) against single products */
+      float *dm[3], *ds[3];
+      const mlxr_weight *ws[3] = {&w[0].gpu, &w[1].gpu, &w[2].gpu};
+      const mlxr_weight *bs[3] = {NULL, NULL, &bg};
+      for (int i = 0; i < 3; i++) dm[i] = dpoison(gpu, (size_t)(n * outs[i])), ds[i] = dpoison(gpu, (size_t)(n * outs[i]));
+      CHECK(gpu->iface->matmul_multi(gpu, 3, ws, bs, dx, n, dm) == MLXR_OK, "matmul_multi call");
+      for (int i = 0; i < 3; i++) CHECK(gpu->iface->matmul(gpu, ws[i], bs[i], dx, n, ds[i]) == MLXR_OK, "matmul call");
+      for (int i = 0; i < 3; i++) {
+        const size_t ny = (size_t)(n * outs[i]);
+        float *a = malloc(sizeof(float) * ny), *b = malloc(sizeof(float) * ny);
+        double *ref = malloc(sizeof(double) * ny);
+        CHECK(dget(gpu, a, dm[i], sizeof(float) * ny) == MLXR_OK && dget(gpu, b, ds[i], sizeof(float) * ny) == MLXR_OK,
+              "matmul_multi %s run", mlxr_dtype_name(t));
+        to_double(b, ref, ny);
+        const double e = rel_err(a, ref, ny);
+        CHECK(e <= 1e-6, "matmul_multi %s rows %lld weight %d: %.3g from single products", mlxr_dtype_name(t),
+              (long long)n, i, e);
+        free(a), free(b), free(ref);
+        mlxr_backend_buf_free(gpu, dm[i]), mlxr_backend_buf_free(gpu, ds[i]);
+      }
+      /* acc: y0 + x W^T against the CPU */
+      const size_t ny = (size_t)(n * outs[0]);
+      float *y0 = malloc(sizeof(float) * ny), *yc = malloc(sizeof(float) * ny), *yg = malloc(sizeof(float) * ny);
+      double *ref = malloc(sizeof(double) * ny);
+      for (size_t i = 0; i < ny; i++) y0[i] = 3 * frand();
+      CHECK(cpu->iface->matmul(cpu, &w[0].cpu, NULL, x, n, yc) == MLXR_OK, "cpu matmul");
+      for (size_t i = 0; i < ny; i++) ref[i] = (double)yc[i] + y0[i];
+      float *dy = dput(gpu, y0, sizeof(float) * ny);
+      CHECK(gpu->iface->matmul_acc(gpu, &w[0].gpu, dx, n, dy) == MLXR_OK, "matmul_acc call");
+      CHECK(dget(gpu, yg, dy, sizeof(float) * ny) == MLXR_OK, "matmul_acc run");
+      const double e = rel_err(yg, ref, ny);
+      CHECK(e <= 2 * matmul_tol(t, n), "matmul_acc %s rows %lld: %.3g", mlxr_dtype_name(t), (long long)n, e);
+      mlxr_backend_buf_free(gpu, dy), mlxr_backend_buf_free(gpu, dx);
+      free(y0), free(yc), free(yg), free(ref), free(x);
+    }
+    for (int i = 0; i < 3; i++) free_weight(&w[i]);
+    free(bias);
+  }
+  /* rope_kv_store against the three ops */
+  for (int kvt = 0; kvt < 2; kvt++) {
+    const mlxr_dtype kt = kvt ? MLXR_DTYPE_F16 : MLXR_DTYPE_F32;
+    const size_t esz = kvt ? 2 : 4;
+    const int nh = 8, nkv = 2, hd = 64, rot = 64, half = 32;
+    const int64_t n = 11, slots_n = 64;
+    const size_t nq = (size_t)n * nh * hd, nk = (size_t)n * nkv * hd;
+    float *q = malloc(sizeof(float) * nq), *k = malloc(sizeof(float) * nk), *v = malloc(sizeof(float) * nk);
+    float *ct = malloc(sizeof(float) * n * half), *st = malloc(sizeof(float) * n * half);
+    int64_t sl[11];
+    for (size_t i = 0; i < nq; i++) q[i] = frand();
+    for (size_t i = 0; i < nk; i++) k[i] = frand(), v[i] = frand();
+    for (int64_t i = 0; i < n * half; i++) ct[i] = cosf((float)i * 0.37f), st[i] = sinf((float)i * 0.37f);
+    for (int i = 0; i < n; i++) sl[i] = (i * 7) % slots_n;
+    for (int mode = 0; mode < 2; mode++) {
+      const mlxr_rope_mode rm = mode ? MLXR_ROPE_NEOX : MLXR_ROPE_NORM;
+      float *dq1 = dput(gpu, q, sizeof(float) * nq), *dk1 = dput(gpu, k, sizeof(float) * nk);
+      float *dq2 = dput(gpu, q, sizeof(float) * nq), *dk2 = dput(gpu, k, sizeof(float) * nk);
+      float *dv = dput(gpu, v, sizeof(float) * nk), *dct = dput(gpu, ct, sizeof(float) * n * half);
+      float *dst = dput(gpu, st, sizeof(float) * n * half);
+      int64_t *dsl = dput(gpu, sl, sizeof sl);
+      void *kp1 = mlxr_backend_alloc(gpu, slots_n * nkv * hd * esz), *vp1 = mlxr_backend_alloc(gpu, slots_n * nkv * hd * esz);
+      void *kp2 = mlxr_backend_alloc(gpu, slots_n * nkv * hd * esz), *vp2 = mlxr_backend_alloc(gpu, slots_n * nkv * hd * esz);
+      gpu->iface->rope(gpu, dq1, n, nh, hd, rot, rm, dct, dst);
+      gpu->iface->rope(gpu, dk1, n, nkv, hd, rot, rm, dct, dst);
+      gpu->iface->kv_store(gpu, dk1, dv, n, nkv * hd, nkv * hd, dsl, kp1, vp1, kt);
+      gpu->iface->rope_kv_store(gpu, dq2, dk2, dv, n, nh, nkv, hd, hd, rot, rm, dct, dst, dsl, kp2, vp2, kt);
+      const size_t pool = (size_t)slots_n * nkv * hd * esz;
+      uint8_t *a = malloc(pool), *b = malloc(pool);
+      float *qa = malloc(sizeof(float) * nq), *qb = malloc(sizeof(float) * nq);
+      bool same = dget(gpu, qa, dq1, sizeof(float) * nq) == MLXR_OK && dget(gpu, qb, dq2, sizeof(float) * nq) == MLXR_OK &&
+                  memcmp(qa, qb, sizeof(float) * nq) == 0;
+      same = same && dget(gpu, a, kp1, pool) == MLXR_OK && dget(gpu, b, kp2, pool) == MLXR_OK && memcmp(a, b, pool) == 0;
+      same = same && dget(gpu, a, vp1, pool) == MLXR_OK && dget(gpu, b, vp2, pool) == MLXR_OK && memcmp(a, b, pool) == 0;
+      CHECK(same, "rope_kv_store %s mode %d differs from rope + rope + kv_store", mlxr_dtype_name(kt), mode);
+      free(a), free(b), free(qa), free(qb);
+      void *bufs[] = {dq1, dk1, dq2, dk2, dv, dct, dst, dsl, kp1, vp1, kp2, vp2};
+      for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mlxr_backend_buf_free(gpu, bufs[i]);
+    }
+    free(q), free(k), free(v), free(ct), free(st);
+  }
+  printf("fused: matmul_multi, matmul_acc, rope_kv_store checked\n");
+}
+
 int main(void) {
   mlxr_backend_options o = mlxr_backend_default_options();
   mlxr_backend *cpu = NULL, *gpu = NULL;
@@ -518,6 +626,7 @@ int main(void) {
   test_get_rows(cpu, gpu);
   test_attention(cpu, gpu);
   test_graphs(cpu, gpu);
+  test_fused(cpu, gpu);
   test_matmul(cpu, gpu);
   mlxr_backend_free(gpu);
   mlxr_backend_free(cpu);

@@ -13,13 +13,26 @@
  *       CASES has one hex-encoded byte string per line; prints per line A (a complete sentence),
  *       P (a proper prefix of one) or R (rejected somewhere).
  *   test_grammar_match --print-schema FILE     prints the GBNF of a schema (or the error, exit 2)
+ *   test_grammar_match --suite FILE
+ *       FILE is a JSON list of groups {"schema", "spec": bool, "draft": N, "tests": [JSON text, ...]};
+ *       prints one line per group: "ok<TAB>POST<TAB>CODES" (POST: the keywords left to the
+ *       validator, "-" if none; CODES: per test the grammar's A/P/R and the validator's V valid,
+ *       I invalid, E error) or "err<TAB>STATUS<TAB>MESSAGE" when the schema is refused. Used by
+ *       tests/golden/test_json_schema_suite.mjs (the official JSON Schema Test Suite) and
+ *       test_json_schema_ajv.mjs.
+ *
+ * The numeric and regex parts of the schema converter are also checked here against arithmetic:
+ * integer ranges (every integer around random bounds, including 2^53-1) and decimal bounds
+ * (random decimals compared with strtod) must be accepted exactly when they lie within the bounds.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/common/status.h"
 #include "core/runtime/grammar/grammar.h"
+#include <cjson/cJSON.h>
 
 static int failures = 0;
 
@@ -168,6 +181,110 @@ static void unit_tests(void) {
   }
 }
 
+/* ---- schema numerics against arithmetic ---- */
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rnd(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+
+static mlxr_grammar *schema_grammar(const char *schema, bool spec) {
+  cJSON *j = cJSON_Parse(schema);
+  mlxr_json_schema_params p = mlxr_json_schema_default_params();
+  p.spec_defaults = spec;
+  char *gbnf = NULL, err[256] = "";
+  int rc = j ? mlxr_json_schema_convert(j, &p, &gbnf, NULL, 0, err, sizeof err) : MLXR_ERR_INVALID;
+  cJSON_Delete(j);
+  mlxr_grammar *g = NULL;
+  if (rc == MLXR_OK) rc = mlxr_grammar_parse(gbnf, strlen(gbnf), NULL, &g, err, sizeof err);
+  free(gbnf);
+  CHECK(rc == MLXR_OK, "schema %s: %s", schema, err);
+  return g;
+}
+
+static void numeric_tests(void) {
+  /* integer ranges: every integer near the bounds */
+  const long long bounds[][2] = {{-9007199254740991LL, 9007199254740991LL}, {0, 100}, {-5, 5}, {17, 4321},
+                                 {-1000, -10}, {99, 101}, {-9, 1000000}, {123456789, 123456999}};
+  for (size_t b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
+    for (int excl = 0; excl < 2; excl++) {
+      char schema[256];
+      if (excl) snprintf(schema, sizeof schema, "{\"type\":\"integer\",\"exclusiveMinimum\":%lld,\"exclusiveMaximum\":%lld}", bounds[b][0], bounds[b][1]);
+      else snprintf(schema, sizeof schema, "{\"type\":\"integer\",\"minimum\":%lld,\"maximum\":%lld}", bounds[b][0], bounds[b][1]);
+      mlxr_grammar *g = schema_grammar(schema, true);
+      if (!g) continue;
+      mlxr_grammar_matcher *m = mlxr_grammar_matcher_new(g);
+      for (int side = 0; side < 2; side++) {
+        for (long long d = -60; d <= 60; d++) {
+          const long long v = bounds[b][side] + d;
+          const bool want = excl ? (v > bounds[b][0] && v < bounds[b][1]) : (v >= bounds[b][0] && v <= bounds[b][1]);
+          char txt[32];
+          snprintf(txt, sizeof txt, "%lld", v);
+          const char got = classify(m, (const uint8_t *)txt, strlen(txt));
+          CHECK((got == 'A') == want, "%s: %s got %c", schema, txt, got);
+        }
+      }
+      for (int k = 0; k < 300; k++) { /* random magnitudes */
+        const long long v = (long long)(rnd() % 20000000000000000ull) - 10000000000000000LL;
+        const bool want = excl ? (v > bounds[b][0] && v < bounds[b][1]) : (v >= bounds[b][0] && v <= bounds[b][1]);
+        char txt[32];
+        snprintf(txt, sizeof txt, "%lld", v);
+        CHECK((classify(m, (const uint8_t *)txt, strlen(txt)) == 'A') == want, "%s: %s", schema, txt);
+      }
+      mlxr_grammar_matcher_free(m);
+      mlxr_grammar_free(g);
+    }
+  }
+  /* decimal bounds: random decimals, compared with strtod */
+  const char *dbounds[][2] = {{"0.1", "0.9"}, {"-1.5", "2.25"}, {"0", "1"}, {"-0.001", "0"}, {"3.14159", "3.1416"},
+                              {"-100", "-99.5"}, {"1e-3", "12.5"}, {"0", "1e6"}};
+  for (size_t b = 0; b < sizeof dbounds / sizeof dbounds[0]; b++) {
+    for (int mode = 0; mode < 4; mode++) { /* bit 0: exclusive lower, bit 1: exclusive upper */
+      char schema[256];
+      snprintf(schema, sizeof schema, "{\"type\":\"number\",\"%s\":%s,\"%s\":%s}", mode & 1 ? "exclusiveMinimum" : "minimum",
+               dbounds[b][0], mode & 2 ? "exclusiveMaximum" : "maximum", dbounds[b][1]);
+      mlxr_grammar *g = schema_grammar(schema, true);
+      if (!g) continue;
+      mlxr_grammar_matcher *m = mlxr_grammar_matcher_new(g);
+      const double lo = strtod(dbounds[b][0], NULL), hi = strtod(dbounds[b][1], NULL);
+      for (int k = 0; k < 600; k++) {
+        char txt[64];
+        const double span = (hi - lo) * 1.5 + 1;
+        double v = lo - span / 6 + (double)(rnd() % 1000000) / 1000000.0 * span;
+        const int prec = (int)(rnd() % 7);
+        if (k < 40) v = k % 2 ? lo : hi; /* the bounds themselves, in several spellings */
+        snprintf(txt, sizeof txt, "%.*f", prec, v);
+        if (strcmp(txt, "-0") == 0 || strncmp(txt, "-0.", 3) == 0) {
+          bool zero = true;
+          for (const char *q = txt + 1; *q; q++) zero = zero && (*q == '0' || *q == '.');
+          if (zero) continue; /* "-0": not a canonical spelling */
+        }
+        const double x = strtod(txt, NULL);
+        const bool want = (mode & 1 ? x > lo : x >= lo) && (mode & 2 ? x < hi : x <= hi);
+        const char got = classify(m, (const uint8_t *)txt, strlen(txt));
+        CHECK((got == 'A') == want, "%s: %s got %c", schema, txt, got);
+      }
+      mlxr_grammar_matcher_free(m);
+      mlxr_grammar_free(g);
+    }
+  }
+  /* multipleOf on integers: a remainder automaton */
+  mlxr_grammar *g = schema_grammar("{\"type\":\"integer\",\"multipleOf\":7}", true);
+  if (g) {
+    mlxr_grammar_matcher *m = mlxr_grammar_matcher_new(g);
+    for (long long v = -300; v <= 300; v++) {
+      char txt[32];
+      snprintf(txt, sizeof txt, "%lld", v);
+      CHECK((classify(m, (const uint8_t *)txt, strlen(txt)) == 'A') == (v % 7 == 0), "multipleOf 7: %s", txt);
+    }
+    mlxr_grammar_matcher_free(m);
+    mlxr_grammar_free(g);
+  }
+}
+
 /* ---- driver mode ---- */
 
 static char *read_file(const char *path, size_t *len) {
@@ -260,8 +377,57 @@ static int driver(const char *what, const char *cases_path) {
   return 0;
 }
 
+/* --suite: see the top of the file. */
+static int suite(const char *path) {
+  size_t len;
+  char *text = read_file(path, &len);
+  cJSON *groups = text ? cJSON_ParseWithLength(text, len) : NULL;
+  free(text);
+  if (!cJSON_IsArray(groups)) {
+    fprintf(stderr, "cannot read %s\n", path);
+    cJSON_Delete(groups);
+    return 2;
+  }
+  const cJSON *grp;
+  cJSON_ArrayForEach(grp, groups) {
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(grp, "schema");
+    mlxr_json_schema_params p = mlxr_json_schema_default_params();
+    p.spec_defaults = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(grp, "spec"));
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(grp, "draft");
+    p.draft = cJSON_IsNumber(d) ? d->valueint : 0;
+    char *gbnf = NULL, post[512] = "", err[512] = "";
+    int rc = mlxr_json_schema_convert(schema, &p, &gbnf, post, sizeof post, err, sizeof err);
+    mlxr_grammar *g = NULL;
+    if (rc == MLXR_OK) rc = mlxr_grammar_parse(gbnf, strlen(gbnf), NULL, &g, err, sizeof err);
+    free(gbnf);
+    if (rc != MLXR_OK) {
+      for (char *q = err; *q; q++) *q = (*q == '\n' || *q == '\t') ? ' ' : *q;
+      printf("err\t%s\t%s\n", mlxr_status_str(rc), err);
+      continue;
+    }
+    mlxr_grammar_matcher *m = mlxr_grammar_matcher_new(g);
+    printf("ok\t%s\t", post[0] ? post : "-");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(grp, "tests")) {
+      const char *s = cJSON_IsString(t) ? t->valuestring : "";
+      char gcode = classify(m, (const uint8_t *)s, strlen(s));
+      cJSON *inst = cJSON_Parse(s);
+      char why[256];
+      int vr = inst ? mlxr_json_schema_validate(schema, p.draft, inst, why, sizeof why) : MLXR_ERR_INVALID;
+      cJSON_Delete(inst);
+      printf("%c%c ", gcode, vr == MLXR_OK ? 'V' : vr == MLXR_ERR_INVALID ? 'I' : 'E');
+    }
+    printf("\n");
+    mlxr_grammar_matcher_free(m);
+    mlxr_grammar_free(g);
+  }
+  cJSON_Delete(groups);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 4 && strcmp(argv[1], "--cases") == 0) return driver(argv[2], argv[3]);
+  if (argc == 3 && strcmp(argv[1], "--suite") == 0) return suite(argv[2]);
   if (argc == 3 && strcmp(argv[1], "--print-schema") == 0) {
     size_t len;
     char *text = read_file(argv[2], &len);
@@ -277,6 +443,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   unit_tests();
+  numeric_tests();
   if (failures) {
     printf("%d failures\n", failures);
     return 1;

@@ -1,6 +1,8 @@
 /*
  * test_sampler.c: the sampler's final distribution against a float64 reference written here
- * from the definitions (llama.cpp's chain order: penalties, top_k, top_p, min_p, temperature),
+ * from the definitions (llama.cpp's chain order: penalties, top_k, typical_p, top_p, min_p,
+ * temperature; typical_p as Meister et al. define it: order by |-log p - H|, keep the smallest
+ * prefix whose mass reaches typical_p),
  * and the draws against that distribution (chi-square), for many random logit vectors and
  * parameter sets; greedy is argmax; same seed gives the same draws.
  */
@@ -58,6 +60,40 @@ static void reference_probs(const float *logits, int n, const mlxr_sampler_param
   qsort(c, n, sizeof(ref_c), ref_cmp);
   int k = n;
   if (p->top_k > 0 && p->top_k < k) k = p->top_k;
+  if (p->typical_p > 0 && p->typical_p < 1 && k > 1) {
+    double z = 0, h = 0;
+    for (int i = 0; i < k; i++) z += exp(c[i].l - c[0].l);
+    double *pr = malloc(sizeof(double) * k), *dist = malloc(sizeof(double) * k);
+    int *ord = malloc(sizeof(int) * k);
+    for (int i = 0; i < k; i++) {
+      pr[i] = exp(c[i].l - c[0].l) / z;
+      if (pr[i] > 0) h -= pr[i] * log(pr[i]);
+    }
+    for (int i = 0; i < k; i++) {
+      dist[i] = fabs(-log(pr[i]) - h);
+      ord[i] = i;
+    }
+    for (int i = 1; i < k; i++) { /* insertion sort by distance, then id */
+      int t = ord[i], j = i - 1;
+      while (j >= 0 && (dist[ord[j]] > dist[t] || (dist[ord[j]] == dist[t] && c[ord[j]].id > c[t].id))) {
+        ord[j + 1] = ord[j];
+        j--;
+      }
+      ord[j + 1] = t;
+    }
+    double cum = 0;
+    int keep = k;
+    for (int i = 0; i < k; i++) {
+      cum += pr[ord[i]];
+      if (cum >= p->typical_p) { keep = i + 1; break; }
+    }
+    ref_c *kept = malloc(sizeof(ref_c) * keep);
+    for (int i = 0; i < keep; i++) kept[i] = c[ord[i]];
+    qsort(kept, keep, sizeof(ref_c), ref_cmp);
+    for (int i = 0; i < keep; i++) c[i] = kept[i];
+    k = keep;
+    free(kept); free(pr); free(dist); free(ord);
+  }
   if (p->top_p < 1) {
     double z = 0, cum = 0;
     for (int i = 0; i < k; i++) z += exp(c[i].l - c[0].l);
@@ -90,6 +126,7 @@ int main(void) {
     p.top_k = trial % 3 == 0 ? 0 : 1 + (int)(urand() * 60);
     p.top_p = trial % 4 == 0 ? 1.0f : (float)(0.5 + 0.5 * urand());
     p.min_p = trial % 5 == 0 ? 0.0f : (float)(0.2 * urand());
+    p.typical_p = trial % 3 == 1 ? (float)(0.2 + 0.75 * urand()) : 1.0f;
     p.repeat_penalty = trial % 2 ? 1.0f : (float)(1.0 + urand());
     p.presence_penalty = trial % 6 == 1 ? (float)urand() : 0.0f;
     p.frequency_penalty = trial % 6 == 2 ? (float)urand() : 0.0f;

@@ -231,8 +231,18 @@ int main(void) {
   /* embeddings */
   float e1[512], e2[512];
   const int32_t E = mlxr_sched_hparams(s)->n_embd;
-  CHECK(mlxr_sched_embed(s, prompts[3], plen[3], MLXR_POOL_MEAN, e1, err, sizeof(err)) == MLXR_OK, "embed: %s", err);
-  CHECK(mlxr_sched_embed(s, prompts[3], plen[3], MLXR_POOL_LAST, e2, err, sizeof(err)) == MLXR_OK, "embed last");
+  CHECK(mlxr_sched_embed(s, prompts[3], plen[3], MLXR_POOL_MEAN, true, e1, err, sizeof(err)) == MLXR_OK, "embed: %s", err);
+  CHECK(mlxr_sched_embed(s, prompts[3], plen[3], MLXR_POOL_LAST, true, e2, err, sizeof(err)) == MLXR_OK, "embed last");
+  /* unnormalized (Ollama's legacy /api/embeddings): the same direction, its own length */
+  float e3[512];
+  CHECK(mlxr_sched_embed(s, prompts[3], plen[3], MLXR_POOL_MEAN, false, e3, err, sizeof(err)) == MLXR_OK, "embed raw");
+  double n3 = 0, dot13 = 0;
+  for (int i = 0; i < E; i++) {
+    n3 += (double)e3[i] * e3[i];
+    dot13 += (double)e1[i] * e3[i];
+  }
+  CHECK(fabs(n3 - 1) > 1e-3, "raw embedding is not normalized (|e|^2 = %g)", n3);
+  CHECK(fabs(dot13 / sqrt(n3) - 1) < 1e-4, "raw embedding has the normalized one's direction");
   double n1 = 0, n2 = 0, dot = 0;
   for (int i = 0; i < E; i++) {
     n1 += (double)e1[i] * e1[i];

@@ -5,6 +5,8 @@
  * <think> blocks (opened by the output or by the prompt), malformed calls given back as content,
  * and text that only looks like a tag. Every case is fed whole and also one byte at a time (and at
  * every split point for short ones), so a tag split across tokens must give the same result.
+ * Forced (tool_choice) and cut (max tokens) outputs: a half-written call is dropped, never content.
+ * Output blocks (mlxr_chat_blocks): the open/delta/close sequence of reasoning, text and calls.
  * Also checks mlxr_chat_build_vars (content parts joined, tool-call arguments parsed into objects,
  * Ollama fields mapped, bad roles rejected).
  */
@@ -94,6 +96,79 @@ static void check(const char *name, bool cond) {
   else failures++, printf("FAIL %s\n", name);
 }
 
+/* A forced (tool_choice required/named) or cut (max tokens) output, whole and byte by byte: no
+ * half-written call may come out as content. */
+static void expect_flags(const char *name, const char *text, bool forced, bool cut, const char *content, const char *calls) {
+  for (size_t step = 0; step < 2; step++) {
+    result r;
+    memset(&r, 0, sizeof r);
+    mlxr_chat_parser p;
+    mlxr_chat_parser_init(&p, true, false);
+    p.forced = forced;
+    size_t n = strlen(text);
+    for (size_t i = 0; step && i < n; i++) mlxr_chat_parser_push(&p, text + i, 1, false, on_delta, &r);
+    p.cut = cut;
+    mlxr_chat_parser_push(&p, text, step ? 0 : n, true, on_delta, &r);
+    mlxr_chat_parser_free(&p);
+    char label[160];
+    snprintf(label, sizeof label, "%s (step %zu): content '%.40s' tools '%.60s'", name, step, r.content, r.tools);
+    check(label, strcmp(r.content, content) == 0 && strcmp(r.tools, calls) == 0);
+  }
+}
+
+/* Blocks: the open/delta/close sequence, summarized as "R<i>:text|" (reasoning), "T<i>:text|",
+ * "C<i>:name:args|", with each block's text checked against its deltas. */
+typedef struct block_log {
+  char out[2048];
+  char deltas[1024];
+  int opens, closes;
+  bool bad;
+} block_log;
+
+static void bl_open(void *user, mlxr_block *b) {
+  block_log *l = user;
+  if (b->index != l->opens || b->len != 0) l->bad = true;
+  l->opens++;
+  l->deltas[0] = '\0';
+  snprintf(b->id, sizeof b->id, "id%d", b->index);
+}
+
+static void bl_delta(void *user, const mlxr_block *b, const char *text, size_t len) {
+  block_log *l = user;
+  if (b->closed || b->index != l->opens - 1) l->bad = true;
+  cat(l->deltas, sizeof l->deltas, text, len);
+}
+
+static void bl_close(void *user, const mlxr_block *b) {
+  block_log *l = user;
+  l->closes++;
+  if (strcmp(b->text ? b->text : "", l->deltas) != 0 || strcmp(b->id, "") == 0) l->bad = true;
+  char buf[600];
+  const char *k = b->kind == MLXR_BLOCK_REASONING ? "R" : b->kind == MLXR_BLOCK_TEXT ? "T" : "C";
+  if (b->kind == MLXR_BLOCK_TOOL_CALL) snprintf(buf, sizeof buf, "%s%d:%s:%s|", k, b->index, b->name, b->text);
+  else snprintf(buf, sizeof buf, "%s%d:%s|", k, b->index, b->text ? b->text : "");
+  cat(l->out, sizeof l->out, buf, strlen(buf));
+}
+
+static void expect_blocks(const char *name, const char *text, bool think, const char *want, int want_reasoned) {
+  static const mlxr_block_ops ops = {bl_open, bl_delta, bl_close};
+  for (size_t step = 1; step <= 3; step += 2) {
+    block_log l;
+    memset(&l, 0, sizeof l);
+    mlxr_chat_blocks bs;
+    mlxr_chat_blocks_init(&bs, true, think, &ops, &l);
+    size_t n = strlen(text);
+    int reasoned = 0;
+    for (size_t i = 0; i < n; i += step) reasoned += mlxr_chat_blocks_push(&bs, text + i, i + step <= n ? step : n - i, false);
+    mlxr_chat_blocks_push(&bs, "", 0, true);
+    char label[200];
+    snprintf(label, sizeof label, "blocks %s (step %zu): '%.120s'", name, step, l.out);
+    check(label, strcmp(l.out, want) == 0 && !l.bad && l.opens == l.closes && l.opens == bs.n &&
+                     (want_reasoned < 0 || (step == 1 && reasoned == want_reasoned) || step > 1));
+    mlxr_chat_blocks_free(&bs);
+  }
+}
+
 int main(void) {
   expect("plain", "Hello, world!", false, false, "Hello, world!", "", "");
   expect("plain with tools", "Hello there.", true, false, "Hello there.", "", "");
@@ -122,6 +197,26 @@ int main(void) {
   expect("json but not a call", "{\"answer\": 42}", true, false, "{\"answer\": 42}", "", "");
   expect("json without tools", "{\"name\": \"a\", \"parameters\": {}}", false, false, "{\"name\": \"a\", \"parameters\": {}}", "", "");
   expect("utf8 content", "Größe: 5 — ok ✓", true, false, "Größe: 5 — ok ✓", "", "");
+
+  /* forced tool calls and outputs cut by max tokens never leak a half-written call */
+  expect_flags("cut hermes, broken", "<tool_call>\n{\"name\": \"f\", \"argu", false, true, "", "");
+  expect_flags("cut hermes, whole JSON kept", "<tool_call>{\"name\":\"f\",\"arguments\":{\"a\":1}}", false, true, "", "0/f:{\"a\":1};");
+  expect_flags("cut after a call", "<tool_call>{\"name\":\"f\",\"arguments\":{}}</tool_call>\n<tool_call>{\"na", false, true, "", "0/f:{};");
+  expect_flags("forced, cut inside the next tag", "<tool_call>{\"name\":\"f\",\"arguments\":{}}</tool_call>\n<tool_", true, true, "", "0/f:{};");
+  expect_flags("forced, nothing but a tag start", "<", true, true, "", "");
+  expect_flags("forced llama, second call cut", "{\"name\": \"a\", \"parameters\": {}}; {\"name\": \"b\", \"param", true, true, "", "0/a:{};");
+  expect_flags("forced llama, cut in the first", "{\"name\": \"a\", \"para", true, true, "", "");
+  expect_flags("not cut: broken call given back", "<tool_call>{bad", false, false, "<tool_call>{bad", "");
+  expect_flags("cut plain text kept", "Hello <b>", false, true, "Hello <b>", "");
+
+  /* output blocks */
+  expect_blocks("text", "Hello world", false, "T0:Hello world|", 0);
+  expect_blocks("think, text, call", "<think>hmm</think>\n\nIt is.<tool_call>{\"name\":\"f\",\"arguments\":{\"a\":1}}</tool_call>", false,
+                "R0:hmm|T1:It is.|C2:f:{\"a\":1}|", -1);
+  expect_blocks("prompt opened think", "deep thought", true, "R0:deep thought|", 12);
+  expect_blocks("two calls", "<tool_call>{\"name\":\"a\",\"arguments\":{}}</tool_call>\n<tool_call>{\"name\":\"b\",\"arguments\":{\"x\":[1]}}</tool_call>",
+                false, "C0:a:{}|C1:b:{\"x\":[1]}|", 0);
+  expect_blocks("nothing", "", false, "", 0);
 
   /* build_vars */
   char err[256] = "";

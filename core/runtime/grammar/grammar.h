@@ -1,6 +1,7 @@
 /*
  * grammar.h: GBNF grammars for constrained decoding, an incremental matcher over UTF-8 bytes, a
- * per-tokenizer table of token bytes, and JSON Schema -> GBNF conversion.
+ * per-tokenizer table of token bytes, JSON Schema -> GBNF conversion and a JSON Schema validator
+ * for what a grammar cannot enforce.
  *
  * The grammar language is llama.cpp's GBNF (grammars/README.md): `name ::= alternatives` rules,
  * "literals" with \n \r \t \\ \" \xHH \uHHHH \UHHHHHHHH escapes, [character classes] with ranges
@@ -83,11 +84,39 @@ typedef enum mlxr_json_grammar_kind {
 /* GBNF text of a generic JSON grammar (malloc'd, NUL-terminated; the caller frees). NULL: no memory. */
 char *mlxr_json_grammar_gbnf(mlxr_json_grammar_kind kind);
 
-/* Convert a JSON schema (a parsed cJSON object, passed as const void * so that this header needs
- * no cJSON) into GBNF text (malloc'd into *gbnf). Unsupported keywords that constrain values
- * (pattern, minimum, ...) are an MLXR_ERR_UNSUPPORTED error naming the keyword. */
+/* JSON Schema -> GBNF (json_schema*.c; what is supported is listed at the top of json_schema.c). */
+typedef struct mlxr_json_schema_params {
+  bool spec_defaults; /* false (generation): narrowed where a model should not wander (no undeclared
+                         members unless additionalProperties allows them, digit runs and whitespace
+                         capped, a type inferred from the keywords); true: JSON Schema's defaults, so
+                         that every valid instance (keys in declared order) is accepted */
+  int draft;          /* 4, 6, 7, 2019 or 2020; 0: from "$schema" (2020-12 when absent) */
+} mlxr_json_schema_params;
+
+mlxr_json_schema_params mlxr_json_schema_default_params(void);
+/* The draft a schema declares with "$schema" (2020 when it declares none). */
+int mlxr_json_schema_draft(const void *schema_cjson);
+
+/* Convert a JSON schema (a parsed cJSON object or boolean, passed as const void * so that this
+ * header needs no cJSON) into GBNF text (malloc'd into *gbnf; the caller frees). post (may be
+ * NULL) receives the comma-separated keywords the grammar does not fully enforce ("" when it is
+ * exact): the finished output must then go through mlxr_json_schema_validate. Errors:
+ * MLXR_ERR_INVALID for a malformed or unsatisfiable schema, MLXR_ERR_UNSUPPORTED for what we
+ * cannot even validate (remote $ref, $dynamicRef, unevaluated*), with a message naming it. */
+int mlxr_json_schema_convert(const void *schema_cjson, const mlxr_json_schema_params *params, char **gbnf,
+                             char *post, size_t post_len, char *err, size_t err_len);
+/* The same with the default (generation) parameters, post discarded. */
 int mlxr_json_schema_to_gbnf(const void *schema_cjson, char **gbnf, char *err, size_t err_len);
 /* The same from schema text. */
 int mlxr_json_schema_text_to_gbnf(const char *schema, size_t len, char **gbnf, char *err, size_t err_len);
+
+/* Validate a parsed JSON instance against a schema (draft 0: from "$schema"). MLXR_OK: valid;
+ * MLXR_ERR_INVALID: not, and why says where and what (JSON pointer first); other codes: the schema
+ * could not be applied (an unresolvable $ref, a pattern PCRE2 cannot compile). Any thread. */
+int mlxr_json_schema_validate(const void *schema_cjson, int draft, const void *instance_cjson, char *why,
+                              size_t why_len);
+/* The same from texts (the instance must be one JSON value). */
+int mlxr_json_schema_validate_text(const char *schema, size_t schema_len, const char *text, size_t len, char *why,
+                                   size_t why_len);
 
 #endif

@@ -1,7 +1,11 @@
 // harness.mjs: shared by tests/golden/test_daemon_*.mjs. Makes the tiny random-weight test model
 // (scripts/make_random_model.py + mlxr convert) in a temp dir, starts build/bin/mlxrd on a free
 // port with its own Unix socket, waits for /health, and stops it (SIGTERM, then SIGKILL) at exit.
-// Also loads the pinned official clients from tests/.cache/daemon-clients (scripts/fetch.d/40-clients.sh).
+// Optionally also serves the random-weight Qwen3 fixture (tests/fixtures/hf/qwen3: its real chat
+// template renders tools and <tool_call>s) as "qwen3", and a copy whose template opens <think> in
+// the generation prompt, as reasoning models' templates do, as "qthink" (every token it writes is
+// reasoning). Also loads the pinned official clients from tests/.cache/daemon-clients
+// (scripts/fetch.d/40-clients.sh).
 import { spawn, execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
 import fs from "node:fs";
@@ -12,9 +16,11 @@ import path from "node:path";
 export const SRC = process.env.MLXR_SRC || process.cwd();
 export const BIN = process.env.MLXR_BIN || path.join(SRC, "build/bin");
 
+// name: a package, or a package's subpath export ("@langchain/core/messages").
 export function loadClient(name) {
   const dir = path.join(SRC, "tests/.cache/daemon-clients");
-  if (!fs.existsSync(path.join(dir, "node_modules", name, "package.json")))
+  const pkg = name.split("/").slice(0, name.startsWith("@") ? 2 : 1).join("/");
+  if (!fs.existsSync(path.join(dir, "node_modules", pkg, "package.json")))
     throw new Error(`npm package ${name} missing: run scripts/fetch_test_deps.sh (scripts/fetch.d/40-clients.sh)`);
   return createRequire(path.join(dir, "package.json"))(name);
 }
@@ -28,6 +34,24 @@ export function makeModel(tmp) {
   return out;
 }
 
+// The Qwen3 fixture converted to name.gguf; thinking: its generation prompt opens <think>.
+export function makeQwen3(tmp, name, thinking = false) {
+  const hf = path.join(tmp, name + "-hf");
+  fs.cpSync(path.join(SRC, "tests/fixtures/hf/qwen3"), hf, { recursive: true });
+  if (thinking) {
+    const p = path.join(hf, "tokenizer_config.json");
+    const cfg = JSON.parse(fs.readFileSync(p, "utf8"));
+    const gen = "{{- '<|im_start|>assistant\\n' }}";
+    if (!cfg.chat_template.includes(gen)) throw new Error("qwen3 fixture template changed: " + gen + " not found");
+    cfg.chat_template = cfg.chat_template.replace(gen, "{{- '<|im_start|>assistant\\n<think>\\n' }}")
+      .replace("{{- '<think>\\n\\n</think>\\n\\n' }}", "{{- '\\n</think>\\n\\n' }}");
+    fs.writeFileSync(p, JSON.stringify(cfg));
+  }
+  const out = path.join(tmp, name + ".gguf");
+  execFileSync(path.join(BIN, "mlxr"), ["convert", hf, "-o", out, "--type", "f32"], { stdio: "ignore" });
+  return out;
+}
+
 export function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
@@ -36,14 +60,22 @@ export function freePort() {
   });
 }
 
-export async function startDaemon(extraArgs = [], env = {}) {
+// opts.qwen3 / opts.qthink: also serve those models (see makeQwen3); opts.config: server.yaml text.
+export async function startDaemon(extraArgs = [], env = {}, opts = {}) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "mlxrd-test-"));
   const model = makeModel(tmp);
+  const more = [];
+  if (opts.qwen3) more.push("--model", makeQwen3(tmp, "qwen3"));
+  if (opts.qthink) more.push("--model", makeQwen3(tmp, "qthink", true));
+  if (opts.config) {
+    fs.writeFileSync(path.join(tmp, "server.yaml"), opts.config);
+    more.push("--config", path.join(tmp, "server.yaml"));
+  }
   const port = await freePort();
   const sock = path.join(tmp, "mlxr.sock");
   const log = [];
   const child = spawn(path.join(BIN, "mlxrd"), ["--model", model, "--port", String(port), "--socket", sock,
-    "--threads", "2", ...extraArgs], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    "--threads", "2", ...more, ...extraArgs], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   child.stdout.on("data", (d) => log.push(String(d)));
   child.stderr.on("data", (d) => log.push(String(d)));
   let exited = null;
@@ -81,6 +113,19 @@ export function checker() {
   };
   const summary = () => { console.log(`${pass} passed, ${fail} failed`); return fail === 0 && pass > 0; };
   return { check, summary };
+}
+
+// POST a JSON body to the daemon at base, the JSON answer back.
+export const postJSON = async (base, p, body, headers = {}) =>
+  (await fetch(base + p, { method: "POST", headers, body: JSON.stringify(body) })).json();
+
+// How many tokens messages (and tools) take once the model's chat template renders them
+// (/apply-template, then /tokenize): what the prompt of a generation route must be.
+export async function promptTokens(base, model, messages, tools = null, headers = {}) {
+  const body = { model, messages };
+  if (tools) body.tools = tools;
+  const t = await postJSON(base, "/apply-template", body, headers);
+  return (await postJSON(base, "/tokenize", { model, content: t.prompt }, headers)).tokens.length;
 }
 
 export const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));

@@ -1,0 +1,118 @@
+// test_daemon_frameworks.mjs: application frameworks whose default OpenAI path is the Responses API,
+// used unchanged against a live mlxrd (random-weight models, so the checks are about structure):
+// - the Vercel AI SDK (`ai` + `@ai-sdk/openai`, pinned in tests/golden/daemon/package.json):
+//   createOpenAI({baseURL}) then openai(model), which calls /v1/responses: generateText and
+//   streamText (same greedy text, usage, finish reasons), a tool loop (a forced call executed by the
+//   SDK, its result sent back for a second step), generateObject with a Zod schema;
+// - LangChain JS (`@langchain/openai` ChatOpenAI with useResponsesApi: true): invoke, stream, bound
+//   tools with a forced tool_choice and a ToolMessage round trip, withStructuredOutput.
+import { startDaemon, loadClient, checker, promptTokens as countPrompt } from "./daemon/harness.mjs";
+
+const { check, summary } = checker();
+globalThis.AI_SDK_LOG_WARNINGS = false; // "seed is not supported" by the OpenAI provider's types: mlxrd does use it
+const { generateText, streamText, generateObject, tool, stepCountIs } = loadClient("ai");
+const { createOpenAI } = loadClient("@ai-sdk/openai");
+const { ChatOpenAI } = loadClient("@langchain/openai");
+const { HumanMessage, ToolMessage } = loadClient("@langchain/core/messages");
+const { z } = loadClient("zod");
+
+const d = await startDaemon(["--ctx", "1024"], {}, { qwen3: true });
+const promptTokens = (model, messages) => countPrompt(d.base, model, messages);
+// user -> assistant call -> tool result, as chat messages (what a round trip's prompt must render)
+const roundTrip = (user, id, name, args, result) => [{ role: "user", content: user },
+  { role: "assistant", content: "", tool_calls: [{ id, type: "function", function: { name, arguments: args } }] },
+  { role: "tool", tool_call_id: id, name, content: result }];
+const seen = []; // the paths the frameworks called
+const spy = async (url, init) => { seen.push(new URL(url).pathname); return fetch(url, init); };
+const openai = createOpenAI({ baseURL: d.base + "/v1", apiKey: "unused", fetch: spy });
+const CITY = z.object({ city: z.enum(["Paris", "Rome"]) });
+const THING = z.object({ name: z.string().max(8), ok: z.boolean(), kind: z.enum(["a", "b"]) });
+
+try {
+  // ---- AI SDK: generateText / streamText through the Responses API
+  const g = await generateText({ model: openai("tiny"), prompt: "Say something.", temperature: 0, maxOutputTokens: 8 });
+  check("AI SDK used /v1/responses", seen.at(-1) === "/v1/responses", seen.join());
+  check("generateText text", typeof g.text === "string" && g.text.length > 0, JSON.stringify(g.text));
+  check("generateText finishReason length", g.finishReason === "length", g.finishReason);
+  check("generateText usage", g.usage.outputTokens === 8 && g.usage.inputTokens > 0 && g.usage.totalTokens === g.usage.inputTokens + 8, JSON.stringify(g.usage));
+  check("response id", g.response.id.startsWith("resp_") && g.response.modelId === "tiny", JSON.stringify(g.response.id));
+  const s = streamText({ model: openai("tiny"), prompt: "Say something.", temperature: 0, maxOutputTokens: 8 });
+  let streamedText = "";
+  for await (const t of s.textStream) streamedText += t;
+  check("streamText == generateText", streamedText === g.text, JSON.stringify([streamedText, g.text]));
+  const su = await s.usage;
+  check("streamText usage and finish", su.outputTokens === 8 && su.inputTokens === g.usage.inputTokens && (await s.finishReason) === "length", JSON.stringify(su));
+
+  // ---- AI SDK: a tool loop (step 1 forced call, executed; step 2 gets the result)
+  const calls = [];
+  const weather = tool({ description: "Weather of a city", inputSchema: CITY,
+    execute: async ({ city }) => { calls.push(city); return `Sunny in ${city}`; } });
+  const loop = await generateText({ model: openai("qwen3"), prompt: "Weather in Paris?", tools: { get_weather: weather },
+    toolChoice: { type: "tool", toolName: "get_weather" }, stopWhen: stepCountIs(2), maxOutputTokens: 150, temperature: 1, seed: 3,
+    prepareStep: ({ stepNumber }) => (stepNumber === 1 ? { toolChoice: "none", maxOutputTokens: 6 } : undefined),
+    providerOptions: { openai: { parallelToolCalls: false } } });
+  const s0 = loop.steps[0];
+  check("tool loop: two steps", loop.steps.length === 2, String(loop.steps.length));
+  check("step 1: a call the SDK executed", s0?.toolCalls.length === 1 && s0.toolCalls[0].toolName === "get_weather"
+    && ["Paris", "Rome"].includes(s0.toolCalls[0].input.city) && calls.length === 1 && s0.finishReason === "tool-calls",
+    JSON.stringify([s0?.toolCalls, s0?.finishReason]));
+  check("step 1: its result", s0?.toolResults[0]?.output === `Sunny in ${calls[0]}`, JSON.stringify(s0?.toolResults));
+  const tc0 = s0?.toolCalls[0];
+  const want2 = tc0 ? await promptTokens("qwen3", roundTrip("Weather in Paris?", tc0.toolCallId, "get_weather", tc0.input, `Sunny in ${calls[0]}`)) : -1;
+  check("step 2: its prompt is the call and its result (tools off by toolChoice none)", loop.steps[1]?.usage.inputTokens === want2
+    && loop.steps[1].toolCalls.length === 0, JSON.stringify([loop.steps[1]?.usage.inputTokens, want2]));
+
+  // ---- AI SDK: structured output with a Zod schema (text.format json_schema)
+  let objects = 0, cut = 0;
+  for (const seed of [1, 2, 3]) {
+    try {
+      const o = await generateObject({ model: openai("tiny"), schema: THING, prompt: "A thing.", temperature: 1, seed, maxOutputTokens: 80 });
+      if (THING.safeParse(o.object).success) objects++;
+    } catch (e) {
+      if (e.finishReason === "length") cut++;
+      else check("generateObject error only when cut", false, String(e));
+    }
+  }
+  check("generateObject: objects that validate", objects >= 1 && objects + cut === 3, `${objects} valid, ${cut} cut`);
+
+  // ---- LangChain: ChatOpenAI with useResponsesApi
+  seen.length = 0;
+  const llm = (opts = {}) => new ChatOpenAI({ model: "tiny", apiKey: "unused", useResponsesApi: true, temperature: 0, maxTokens: 8,
+    maxRetries: 0, configuration: { baseURL: d.base + "/v1", fetch: spy }, ...opts });
+  const m = await llm().invoke("Say something.");
+  check("LangChain used /v1/responses", seen.length > 0 && seen.every((p) => p === "/v1/responses"), seen.join());
+  check("LangChain invoke text == AI SDK text (same greedy request)", m.text === g.text, JSON.stringify([m.text, g.text]));
+  check("LangChain usage_metadata", m.usage_metadata?.output_tokens === 8 && m.usage_metadata.input_tokens === g.usage.inputTokens,
+    JSON.stringify(m.usage_metadata));
+  check("LangChain response id", String(m.response_metadata?.id || m.id).startsWith("resp_"), JSON.stringify([m.id, m.response_metadata?.id]));
+  let lcStream = "";
+  for await (const chunk of await llm().stream("Say something.")) lcStream += chunk.text;
+  check("LangChain stream == invoke", lcStream === m.text, JSON.stringify(lcStream));
+
+  const tooled = llm({ model: "qwen3", temperature: 1, maxTokens: 150 }).bindTools(
+    [{ type: "function", function: { name: "get_weather", description: "Weather of a city",
+      parameters: { type: "object", properties: { city: { type: "string", enum: ["Paris", "Rome"] } }, required: ["city"], additionalProperties: false } } }],
+    { tool_choice: "get_weather", parallel_tool_calls: false });
+  const human = new HumanMessage("Weather in Paris?");
+  const tc = await tooled.invoke([human]);
+  const call = tc.tool_calls?.[0];
+  check("LangChain forced tool call", tc.tool_calls?.length === 1 && call.name === "get_weather" && ["Paris", "Rome"].includes(call.args.city)
+    && typeof call.id === "string", JSON.stringify(tc.tool_calls));
+  const answer = await llm({ model: "qwen3", maxTokens: 6 }).invoke([human, tc, new ToolMessage({ tool_call_id: call.id, content: "Sunny, 21 C" })]);
+  const wantLC = await promptTokens("qwen3", roundTrip("Weather in Paris?", call.id, "get_weather", call.args, "Sunny, 21 C"));
+  check("LangChain ToolMessage round trip: the prompt is the call and its result", typeof answer.text === "string"
+    && answer.usage_metadata.input_tokens === wantLC, JSON.stringify([answer.usage_metadata.input_tokens, wantLC]));
+
+  let parsed = 0, failed = 0;
+  for (let i = 0; i < 3; i++) {
+    const r = await llm({ temperature: 1, maxTokens: 80 }).withStructuredOutput(THING, { name: "thing", includeRaw: true }).invoke("A thing.");
+    if (r.parsed && THING.safeParse(r.parsed).success) parsed++;
+    else if (r.raw?.response_metadata?.status !== "incomplete") failed++;
+  }
+  check("LangChain withStructuredOutput parses (unless cut by maxTokens)", parsed >= 1 && failed === 0, `${parsed} parsed, ${failed} bad`);
+} catch (e) {
+  check("no exception", false, e.stack || String(e));
+}
+check("daemon alive", d.alive());
+check("daemon exits cleanly", await d.stop());
+process.exit(summary() ? 0 : 1);
