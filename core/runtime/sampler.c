@@ -145,6 +145,13 @@ void mlxr_sampler_accept(mlxr_sampler *s, int32_t id) {
 double mlxr_sampler_uniform(mlxr_sampler *s) { return (double)(rng_next(s->rng) >> 11) * 0x1.0p-53; }
 
 /* Bias and penalties into s->work. */
+/* true if apply_penalties changes anything (a bias or an active penalty). */
+static bool sampler_adjusts_logits(const mlxr_sampler *s) {
+  const bool rep = s->p.repeat_penalty != 1.0f && s->p.repeat_penalty > 0.0f;
+  const bool pf = s->p.presence_penalty != 0.0f || s->p.frequency_penalty != 0.0f;
+  return s->bias != NULL || ((rep || pf) && s->ring_len > 0);
+}
+
 static void apply_penalties(mlxr_sampler *s, const float *logits) {
   memcpy(s->work, logits, (size_t)s->n_vocab * sizeof(float));
   if (s->bias) {
@@ -186,12 +193,30 @@ static int cmp_desc(const void *a, const void *b) {
   return x->id < y->id ? -1 : (x->id > y->id);
 }
 
+/* Index of the first largest value (NaN never wins; 0 when nothing beats -inf). Eight lanes keep
+ * independent running maxima, so the loop is not one long compare-and-select dependency chain
+ * (greedy decoding scans the whole vocabulary of every sequence on every step); the lanes are
+ * merged by value, then by lowest index, which is the first occurrence overall. */
 static int32_t argmax(const float *v, int32_t n) {
-  int32_t best = 0;
-  for (int32_t i = 1; i < n; i++) {
-    if (v[i] > v[best]) best = i;
+  enum { LANES = 8 };
+  float bv[LANES];
+  int32_t bi[LANES];
+  for (int j = 0; j < LANES; j++) bv[j] = -INFINITY, bi[j] = -1;
+  int32_t i = 0;
+  for (; i + LANES <= n; i += LANES) {
+    for (int j = 0; j < LANES; j++) {
+      if (v[i + j] > bv[j]) bv[j] = v[i + j], bi[j] = i + j;
+    }
   }
-  return best;
+  for (; i < n; i++) {
+    if (v[i] > bv[0]) bv[0] = v[i], bi[0] = i;
+  }
+  int32_t best = -1;
+  float bestv = -INFINITY;
+  for (int j = 0; j < LANES; j++) {
+    if (bi[j] >= 0 && (bv[j] > bestv || (bv[j] == bestv && bi[j] < best))) bestv = bv[j], best = bi[j];
+  }
+  return best >= 0 ? best : 0;
 }
 
 /* Min-heap helpers over cand[0..k) ordered by cmp_desc (the root is the worst kept candidate). */
@@ -295,6 +320,7 @@ static int32_t filter_chain(mlxr_sampler *s) {
 }
 
 int32_t mlxr_sampler_sample(mlxr_sampler *s, const float *logits) {
+  if (s->p.temperature <= 0.0f && !sampler_adjusts_logits(s)) return argmax(logits, s->n_vocab);
   apply_penalties(s, logits);
   if (s->p.temperature <= 0.0f) return argmax(s->work, s->n_vocab);
   const int32_t n = filter_chain(s);
