@@ -285,21 +285,48 @@ int mlxr_llama_forward(mlxr_model *m, const mlxr_kv_view *kv, const mlxr_batch *
   }
   if (rc_end != MLXR_OK) return backend_failure(be, rc_end, "running a forward", err, err_len);
   if (n_out == 0) return MLXR_OK;
-  if (host) return op->synchronize(be);
+  if (host) {
+    for (int32_t i = 0; b->argmax_out && i < n_out; i++) b->argmax_out[i] = -1; /* the caller searches */
+    return op->synchronize(be);
+  }
 
   if (b->output_hidden) {
     rc = mlxr_backend_download(be, logits, ws->xn, (size_t)n_out * (size_t)E * sizeof(float));
     return rc == MLXR_OK ? MLXR_OK : backend_failure(be, rc, "reading hidden states back", err, err_len);
   }
   /* logits: the first chunk is ready; later chunks (more output rows than the device holds at
-   * once: long prompts asking for every row) run the head again, chunk by chunk */
+   * once: long prompts asking for every row) run the head again, chunk by chunk. Greedy rows get
+   * their argmax found on the device and only the id comes back; the other rows' logits are
+   * downloaded, one copy per run of consecutive rows. */
+  const bool device_argmax = b->greedy && b->argmax_out && ws->argmax && op->argmax_rows;
   for (int32_t c0 = 0; c0 < n_out; c0 += chunk) {
     const int32_t nc = n_out - c0 < chunk ? n_out - c0 : chunk;
     if (c0 > 0 && (rc = op->matmul(be, &m->output, NULL, ws->xn + (int64_t)c0 * E, nc, ws->logits)) != MLXR_OK) {
       return mlxr_errf(err, err_len, rc, "output head failed");
     }
-    rc = mlxr_backend_download(be, logits + (int64_t)c0 * V, ws->logits, (size_t)nc * (size_t)V * sizeof(float));
-    if (rc != MLXR_OK) return backend_failure(be, rc, "reading logits back", err, err_len);
+    bool any_greedy = false;
+    for (int32_t i = 0; device_argmax && i < nc; i++) any_greedy = any_greedy || b->greedy[ws->out_rows_host[c0 + i]];
+    if (any_greedy) {
+      if ((rc = op->argmax_rows(be, ws->logits, nc, V, ws->argmax)) != MLXR_OK ||
+          (rc = mlxr_backend_download(be, b->argmax_out + c0, ws->argmax, (size_t)nc * sizeof(int32_t))) != MLXR_OK) {
+        return backend_failure(be, rc, "greedy sampling on the device", err, err_len);
+      }
+    }
+    for (int32_t i = 0; i < nc;) {
+      const bool g = any_greedy && b->greedy[ws->out_rows_host[c0 + i]];
+      if (b->argmax_out && !g) b->argmax_out[c0 + i] = -1;
+      int32_t j = i + 1;
+      while (j < nc && (any_greedy && b->greedy[ws->out_rows_host[c0 + j]]) == g) {
+        if (b->argmax_out && !g) b->argmax_out[c0 + j] = -1;
+        j++;
+      }
+      if (!g) {
+        rc = mlxr_backend_download(be, logits + (int64_t)(c0 + i) * V, ws->logits + (int64_t)i * V,
+                                   (size_t)(j - i) * (size_t)V * sizeof(float));
+        if (rc != MLXR_OK) return backend_failure(be, rc, "reading logits back", err, err_len);
+      }
+      i = j;
+    }
   }
   return MLXR_OK;
 }

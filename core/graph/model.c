@@ -191,6 +191,10 @@ static int alloc_workspace(mlxr_model *m, int32_t n_rows, int32_t n_logits, char
   if (ok && !be->iface->host_memory) {
     ws->logits = mlxr_backend_alloc(be, (size_t)n_logits * (size_t)hp->n_vocab * sizeof(float));
     ok = ws->logits != NULL;
+    if (ok && be->iface->argmax_rows) {
+      ws->argmax = mlxr_backend_alloc(be, (size_t)n_logits * sizeof(int32_t));
+      ok = ws->argmax != NULL;
+    }
   }
   if (!ok) {
     return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of %s memory for a %d-row workspace",
@@ -206,6 +210,7 @@ static void free_workspace(mlxr_model *m) {
                    ws->rope_cos, ws->rope_sin, ws->logits};
   for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) mlxr_backend_buf_free(be, bufs[i]);
   mlxr_backend_buf_free(be, ws->meta);
+  mlxr_backend_buf_free(be, ws->argmax);
   free(ws->meta_host);
   free(ws->out_rows_host);
 }

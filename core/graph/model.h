@@ -105,12 +105,18 @@ typedef struct mlxr_batch {
   const int32_t *seqs;                /* the row's sequence: its table in the kv view */
   const int64_t *slots;               /* KV slot of this row: block * block_size + pos % block_size */
   const bool *want_logits;            /* NULL: only the last row */
+  const bool *greedy;                 /* NULL, or per row: of this row (wanting logits) only the
+                                         argmax is needed (greedy sampling, nothing to adjust) */
+  int32_t *argmax_out;                /* with greedy: [n_want] the argmax of each row wanting
+                                         logits where the backend found it (that logits row is
+                                         then left unwritten), else -1 */
   bool output_hidden;                 /* write final normed hidden states [n_want][n_embd]
                                          instead of logits (embeddings) */
 } mlxr_batch;
 
 /* Run the batch. logits receives [n_want][n_vocab] float32 for the rows that want logits, in row
- * order (or [n_want][n_embd] hidden states if batch->output_hidden). */
+ * order (or [n_want][n_embd] hidden states if batch->output_hidden), except greedy rows whose
+ * argmax the backend computed (batch->argmax_out). */
 int mlxr_model_forward(mlxr_model *m, const mlxr_kv_view *kv, const mlxr_batch *batch, float *logits,
                        char *err, size_t err_len);
 

@@ -24,6 +24,8 @@ typedef struct mlxr_workspace {
   float *logits;   /* [n_logits_max][n_vocab] output-head results before download; NULL on
                       host-memory backends (the head writes into the caller's buffer) */
   int32_t n_logits_max;
+  int32_t *argmax;   /* [n_logits_max] device argmax of logits rows (NULL where the backend has no
+                        argmax_rows) */
   /* Per-forward row metadata, one host block staged and uploaded whole (META_* offsets in
    * llama.c): slots int64 [n_rows_max], then int32 [n_rows_max] each of tokens, positions,
    * sequences (KV table index) and attention lengths (pos + 1). */

@@ -168,6 +168,10 @@ typedef struct mlxr_backend_iface {
                    int64_t dim_v, const int64_t *slots, void *k_pool, void *v_pool,
                    mlxr_dtype kv_type);
   int (*attention)(mlxr_backend *be, const mlxr_attn_args *args);
+  /* ids[r] = index of the largest of the n_cols values of row r of x (the first on ties; NaN never
+   * wins; 0 if no value beats -inf): greedy sampling where the logits are, so that only ids cross
+   * back. ids: backend memory. Optional (NULL: callers download the logits and search them). */
+  int (*argmax_rows)(mlxr_backend *be, const float *x, int64_t n_rows, int64_t n_cols, int32_t *ids);
 
   /* ---- fused forms (optional: NULL = the model composes them from the ops above; on a GPU each
    * saves kernel launches, which bound the decode speed of small models) ---- */

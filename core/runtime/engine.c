@@ -41,6 +41,7 @@ struct mlxr_engine {
   int32_t *b_seqs;
   int64_t *b_slots;
   bool *b_want;
+  bool *b_greedy;
   mlxr_engine_row *rows_tmp; /* for eval */
 };
 
@@ -205,8 +206,9 @@ int mlxr_engine_open(const char *gguf_path, const mlxr_engine_params *params, ml
   e->b_seqs = malloc(nb * sizeof(int32_t));
   e->b_slots = malloc(nb * sizeof(int64_t));
   e->b_want = malloc(nb * sizeof(bool));
+  e->b_greedy = malloc(nb * sizeof(bool));
   e->rows_tmp = malloc(nb * sizeof(mlxr_engine_row));
-  if (!e->b_tokens || !e->b_pos || !e->b_seqs || !e->b_slots || !e->b_want || !e->rows_tmp) {
+  if (!e->b_tokens || !e->b_pos || !e->b_seqs || !e->b_slots || !e->b_want || !e->b_greedy || !e->rows_tmp) {
     mlxr_engine_close(e);
     return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
   }
@@ -225,6 +227,7 @@ void mlxr_engine_close(mlxr_engine *e) {
   free(e->b_seqs);
   free(e->b_slots);
   free(e->b_want);
+  free(e->b_greedy);
   free(e->rows_tmp);
   free(e);
 }
@@ -240,7 +243,7 @@ const char *mlxr_engine_device(const mlxr_engine *e) { return e->device; }
 const char *mlxr_engine_device_note(const mlxr_engine *e) { return e->note; }
 
 static int engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n, float *out,
-                         bool hidden, char *err, size_t err_len) {
+                         int32_t *ids, bool hidden, char *err, size_t err_len) {
   if (n <= 0 || n > e->p.n_batch) {
     return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "batch of %d rows (max %d)", (int)n, (int)e->p.n_batch);
   }
@@ -267,6 +270,7 @@ static int engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n,
     e->b_seqs[i] = rows[i].seq;
     e->b_slots[i] = mlxr_kv_seq_slot(e->kv, rows[i].seq, rows[i].pos);
     e->b_want[i] = rows[i].want_logits;
+    e->b_greedy[i] = rows[i].want_logits && rows[i].greedy;
   }
   const mlxr_batch batch = {
       .n = n,
@@ -275,6 +279,8 @@ static int engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n,
       .seqs = e->b_seqs,
       .slots = e->b_slots,
       .want_logits = e->b_want,
+      .greedy = ids ? e->b_greedy : NULL,
+      .argmax_out = ids,
       .output_hidden = hidden,
   };
   return mlxr_model_forward(e->model, mlxr_kv_cache_view(e->kv), &batch, out, err, err_len);
@@ -282,7 +288,12 @@ static int engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n,
 
 int mlxr_engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n, float *logits,
                        char *err, size_t err_len) {
-  return engine_decode(e, rows, n, logits, false, err, err_len);
+  return engine_decode(e, rows, n, logits, NULL, false, err, err_len);
+}
+
+int mlxr_engine_decode_ids(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n, float *logits,
+                           int32_t *ids, char *err, size_t err_len) {
+  return engine_decode(e, rows, n, logits, ids, false, err, err_len);
 }
 
 int mlxr_engine_embed(mlxr_engine *e, int seq, const int32_t *tokens, int32_t n, bool mean_pool,
@@ -304,7 +315,7 @@ int mlxr_engine_embed(mlxr_engine *e, int seq, const int32_t *tokens, int32_t n,
       e->rows_tmp[i] = (mlxr_engine_row){.seq = seq, .pos = start + i, .token = tokens[start + i],
                                          .want_logits = mean_pool || start + i == n - 1};
     }
-    rc = engine_decode(e, e->rows_tmp, m, hidden, true, err, err_len);
+    rc = engine_decode(e, e->rows_tmp, m, hidden, NULL, true, err, err_len);
     if (rc != MLXR_OK) break;
     const int32_t rows_out = mean_pool ? m : (start + m == n ? 1 : 0);
     for (int32_t r = 0; r < rows_out; r++) {

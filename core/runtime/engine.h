@@ -66,6 +66,7 @@ typedef struct mlxr_engine_row {
   int32_t pos;
   int32_t token;
   bool want_logits;
+  bool greedy;      /* with want_logits, for mlxr_engine_decode_ids: only the argmax is needed */
 } mlxr_engine_row;
 
 /* Run n rows (n <= n_batch) in one forward; reserves KV blocks up to each row's pos + 1 first.
@@ -73,6 +74,12 @@ typedef struct mlxr_engine_row {
  * full (nothing was run). */
 int mlxr_engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n, float *logits,
                        char *err, size_t err_len);
+
+/* As mlxr_engine_decode, and for rows marked greedy the backend may find the argmax where the
+ * logits are (a GPU: only the id is copied back): ids[i] (i-th row wanting logits) is that argmax
+ * and logits row i is then left unwritten, or -1 when the row's logits were written instead. */
+int mlxr_engine_decode_ids(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n, float *logits,
+                           int32_t *ids, char *err, size_t err_len);
 
 /* Convenience for one sequence: evaluate tokens at positions n_past.. in chunks of n_batch. If
  * all_logits, logits gets [n][n_vocab]; else only the last row's [n_vocab]. */

@@ -319,6 +319,10 @@ static int32_t filter_chain(mlxr_sampler *s) {
   return n;
 }
 
+bool mlxr_sampler_is_greedy(const mlxr_sampler *s) {
+  return s->p.temperature <= 0.0f && !sampler_adjusts_logits(s);
+}
+
 int32_t mlxr_sampler_sample(mlxr_sampler *s, const float *logits) {
   if (s->p.temperature <= 0.0f && !sampler_adjusts_logits(s)) return argmax(logits, s->n_vocab);
   apply_penalties(s, logits);

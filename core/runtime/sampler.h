@@ -47,6 +47,11 @@ int mlxr_sampler_set_logit_bias(mlxr_sampler *s, const int32_t *ids, const float
 /* Record a token as part of the sequence (prompt tokens too, for penalties). */
 void mlxr_sampler_accept(mlxr_sampler *s, int32_t id);
 
+/* true if the next sample is the plain argmax of the logits: temperature <= 0 and no logit bias or
+ * penalty that would change them (a caller may then take the argmax from wherever it is cheaper,
+ * e.g. the GPU that holds the logits, and only call mlxr_sampler_accept). */
+bool mlxr_sampler_is_greedy(const mlxr_sampler *s);
+
 /* Pick a token from logits[n_vocab] (logits are not modified). */
 int32_t mlxr_sampler_sample(mlxr_sampler *s, const float *logits);
 

@@ -123,6 +123,7 @@ struct mlxr_sched {
   mlxr_gen_handle **row_req;/* [max_batch_tokens] request of each row that wants logits */
   mlxr_gen_handle **order;  /* [max_running] running requests by admission, this step */
   float *logits;            /* [max_running][n_vocab] */
+  int32_t *ids;             /* [max_running] argmax of greedy rows found by the backend, or -1 */
   mlxr_grammar_vocab *gvocab; /* every token's bytes, built at the first constrained request */
   float *masked;            /* [n_vocab] a row's logits under its grammar's mask (logprobs), lazily */
   mlxr_token_logprob *top;  /* [MLXR_MAX_TOP_LOGPROBS] */
@@ -334,8 +335,14 @@ static const float *masked_logits(mlxr_sched *s, grammar_filter *f, const float 
   return s->masked;
 }
 
-/* Sample the next token of h from its logits row and report it. Returns true if h finished. */
-static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
+/* Greedy with nothing to adjust, no grammar and no logprobs: the argmax may come from the device. */
+static bool wants_argmax_only(const mlxr_gen_handle *h) {
+  return !h->matcher && h->params.top_logprobs < 0 && mlxr_sampler_is_greedy(h->sampler);
+}
+
+/* Sample the next token of h from its logits row (or take device_id, its argmax found by the
+ * backend, when >= 0) and report it. Returns true if h finished. */
+static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits, int32_t device_id) {
   const mlxr_tokenizer *tok = mlxr_engine_tokenizer(s->engine);
   const float *lp_logits = logits; /* what logprobs are computed from */
   int32_t id;
@@ -354,6 +361,8 @@ static bool on_logits(mlxr_sched *s, mlxr_gen_handle *h, const float *logits) {
       const uint8_t *b = mlxr_grammar_vocab_bytes(s->gvocab, id, &len);
       mlxr_grammar_matcher_accept(h->matcher, b, len);
     }
+  } else if (device_id >= 0) {
+    id = device_id;
   } else {
     id = mlxr_sampler_sample(h->sampler, logits);
   }
@@ -590,7 +599,7 @@ static void *worker_main(void *arg) {
       if (decoding) {
         const int32_t pos = h->n_prompt + h->n_generated - 1;
         h->prompt[pos] = h->last_token;
-        s->rows[n_rows++] = (mlxr_engine_row){h->seq, pos, h->last_token, true};
+        s->rows[n_rows++] = (mlxr_engine_row){h->seq, pos, h->last_token, true, wants_argmax_only(h)};
         s->row_req[n_want++] = h;
         n_decode++;
       } else {
@@ -598,7 +607,7 @@ static void *worker_main(void *arg) {
           const int32_t pos = h->n_prefilled + k;
           /* the last prompt position of a fresh request gives the first token's logits */
           const bool last = h->n_generated == 0 && pos == h->n_prompt - 1;
-          s->rows[n_rows++] = (mlxr_engine_row){h->seq, pos, h->prompt[pos], last};
+          s->rows[n_rows++] = (mlxr_engine_row){h->seq, pos, h->prompt[pos], last, last && wants_argmax_only(h)};
           if (last) s->row_req[n_want++] = h;
         }
         h->n_prefilled += take;
@@ -610,7 +619,7 @@ static void *worker_main(void *arg) {
 
     /* 3. forward, then sample every sequence that got logits */
     const int64_t t_fwd = now_ns();
-    int rc = mlxr_engine_decode(s->engine, s->rows, n_rows, s->logits, err, sizeof(err));
+    int rc = mlxr_engine_decode_ids(s->engine, s->rows, n_rows, s->logits, s->ids, err, sizeof(err));
     if (rc == MLXR_OK) update_step_cost(s, n_decode, n_rows - n_decode, now_ns() - t_fwd);
     if (rc != MLXR_OK) {
       for (int32_t i = 0; i < n_order; i++) finish(s, s->order[i], MLXR_FINISH_NONE, err);
@@ -623,7 +632,7 @@ static void *worker_main(void *arg) {
       mlxr_kv_seq_commit(mlxr_engine_kv(s->engine), h->seq, h->prompt, h->n_computed);
     }
     for (int32_t i = 0; i < n_want; i++) {
-      on_logits(s, s->row_req[i], s->logits + (size_t)i * (size_t)s->n_vocab);
+      on_logits(s, s->row_req[i], s->logits + (size_t)i * (size_t)s->n_vocab, s->ids[i]);
     }
     pthread_mutex_lock(&s->lock);
     s->stats.steps_total++;
@@ -742,12 +751,13 @@ int mlxr_sched_open(const char *gguf_path, const mlxr_sched_params *params, mlxr
   s->row_req = malloc((size_t)s->p.max_batch_tokens * sizeof(*s->row_req));
   s->order = malloc((size_t)s->p.max_running * sizeof(*s->order));
   s->logits = malloc((size_t)s->p.max_running * (size_t)s->n_vocab * sizeof(float));
+  s->ids = malloc((size_t)s->p.max_running * sizeof(int32_t));
   s->top = malloc(MLXR_MAX_TOP_LOGPROBS * sizeof(*s->top));
   s->text_cap = 4096;
   s->text = malloc(s->text_cap);
-  if (!s->running || !s->rows || !s->row_req || !s->order || !s->logits || !s->top || !s->text) {
+  if (!s->running || !s->rows || !s->row_req || !s->order || !s->logits || !s->ids || !s->top || !s->text) {
     mlxr_engine_close(s->engine);
-    free(s->running); free(s->rows); free(s->row_req); free(s->order); free(s->logits); free(s->top); free(s->text);
+    free(s->running); free(s->rows); free(s->row_req); free(s->order); free(s->logits); free(s->ids); free(s->top); free(s->text);
     free(s);
     return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
   }
@@ -756,7 +766,7 @@ int mlxr_sched_open(const char *gguf_path, const mlxr_sched_params *params, mlxr
   pthread_cond_init(&s->done_cond, NULL);
   if (pthread_create(&s->worker, NULL, worker_main, s) != 0) {
     mlxr_engine_close(s->engine);
-    free(s->running); free(s->rows); free(s->row_req); free(s->order); free(s->logits); free(s->top); free(s->text);
+    free(s->running); free(s->rows); free(s->row_req); free(s->order); free(s->logits); free(s->ids); free(s->top); free(s->text);
     free(s);
     return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "cannot start the scheduler thread");
   }
@@ -777,7 +787,7 @@ void mlxr_sched_close(mlxr_sched *s) {
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->wake);
   pthread_cond_destroy(&s->done_cond);
-  free(s->running); free(s->rows); free(s->row_req); free(s->order); free(s->logits); free(s->top); free(s->text);
+  free(s->running); free(s->rows); free(s->row_req); free(s->order); free(s->logits); free(s->ids); free(s->top); free(s->text);
   free(s);
 }
 

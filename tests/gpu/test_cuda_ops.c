@@ -15,6 +15,8 @@
  *              batches mixing a prompt chunk with decode rows of other sequences, contexts to 1200
  *   graphs     a small forward under begin_forward(graph): run, captured, replayed twice with new
  *              inputs uploaded between replays, each result against the CPU
+ *   argmax     argmax_rows over logits-like rows (128256 and odd lengths, planted ties and NaN)
+ *              against the first largest value found on the host
  *   fused      matmul_multi (q/k/v-like and gate/up-like weights, with biases) against one matmul
  *              per weight on the GPU; matmul_acc (y += x W^T) against the CPU's y + x W^T;
  *              rope_kv_store against rope, rope, kv_store on the GPU, bit for bit
@@ -499,9 +501,51 @@ static void test_graphs(mlxr_backend *cpu, mlxr_backend *gpu) {
   free_weight(&w);
 }
 
+/* ---- greedy sampling ---- */
+
+static void test_argmax(mlxr_backend *gpu) {
+  if (!gpu->iface->argmax_rows) {
+    CHECK(false, "the CUDA backend has no argmax_rows");
+    return;
+  }
+  const int64_t cols[] = {1, 7, 1001, 128256, 151937};
+  for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++) {
+    const int64_t n = 9, m = cols[ci];
+    float *x = malloc(sizeof(float) * (size_t)(n * m));
+    int32_t want[9], got[9];
+    for (int64_t r = 0; r < n; r++) {
+      float *row = x + r * m;
+      for (int64_t i = 0; i < m; i++) row[i] = 10 * frand();
+      if (r == 1 && m > 5) row[m - 1] = row[3] = 50.0f;       /* a tie: the first wins */
+      if (r == 2 && m > 2) row[0] = NAN, row[m / 2] = 60.0f;  /* NaN never wins */
+      if (r == 3) for (int64_t i = 0; i < m; i++) row[i] = -INFINITY; /* nothing: 0 */
+      if (r == 4 && m > 3) row[m - 1] = 70.0f;                /* the last element */
+      int32_t best = 0;
+      float bv = -INFINITY;
+      for (int64_t i = 0; i < m; i++) {
+        if (row[i] > bv) bv = row[i], best = (int32_t)i;
+      }
+      want[r] = best;
+    }
+    float *dx = dput(gpu, x, sizeof(float) * (size_t)(n * m));
+    int32_t *dids = mlxr_backend_alloc(gpu, sizeof got);
+    CHECK(gpu->iface->argmax_rows(gpu, dx, n, m, dids) == MLXR_OK, "argmax_rows call");
+    CHECK(dget(gpu, got, dids, sizeof got) == MLXR_OK, "argmax_rows run");
+    for (int r = 0; r < n; r++) CHECK(got[r] == want[r], "argmax cols %lld row %d: %d, want %d", (long long)m, r, got[r], want[r]);
+    mlxr_backend_buf_free(gpu, dx), mlxr_backend_buf_free(gpu, dids);
+    free(x);
+  }
+  printf("argmax_rows: checked\n");
+}
+
 /* ---- fused ops ---- */
 
 static void test_fused(mlxr_backend *cpu, mlxr_backend *gpu) {
+  if (!gpu->iface->matmul_multi || !gpu->iface->matmul_acc || !gpu->iface->rope_kv_store) {
+    CHECK(false, "the CUDA backend lacks a fused op (matmul_multi %d, matmul_acc %d, rope_kv_store %d)",
+          gpu->iface->matmul_multi != NULL, gpu->iface->matmul_acc != NULL, gpu->iface->rope_kv_store != NULL);
+    return;
+  }
   const mlxr_dtype types[] = {MLXR_DTYPE_F32, MLXR_DTYPE_F16, MLXR_DTYPE_BF16, MLXR_DTYPE_Q8_0,
                               MLXR_DTYPE_Q4_0, MLXR_DTYPE_Q4_K, MLXR_DTYPE_Q6_K, MLXR_DTYPE_Q5_K};
   const int64_t rows[] = {1, 3, 8, 20, 70};
@@ -626,6 +670,7 @@ int main(void) {
   test_get_rows(cpu, gpu);
   test_attention(cpu, gpu);
   test_graphs(cpu, gpu);
+  test_argmax(gpu);
   test_fused(cpu, gpu);
   test_matmul(cpu, gpu);
   mlxr_backend_free(gpu);

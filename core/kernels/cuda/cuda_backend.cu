@@ -562,6 +562,13 @@ static int cuda_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight
   return rc;
 }
 
+static int cuda_argmax_rows(mlxr_backend *be, const float *x, int64_t n_rows, int64_t n_cols, int32_t *ids) {
+  cuda_context *c = ctx_of(be);
+  use_device(c);
+  fail(c, mlxr_cuda_argmax_rows(x, n_rows, n_cols, ids, c->stream), "argmax");
+  return MLXR_OK;
+}
+
 static void cuda_rms_norm(mlxr_backend *be, const float *x, const mlxr_weight *w, int64_t n_rows, int64_t dim,
                           float eps, float *y) {
   cuda_context *c = ctx_of(be);
@@ -664,6 +671,7 @@ static const mlxr_backend_iface cuda_iface = {
     .add = cuda_add,
     .kv_store = cuda_kv_store,
     .attention = cuda_attention,
+    .argmax_rows = cuda_argmax_rows,
     .matmul_multi = NULL, /* fused forms: not yet (the model composes them) */
     .matmul_acc = NULL,
     .rope_kv_store = NULL,

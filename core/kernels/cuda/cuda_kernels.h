@@ -8,6 +8,7 @@
  *   matvec.cu       weight x activation products for a few rows (decode): every stored type
  *   elementwise.cu  rms_norm, rope tables, rope, swiglu, add, kv_store, f32 -> f16/bf16
  *   attention.cu    paged attention: split-K decode kernel and tiled prompt kernel
+ *   sample.cu       greedy sampling (argmax of logits rows) on the device
  *
  * Conventions: every launcher enqueues on `stream` and returns cudaGetLastError() of its launches
  * (no synchronization, no allocation: scratch comes from the caller), so it is safe inside CUDA
@@ -59,6 +60,17 @@ cudaError_t mlxr_cuda_matvec(mlxr_dtype t, const void *w, int64_t n_in, int64_t 
                              const float *x, int64_t n_rows, const float *bias, float *y,
                              void *scratch, cudaStream_t stream);
 
+/* Several matrices of one type and one n_in against the same activations, in ONE launch (q/k/v,
+ * gate/up of a decode step): for m < n_mats (1..MLXR_CUDA_MATVEC_MAX_MATS), ys[m][r][o] =
+ * sum_k ws[m][o][k] * x[r][k] (+ biases[m][o] if biases && biases[m]) for o < n_outs[m]; with
+ * accumulate, ys[m][r][o] += that instead of =. Same rows and precision as mlxr_cuda_matvec; the
+ * activations are read / quantized once for all matrices. scratch: matvec_scratch_bytes. */
+#define MLXR_CUDA_MATVEC_MAX_MATS 3
+cudaError_t mlxr_cuda_matvec_multi(mlxr_dtype t, int n_mats, const void *const *ws, int64_t n_in,
+                                   const int64_t *n_outs, const float *x, int64_t n_rows,
+                                   const float *const *biases, float *const *ys, bool accumulate,
+                                   void *scratch, cudaStream_t stream);
+
 /* ---- elementwise.cu ---- */
 
 cudaError_t mlxr_cuda_rms_norm(const float *x, const float *w, int64_t n_rows, int64_t dim,
@@ -75,6 +87,14 @@ cudaError_t mlxr_cuda_add(float *y, const float *x, int64_t n, cudaStream_t stre
 /* y[r][c] += bias[c] for r < n_rows, c < n_cols (the bias of a cuBLAS product) */
 cudaError_t mlxr_cuda_add_bias(float *y, const float *bias, int64_t n_rows, int64_t n_cols,
                                cudaStream_t stream);
+/* rope (as mlxr_cuda_rope) on q [n_rows][n_head][head_dim] in place and on k [n_rows][n_head_kv]
+ * [head_dim] in place, then k (rotated) and v stored at slots as mlxr_cuda_kv_store does: the three
+ * ops of a decode step in one launch. */
+cudaError_t mlxr_cuda_rope_kv_store(float *q, float *k, const float *v, int64_t n_rows, int n_head,
+                                    int n_head_kv, int head_dim, int head_dim_v, int rot_dim,
+                                    mlxr_rope_mode mode, const float *cos_tab,
+                                    const float *sin_tab, const int64_t *slots, void *k_pool,
+                                    void *v_pool, mlxr_dtype kv_type, cudaStream_t stream);
 cudaError_t mlxr_cuda_kv_store(const float *k, const float *v, int64_t n_rows, int64_t dim_k,
                                int64_t dim_v, const int64_t *slots, void *k_pool, void *v_pool,
                                mlxr_dtype kv_type, cudaStream_t stream);
@@ -91,5 +111,12 @@ size_t mlxr_cuda_attention_scratch_bytes(int64_t n_rows, int n_head, int head_di
  * the launch is captured once and replayed with other contexts. n_sm: multiprocessors. */
 cudaError_t mlxr_cuda_attention(const mlxr_attn_args *a, bool graph_mode, int n_sm, void *scratch,
                                 cudaStream_t stream);
+
+/* ---- sample.cu ---- */
+
+/* ids[r] = index of the first largest value of row r of x [n_rows][n_cols] (NaN never wins; 0 if
+ * nothing beats -inf): greedy sampling on the device. */
+cudaError_t mlxr_cuda_argmax_rows(const float *x, int64_t n_rows, int64_t n_cols, int32_t *ids,
+                                  cudaStream_t stream);
 
 #endif
