@@ -19,7 +19,8 @@
  * are. Every copy belongs to the backend and is freed with it.
  *
  * Products. x W^T for n rows: up to MLXR_CUDA_MATVEC_MAX_ROWS rows, the matvec kernels (decode:
- * they stream the weights once for all rows). Float weights (F32, F16, BF16) with more rows go to
+ * they stream the weights once for all rows; q/k/v and gate/up in one launch, the residual add in
+ * the output's epilogue). Float weights (F32, F16, BF16) with more rows go to
  * cuBLAS directly (activations converted to the weights' type; F32 stays F32, no TF32).
  * Quantized weights with up to CUDA_MATVEC_PASS_ROWS rows run the matvec kernels in passes of
  * MAX_ROWS (reading the weights once per pass is cheaper than dequantizing them); beyond that,
@@ -489,7 +490,8 @@ static int cuda_get_rows(mlxr_backend *be, const mlxr_weight *table, const int32
 }
 
 /* x W^T through cuBLAS for float weights: activations converted to the weights' type. */
-static int matmul_blas_float(cuda_context *c, const mlxr_weight *w, const float *x, int64_t n_rows, float *y) {
+static int matmul_blas_float(cuda_context *c, const mlxr_weight *w, const float *x, int64_t n_rows, float *y,
+                             bool acc) {
   const void *xin = x;
   if (w->type != MLXR_DTYPE_F32) {
     void *a = scratch(c, &c->act, (size_t)n_rows * (size_t)w->n_in * 2);
@@ -500,13 +502,14 @@ static int matmul_blas_float(cuda_context *c, const mlxr_weight *w, const float 
     xin = a;
   }
   const char *what = NULL;
-  fail(c, mlxr_cublas_gemm(c->blas, w->type, w->device, w->n_out, w->n_in, xin, n_rows, y, w->n_out, &what),
+  fail(c, mlxr_cublas_gemm(c->blas, w->type, w->device, w->n_out, w->n_in, xin, n_rows, y, w->n_out, acc, &what),
        what ? what : "cuBLAS product");
   return MLXR_OK;
 }
 
 /* x W^T through cuBLAS for quantized weights: F16 tiles of rows of W, dequantized into scratch. */
-static int matmul_blas_quant(cuda_context *c, const mlxr_weight *w, const float *x, int64_t n_rows, float *y) {
+static int matmul_blas_quant(cuda_context *c, const mlxr_weight *w, const float *x, int64_t n_rows, float *y,
+                             bool acc) {
   void *a = scratch(c, &c->act, (size_t)n_rows * (size_t)w->n_in * 2);
   if (!a) return sticky(c);
   if (fail(c, mlxr_cuda_convert_f32(x, n_rows * w->n_in, MLXR_DTYPE_F16, a, c->stream), "converting activations")) {
@@ -524,7 +527,7 @@ static int matmul_blas_quant(cuda_context *c, const mlxr_weight *w, const float 
       return MLXR_OK;
     }
     const char *what = NULL;
-    if (fail(c, mlxr_cublas_gemm(c->blas, MLXR_DTYPE_F16, deq, nt, w->n_in, a, n_rows, y + o0, w->n_out, &what),
+    if (fail(c, mlxr_cublas_gemm(c->blas, MLXR_DTYPE_F16, deq, nt, w->n_in, a, n_rows, y + o0, w->n_out, acc, &what),
              what ? what : "cuBLAS product")) {
       return MLXR_OK;
     }
@@ -532,34 +535,90 @@ static int matmul_blas_quant(cuda_context *c, const mlxr_weight *w, const float 
   return MLXR_OK;
 }
 
+static bool is_float_type(mlxr_dtype t) {
+  return t == MLXR_DTYPE_F32 || t == MLXR_DTYPE_F16 || t == MLXR_DTYPE_BF16;
+}
+
+/* The matvec kernels take this product (see the top of the file). */
+static bool matvec_path(mlxr_dtype t, int64_t n_rows) {
+  return n_rows <= MLXR_CUDA_MATVEC_MAX_ROWS || (!is_float_type(t) && n_rows <= CUDA_MATVEC_PASS_ROWS);
+}
+
+/* The bias of a product as a device pointer: NULL for none; false if it does not fit w. */
+static bool bias_of(const mlxr_weight *w, const mlxr_weight *bias, const float **out) {
+  *out = NULL;
+  if (!bias || !bias->data) return true;
+  if (bias->type != MLXR_DTYPE_F32 || bias->n_in != w->n_out || !bias->device) return false;
+  *out = (const float *)bias->device;
+  return true;
+}
+
+/* n products of the same x by the matvec kernels, MAX_ROWS rows per launch (weights all of one type
+ * and n_in; n <= MLXR_CUDA_MATVEC_MAX_MATS). */
+static int matvec_passes(cuda_context *c, int n, const mlxr_weight *const *ws, const float *const *bs,
+                         const float *x, int64_t n_rows, float *const *ys, bool acc) {
+  const int64_t pass = MLXR_CUDA_MATVEC_MAX_ROWS, n_in = ws[0]->n_in;
+  void *s = scratch(c, &c->mv, mlxr_cuda_matvec_scratch_bytes(ws[0]->type, n_in, pass));
+  if (!s && c->err != cudaSuccess) return sticky(c);
+  const void *dev[MLXR_CUDA_MATVEC_MAX_MATS];
+  int64_t outs[MLXR_CUDA_MATVEC_MAX_MATS];
+  float *yr[MLXR_CUDA_MATVEC_MAX_MATS];
+  for (int i = 0; i < n; i++) dev[i] = ws[i]->device, outs[i] = ws[i]->n_out;
+  for (int64_t r0 = 0; r0 < n_rows; r0 += pass) {
+    const int64_t nr = n_rows - r0 < pass ? n_rows - r0 : pass;
+    for (int i = 0; i < n; i++) yr[i] = ys[i] + r0 * ws[i]->n_out;
+    if (fail(c, mlxr_cuda_matvec_multi(ws[0]->type, n, dev, n_in, outs, x + r0 * n_in, nr, bs, yr, acc, s, c->stream),
+             "matvec")) {
+      break;
+    }
+  }
+  return MLXR_OK;
+}
+
+/* One product, y = x W^T (+ bias), or y += ... with acc. */
+static int matmul_one(cuda_context *c, const mlxr_weight *w, const mlxr_weight *bias, const float *x,
+                      int64_t n_rows, float *y, bool acc) {
+  if (!w->device || n_rows <= 0) return MLXR_ERR_INVALID;
+  const float *b = NULL;
+  if (!bias_of(w, bias, &b)) return MLXR_ERR_INVALID;
+  if (matvec_path(w->type, n_rows)) return matvec_passes(c, 1, &w, &b, x, n_rows, &y, acc);
+  const int rc = is_float_type(w->type) ? matmul_blas_float(c, w, x, n_rows, y, acc)
+                                        : matmul_blas_quant(c, w, x, n_rows, y, acc);
+  if (rc == MLXR_OK && b) fail(c, mlxr_cuda_add_bias(y, b, n_rows, w->n_out, c->stream), "adding a bias");
+  return rc;
+}
+
 static int cuda_matmul(mlxr_backend *be, const mlxr_weight *w, const mlxr_weight *bias, const float *x,
                        int64_t n_rows, float *y) {
   cuda_context *c = ctx_of(be);
   use_device(c);
-  if (!w->device || n_rows <= 0) return MLXR_ERR_INVALID;
-  const float *b = NULL;
-  if (bias && bias->data) {
-    if (bias->type != MLXR_DTYPE_F32 || bias->n_in != w->n_out || !bias->device) return MLXR_ERR_INVALID;
-    b = (const float *)bias->device;
+  return matmul_one(c, w, bias, x, n_rows, y, false);
+}
+
+static int cuda_matmul_acc(mlxr_backend *be, const mlxr_weight *w, const float *x, int64_t n_rows, float *y) {
+  cuda_context *c = ctx_of(be);
+  use_device(c);
+  return matmul_one(c, w, NULL, x, n_rows, y, true);
+}
+
+/* q/k/v, gate/up: one matvec launch for all where they share type and n_in, else one each. */
+static int cuda_matmul_multi(mlxr_backend *be, int n, const mlxr_weight *const *ws,
+                             const mlxr_weight *const *biases, const float *x, int64_t n_rows,
+                             float *const *ys) {
+  cuda_context *c = ctx_of(be);
+  use_device(c);
+  bool fused = n >= 1 && n <= MLXR_CUDA_MATVEC_MAX_MATS && matvec_path(ws[0]->type, n_rows);
+  const float *bs[MLXR_CUDA_MATVEC_MAX_MATS] = {NULL, NULL, NULL};
+  for (int i = 0; fused && i < n; i++) {
+    fused = ws[i]->device && ws[i]->type == ws[0]->type && ws[i]->n_in == ws[0]->n_in &&
+            bias_of(ws[i], biases ? biases[i] : NULL, &bs[i]);
   }
-  const bool is_float = w->type == MLXR_DTYPE_F32 || w->type == MLXR_DTYPE_F16 || w->type == MLXR_DTYPE_BF16;
-  if (n_rows <= MLXR_CUDA_MATVEC_MAX_ROWS || (!is_float && n_rows <= CUDA_MATVEC_PASS_ROWS)) {
-    const int64_t pass = MLXR_CUDA_MATVEC_MAX_ROWS;
-    void *s = scratch(c, &c->mv, mlxr_cuda_matvec_scratch_bytes(w->type, w->n_in, pass));
-    if (!s && c->err != cudaSuccess) return sticky(c);
-    for (int64_t r0 = 0; r0 < n_rows; r0 += pass) {
-      const int64_t nr = n_rows - r0 < pass ? n_rows - r0 : pass;
-      if (fail(c, mlxr_cuda_matvec(w->type, w->device, w->n_in, w->n_out, x + r0 * w->n_in, nr, b,
-                                   y + r0 * w->n_out, s, c->stream),
-               "matvec")) {
-        break;
-      }
-    }
-    return MLXR_OK;
+  if (fused) return matvec_passes(c, n, ws, bs, x, n_rows, ys, false);
+  for (int i = 0; i < n; i++) {
+    const int rc = matmul_one(c, ws[i], biases ? biases[i] : NULL, x, n_rows, ys[i], false);
+    if (rc != MLXR_OK) return rc;
   }
-  const int rc = is_float ? matmul_blas_float(c, w, x, n_rows, y) : matmul_blas_quant(c, w, x, n_rows, y);
-  if (rc == MLXR_OK && b) fail(c, mlxr_cuda_add_bias(y, b, n_rows, w->n_out, c->stream), "adding a bias");
-  return rc;
+  return MLXR_OK;
 }
 
 static int cuda_argmax_rows(mlxr_backend *be, const float *x, int64_t n_rows, int64_t n_cols, int32_t *ids) {
@@ -567,6 +626,17 @@ static int cuda_argmax_rows(mlxr_backend *be, const float *x, int64_t n_rows, in
   use_device(c);
   fail(c, mlxr_cuda_argmax_rows(x, n_rows, n_cols, ids, c->stream), "argmax");
   return MLXR_OK;
+}
+
+static void cuda_rope_kv_store(mlxr_backend *be, float *q, float *k, const float *v, int64_t n_rows, int n_head,
+                               int n_head_kv, int head_dim, int head_dim_v, int rot_dim, mlxr_rope_mode mode,
+                               const float *cos_tab, const float *sin_tab, const int64_t *slots, void *k_pool,
+                               void *v_pool, mlxr_dtype kv_type) {
+  cuda_context *c = ctx_of(be);
+  use_device(c);
+  fail(c, mlxr_cuda_rope_kv_store(q, k, v, n_rows, n_head, n_head_kv, head_dim, head_dim_v, rot_dim, mode, cos_tab,
+                                  sin_tab, slots, k_pool, v_pool, kv_type, c->stream),
+       "rope_kv_store");
 }
 
 static void cuda_rms_norm(mlxr_backend *be, const float *x, const mlxr_weight *w, int64_t n_rows, int64_t dim,
@@ -672,9 +742,9 @@ static const mlxr_backend_iface cuda_iface = {
     .kv_store = cuda_kv_store,
     .attention = cuda_attention,
     .argmax_rows = cuda_argmax_rows,
-    .matmul_multi = NULL, /* fused forms: not yet (the model composes them) */
-    .matmul_acc = NULL,
-    .rope_kv_store = NULL,
+    .matmul_multi = cuda_matmul_multi,
+    .matmul_acc = cuda_matmul_acc,
+    .rope_kv_store = cuda_rope_kv_store,
 };
 
 bool mlxr_cuda_device_describe(int index, char *buf, size_t len) {

@@ -89,7 +89,7 @@ void mlxr_cublas_close(mlxr_cublas *b) {
 
 cudaError_t mlxr_cublas_gemm(mlxr_cublas *b, mlxr_dtype type, const void *w, int64_t n_out,
                              int64_t n_in, const void *x, int64_t n_rows, float *y, int64_t ldy,
-                             const char **what) {
+                             bool accumulate, const char **what) {
   *what = NULL;
   if (n_out <= 0 || n_rows <= 0 || n_in <= 0 || n_out > INT32_MAX || n_rows > INT32_MAX ||
       n_in > INT32_MAX || ldy < n_out || ldy > INT32_MAX) {
@@ -103,10 +103,10 @@ cudaError_t mlxr_cublas_gemm(mlxr_cublas *b, mlxr_dtype type, const void *w, int
   case MLXR_DTYPE_F32: dt = CUDA_R_32F; break;
   default: *what = "cuBLAS product of an unsupported type"; return cudaErrorInvalidValue;
   }
-  const float one = 1.0f, zero = 0.0f;
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   const cublasStatus_t st =
       b->gemm_ex(b->handle, CUBLAS_OP_T, CUBLAS_OP_N, (int)n_out, (int)n_rows, (int)n_in, &one, w, dt,
-                 (int)n_in, x, dt, (int)n_in, &zero, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
+                 (int)n_in, x, dt, (int)n_in, &beta, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
                  CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS) {
     *what = "cublasGemmEx failed";

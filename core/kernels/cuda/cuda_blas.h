@@ -9,6 +9,7 @@
 #define MLXR_KERNELS_CUDA_BLAS_H
 
 #include <cuda_runtime.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,12 +23,12 @@ int mlxr_cublas_open(cudaStream_t stream, void *workspace, size_t workspace_byte
                      char *err, size_t err_len);
 void mlxr_cublas_close(mlxr_cublas *b);
 
-/* y[r][o] (row stride ldy) = sum_k w[o][k] * x[r][k] for r < n_rows, o < n_out: w and x row-major
+/* y[r][o] (row stride ldy) = (y[r][o] if accumulate, else 0) + sum_k w[o][k] * x[r][k] for r < n_rows, o < n_out: w and x row-major
  * with rows of n_in elements of `type` (F16, BF16 or F32; both the same), y float32, fp32
  * accumulation (F32 inputs: true fp32, no TF32). Enqueued on the handle's stream. Returns
  * cudaSuccess or an error (cuBLAS failures map to cudaErrorUnknown; *what says which). */
 cudaError_t mlxr_cublas_gemm(mlxr_cublas *b, mlxr_dtype type, const void *w, int64_t n_out,
                              int64_t n_in, const void *x, int64_t n_rows, float *y, int64_t ldy,
-                             const char **what);
+                             bool accumulate, const char **what);
 
 #endif

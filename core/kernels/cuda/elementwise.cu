@@ -1,6 +1,6 @@
 /*
  * elementwise.cu: the light ops of the CUDA backend (rms_norm, rope tables, rope, swiglu, add,
- * add_bias, kv_store, f32 -> f16/bf16). Each matches its CPU counterpart in
+ * add_bias, kv_store, rope_kv_store, f32 -> f16/bf16). Each matches its CPU counterpart in
  * core/kernels/cpu/cpu_backend.c to float rounding; backend.h states the semantics.
  *
  * How they work. All are memory-bound, so each is one pass over its data with coalesced accesses:
@@ -16,6 +16,13 @@
  *                grid-stride loops, float4 accesses when every pointer is 16-byte aligned (the
  *                scalar tail and unaligned cases take the same loop one element at a time).
  *   kv_store     a thread per stored element; rows with a negative slot are skipped.
+ *   rope_kv_store
+ *                rope on q and k, then kv_store, in one launch (a decode step's three ops): grid
+ *                y over rows, x over a row's items (q pairs, k pairs and unrotated k elements, v
+ *                elements). The thread that rotates a k pair also stores it, so nothing orders
+ *                threads; rope_pair and store_kv are the very code of rope and kv_store, so the
+ *                results are bit-identical to rope(q), rope(k), kv_store(k, v). q, k and v must
+ *                not overlap.
  *
  * F16 conversions use the hardware round-to-nearest-even (__float2half_rn, overflow to inf like
  * mlxr_f32_to_f16); BF16 rounds with the same integer trick as mlxr_f32_to_bf16 (NaN kept quiet).
@@ -32,6 +39,7 @@ namespace {
 constexpr int EW_THREADS = 256;               /* threads per block of the 1-D kernels */
 constexpr int64_t EW_MAX_BLOCKS = 1 << 20;    /* grid-stride loops cover the rest */
 constexpr int64_t RMS_BLOCK_ROW_DIM = 1024;   /* from this dim on, a block per row */
+constexpr int64_t ROPE_KV_MAX_GRID_Y = 65535; /* rope_kv_store: grid rows (rows beyond loop) */
 
 /* Blocks for `work` items at `per_block` items per block, at least 1, capped. */
 unsigned blocks_for(int64_t work, int64_t per_block) {
@@ -91,6 +99,20 @@ __global__ void rope_cache_kernel(const int32_t *pos, int64_t n_rows, const doub
   }
 }
 
+/* Rotates pair i of one head v in place with the table entries c, s of its row (NORM: elements
+ * 2i, 2i+1; NEOX: i, i + half), returning the pair's element indices and new values. The rounding
+ * of every rope in this file. */
+__device__ __forceinline__ void rope_pair(float *v, int i, int half, bool neox, float c, float s,
+                                          int *i0, int *i1, float *r0, float *r1) {
+  *i0 = neox ? i : 2 * i;
+  *i1 = neox ? i + half : 2 * i + 1;
+  const float a = v[*i0], b = v[*i1];
+  *r0 = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+  *r1 = __fadd_rn(__fmul_rn(a, s), __fmul_rn(b, c));
+  v[*i0] = *r0;
+  v[*i1] = *r1;
+}
+
 /* One thread per rotated pair (row r, head h, i < half); table entry r * half + i. */
 __global__ void rope_kernel(float *x, int64_t n_rows, int n_heads, int head_dim, int half, bool neox,
                             const float *cos_tab, const float *sin_tab) {
@@ -100,13 +122,10 @@ __global__ void rope_kernel(float *x, int64_t n_rows, int n_heads, int head_dim,
     const int i = (int)(idx % half);
     const int64_t rh = idx / half; /* r * n_heads + h */
     const int64_t r = rh / n_heads;
-    float *v = x + rh * head_dim;
-    const int i0 = neox ? i : 2 * i;
-    const int i1 = neox ? i + half : 2 * i + 1;
-    const float c = cos_tab[r * half + i], s = sin_tab[r * half + i];
-    const float a = v[i0], b = v[i1];
-    v[i0] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
-    v[i1] = __fadd_rn(__fmul_rn(a, s), __fmul_rn(b, c));
+    int i0, i1;
+    float r0, r1;
+    rope_pair(x + rh * head_dim, i, half, neox, cos_tab[r * half + i], sin_tab[r * half + i], &i0,
+              &i1, &r0, &r1);
   }
 }
 
@@ -175,6 +194,12 @@ __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
   return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
+/* pool[i] = val as F16 (round to nearest even) or F32: the KV store of every kernel here. */
+__device__ __forceinline__ void store_kv(void *pool, bool f16, int64_t i, float val) {
+  if (f16) static_cast<__half *>(pool)[i] = __float2half_rn(val);
+  else static_cast<float *>(pool)[i] = val;
+}
+
 /* Row r of k (dim_k) and of v (dim_v) into slot slots[r] of the pools ([slot][dim] of F32 or F16).
  * One thread per element of the concatenated row k | v. */
 __global__ void kv_store_kernel(const float *k, const float *v, int64_t n_rows, int64_t dim_k,
@@ -191,9 +216,55 @@ __global__ void kv_store_kernel(const float *k, const float *v, int64_t n_rows, 
     const int64_t dim = is_k ? dim_k : dim_v;
     const int64_t col = is_k ? e : e - dim_k;
     const float val = is_k ? k[r * dim_k + col] : v[r * dim_v + col];
-    void *pool = is_k ? k_pool : v_pool;
-    if (f16) static_cast<__half *>(pool)[slot * dim + col] = __float2half_rn(val);
-    else static_cast<float *>(pool)[slot * dim + col] = val;
+    store_kv(is_k ? k_pool : v_pool, f16, slot * dim + col, val);
+  }
+}
+
+/* rope on q and k, then k and v into the pools, for one decode step (or prompt chunk). Row r is
+ * handled by the threads of grid row blockIdx.y (rows r, r + gridDim.y, ...), which split its
+ * work items along x. A row's items, in this order:
+ *   q   n_head * half        pair i of q head h: rotated in place
+ *   k   n_head_kv * kw       item j < half of k head h: pair j, rotated in place and both elements
+ *                            stored; item j >= half: element half + j (past rot_dim), stored as is
+ *                            (kw = head_dim - half items per head)
+ *   v   n_head_kv * hd_v     element e of the row, stored
+ * Every element of k is written to the pool by the thread that rotated it (or by no one else), so
+ * no ordering between threads is needed; rows with a negative slot are rotated but not stored. */
+__global__ void rope_kv_store_kernel(float *q, float *k, const float *v, int64_t n_rows, int n_head,
+                                     int n_head_kv, int head_dim, int head_dim_v, int half,
+                                     bool neox, const float *cos_tab, const float *sin_tab,
+                                     const int64_t *slots, void *k_pool, void *v_pool, bool f16) {
+  const int kw = head_dim - half;
+  const int n_q = n_head * half, n_k = n_head_kv * kw, n_v = n_head_kv * head_dim_v;
+  const int width = n_q + n_k + n_v;
+  const int64_t dim_k = (int64_t)n_head_kv * head_dim, dim_v = n_v;
+  for (int64_t r = blockIdx.y; r < n_rows; r += gridDim.y) {
+    const int64_t slot = slots[r];
+    const float *cr = cos_tab + r * half, *sr = sin_tab + r * half; /* unread when half == 0 */
+    for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < width; e += gridDim.x * blockDim.x) {
+      int i0, i1;
+      float r0, r1;
+      if (e < n_q) {
+        const int h = e / half, i = e - h * half;
+        rope_pair(q + (r * n_head + h) * head_dim, i, half, neox, cr[i], sr[i], &i0, &i1, &r0, &r1);
+      } else if (e < n_q + n_k) {
+        const int j = e - n_q, h = j / kw, i = j - h * kw;
+        float *kh = k + (r * n_head_kv + h) * head_dim;
+        const int64_t dst = slot * dim_k + (int64_t)h * head_dim; /* head h in the slot */
+        if (i < half) {
+          rope_pair(kh, i, half, neox, cr[i], sr[i], &i0, &i1, &r0, &r1);
+          if (slot >= 0) {
+            store_kv(k_pool, f16, dst + i0, r0);
+            store_kv(k_pool, f16, dst + i1, r1);
+          }
+        } else if (slot >= 0) {
+          store_kv(k_pool, f16, dst + half + i, kh[half + i]);
+        }
+      } else if (slot >= 0) {
+        const int c = e - n_q - n_k;
+        store_kv(v_pool, f16, slot * dim_v + c, v[r * dim_v + c]);
+      }
+    }
   }
 }
 
@@ -290,6 +361,33 @@ cudaError_t mlxr_cuda_kv_store(const float *k, const float *v, int64_t n_rows, i
   if (!k || !v || !slots || !k_pool || !v_pool) return cudaErrorInvalidValue;
   kv_store_kernel<<<blocks_for(n_rows * (dim_k + dim_v), EW_THREADS), EW_THREADS, 0, stream>>>(
       k, v, n_rows, dim_k, dim_v, slots, k_pool, v_pool, kv_type == MLXR_DTYPE_F16);
+  return cudaGetLastError();
+}
+
+cudaError_t mlxr_cuda_rope_kv_store(float *q, float *k, const float *v, int64_t n_rows, int n_head,
+                                    int n_head_kv, int head_dim, int head_dim_v, int rot_dim,
+                                    mlxr_rope_mode mode, const float *cos_tab,
+                                    const float *sin_tab, const int64_t *slots, void *k_pool,
+                                    void *v_pool, mlxr_dtype kv_type, cudaStream_t stream) {
+  if (n_rows < 0 || n_head <= 0 || n_head_kv <= 0 || head_dim <= 0 || head_dim_v <= 0 ||
+      rot_dim < 0 || rot_dim > head_dim || rot_dim % 2 != 0) {
+    return cudaErrorInvalidValue;
+  }
+  if (mode != MLXR_ROPE_NORM && mode != MLXR_ROPE_NEOX) return cudaErrorInvalidValue;
+  if (kv_type != MLXR_DTYPE_F32 && kv_type != MLXR_DTYPE_F16) return cudaErrorInvalidValue;
+  const int half = rot_dim / 2;
+  /* a row's work items (see the kernel), in int with room for the grid stride */
+  const int64_t width = (int64_t)n_head * half + (int64_t)n_head_kv * (head_dim - half) +
+                        (int64_t)n_head_kv * head_dim_v;
+  if (width > ((int64_t)1 << 30)) return cudaErrorInvalidValue;
+  if (n_rows == 0) return cudaSuccess;
+  if (!q || !k || !v || !slots || !k_pool || !v_pool) return cudaErrorInvalidValue;
+  if (half > 0 && (!cos_tab || !sin_tab)) return cudaErrorInvalidValue;
+  const dim3 grid(blocks_for(width, EW_THREADS),
+                  (unsigned)(n_rows < ROPE_KV_MAX_GRID_Y ? n_rows : ROPE_KV_MAX_GRID_Y));
+  rope_kv_store_kernel<<<grid, EW_THREADS, 0, stream>>>(
+      q, k, v, n_rows, n_head, n_head_kv, head_dim, head_dim_v, half, mode == MLXR_ROPE_NEOX,
+      cos_tab, sin_tab, slots, k_pool, v_pool, kv_type == MLXR_DTYPE_F16);
   return cudaGetLastError();
 }
 

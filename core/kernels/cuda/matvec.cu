@@ -2,7 +2,10 @@
  * matvec.cu: weight x activation products for a few activation rows (decode): y[r][o] =
  * sum_k W[o][k] * x[r][k] (+ bias[o]) for n_rows = 1..MLXR_CUDA_MATVEC_MAX_ROWS, every stored
  * weight type, reading the device layouts of weights.cu (see the table at its top; the traits
- * below must agree with it).
+ * below must agree with it). One launch multiplies up to MLXR_CUDA_MATVEC_MAX_MATS matrices of
+ * one type and one n_in by the same activations (q/k/v, gate/up: mlxr_cuda_matvec_multi;
+ * mlxr_cuda_matvec is its one-matrix case), and may add its result to y instead of storing it
+ * (the residual add of the output and down projections).
  *
  * Decode is memory-bound: the kernel is built to stream W once per call at HBM speed, for all
  * activation rows at once.
@@ -11,7 +14,8 @@
  * each (quantize_block32: d = amax / 127, q = round-to-nearest-even(x / d)):
  *     q   int8 [n_rows][n_in]                               x ~ d * q
  *     aux {f32 d, i16 s_lo | i16 s_hi << 16} [n_rows][n_in / 32]
- * where s_lo / s_hi are the sums of q over elements 0..15 / 16..31 of the block. For n_rows <= 2
+ * where s_lo / s_hi are the sums of q over elements 0..15 / 16..31 of the block, once per launch
+ * whatever the number of matrices. For n_rows <= 2
  * (single-stream decode) every CTA of the product does this itself into shared memory, first
  * thing after issuing its first weight loads (so it overlaps their latency, and the decode graph
  * has no extra kernel per product); the CTA then covers several row passes to amortize it. For
@@ -43,18 +47,39 @@
  * partial sums per thread. At the end a warp reduces
  * its R * n_rows sums with a butterfly that halves the set at each step (about one shuffle per
  * sum instead of five), warps of a group combine through shared memory, and one lane per output
- * adds the bias and stores.
+ * adds the bias and stores, or adds the whole to y (accumulate: y + (sum + bias), the rounding of
+ * a store followed by mlxr_cuda_add).
+ *
+ * Several matrices. The kernel argument (MvArgs, passed __grid_constant__) holds per matrix its
+ * plane pointers, n_out, bias, y and cta0, the index of its first CTA: a prefix sum of the
+ * matrices' CTA counts, so CTAs [cta0[m], cta0[m+1]) compute matrix m (unused entries have
+ * cta0 = UINT32_MAX). A CTA finds m by comparing blockIdx.x with the cta0s. How it then reads
+ * its matrix's fields was chosen by ptxas -v (register counts and spills of all 216 kernels
+ * against the one-matrix code): the plane pointers, bias and y with the dynamic index m, straight
+ * from the parameter space (an indexed constant load; __grid_constant__ guarantees no local copy
+ * of the argument); n_out and cta0, from which the row numbers are computed, by a chain of
+ * selects with constant indices, which keeps that arithmetic uniform across the CTA, as it was
+ * with one matrix (the dynamic-index version cost up to 12 registers in the decode kernels;
+ * selecting the pointers that way cost more). The number of matrices costs no template
+ * instantiation; n_mats = 1 is the plain product.
  *
  * Launch configuration: CTAs of 128 threads; a CTA computes `passes` consecutive sets of
- * R * 128 / tk rows one after the other. tk grows from 32 while a thread would get more than 4
- * units per row, and while the grid would have fewer than kMinCtas CTAs (small matrices: spread
- * them over all SMs); passes (fused quantization only) doubles up to 8 while a CTA covers fewer
- * than 8 weight rows per activation row and the grid keeps kMinCtas CTAs. Dynamic shared memory:
+ * R * 128 / tk rows of one matrix one after the other. tk grows from 32 while a thread would get
+ * more than 4 units per row, and while the grid (all matrices) would have fewer than kMinCtas
+ * CTAs (small matrices: spread them over all SMs); passes (fused quantization only) doubles up
+ * to 8 while a CTA covers fewer than 8 weight rows per activation row and the grid keeps
+ * kMinCtas CTAs. tk and passes are the launch's, chosen from the whole grid: a small matrix
+ * beside a big one keeps the big one's narrow row groups, so a matrix's result in a multi launch
+ * may differ in the last bits (the order of its partial sums) from a launch of its own, within
+ * the same precision. Dynamic shared memory:
  * the quantized activations when fused (n_rows * n_in * 1.25 bytes, at most kMaxFusedSmem), else
  * none. The main kernel is instantiated per (type, n_rows, fused): 11 x 8 + 8 x 2.
  *
+ * The slow float kernel splits its CTAs over the matrices in the same way (kSlowWarps rows each).
+ *
  * All launchers enqueue on the given stream, allocate nothing, do not synchronize and return
- * cudaGetLastError(), so they can be captured in CUDA graphs. x and y must not overlap.
+ * cudaGetLastError(), so they can be captured in CUDA graphs. x and the ys must not overlap, nor
+ * the ys one another (with accumulate, each y element is read and written by one thread only).
  */
 #include <cuda_fp16.h>
 
@@ -71,23 +96,64 @@ constexpr size_t kMaxFusedSmem = 46 * 1024; /* shared bytes for them (no opt-in 
 constexpr int kQuantThreads = 128;   /* threads (blocks of 32) per CTA of quantize_kernel */
 constexpr int kSlowWarps = 4;        /* warps (rows) per CTA of the slow float kernel */
 constexpr int kMinBlocksPerSm = 4;   /* main kernel: at most 128 registers per thread */
+constexpr int kMaxMats = MLXR_CUDA_MATVEC_MAX_MATS;  /* matrices per launch */
 
-/* Arguments of the main kernel. */
-struct MvArgs {
+/* One matrix of a launch. */
+struct MvMat {
   const uint8_t *plane[4]; /* row 0 of each plane of W (weights.cu's layout) */
-  int64_t stride[4];       /* bytes per row of each plane */
+  int64_t n_out;           /* rows of W */
+  const float *bias;       /* [n_out] or NULL */
+  float *y;                /* [NR][n_out] */
+  unsigned cta0;           /* its first CTA: the CTA counts of the matrices before it, summed;
+                              UINT32_MAX for unused entries */
+};
+
+/* Arguments of the main kernel (and of the slow float kernel). CTAs [mat[m].cta0, mat[m+1].cta0)
+ * compute matrix m; everything but mat[] is shared by the matrices. */
+struct MvArgs {
+  MvMat mat[kMaxMats];
+  int64_t stride[4];       /* bytes per row of each plane (the same n_in for every matrix) */
   int n_units;             /* units (16 bytes of plane 0) per row */
   int tk;                  /* threads per row group: 32, 64 or 128 */
   int passes;              /* row passes per CTA */
   bool fused;              /* quantize x into shared memory (quantized types, NR <= 2) */
   bool x_vec;              /* x is 16-byte aligned */
-  int64_t n_in, n_out;
+  bool accumulate;         /* y += result instead of y = result */
+  int64_t n_in;
   const float *x;          /* [NR][n_in] float activations */
   const int8_t *xq;        /* [NR][n_in] quantized activations in scratch (not fused) */
   const uint2 *aux;        /* [NR][n_in / 32] their block data (not fused) */
-  const float *bias;       /* [n_out] or NULL */
-  float *y;                /* [NR][n_out] */
 };
+
+/* The index of this CTA's matrix in a.mat: the last whose cta0 <= blockIdx.x (unused entries
+ * have cta0 = UINT32_MAX). For the pointers, read as a.mat[m].field. */
+__device__ __forceinline__ int cta_mat(const MvArgs &a) {
+  int m = 0;
+#pragma unroll
+  for (int i = 1; i < kMaxMats; i++) {
+    if (blockIdx.x >= a.mat[i].cta0) m = i;
+  }
+  return m;
+}
+
+/* n_out and cta0 of this CTA's matrix, selected with constant indices only (see the top comment:
+ * these stay in the uniform datapath, where the row arithmetic built on them stays too). */
+__device__ __forceinline__ void cta_rows(const MvArgs &a, int64_t *n_out, unsigned *cta0) {
+  *n_out = a.mat[0].n_out;
+  *cta0 = a.mat[0].cta0;
+#pragma unroll
+  for (int i = 1; i < kMaxMats; i++) {
+    if (blockIdx.x >= a.mat[i].cta0) {
+      *n_out = a.mat[i].n_out;
+      *cta0 = a.mat[i].cta0;
+    }
+  }
+}
+
+/* y[i] = v, or y[i] += v when accumulating (the same rounding as a store then mlxr_cuda_add). */
+__device__ __forceinline__ void store_out(const MvArgs &a, float *y, int64_t i, float v) {
+  y[i] = a.accumulate ? y[i] + v : v;
+}
 
 /* Where the traits read activations: float x (global, read-only) or the quantized q / aux, in
  * global scratch (kShared = false: read-only loads through L1) or in shared memory. */
@@ -221,14 +287,16 @@ __device__ __forceinline__ void k4_scale_min(uint4 h, int j, int *sc, int *m) {
 /* ---------------------------------------------------------------- per-type traits
  *
  * Each trait has: kQuantized (activations as int8 blocks or float), kLoads (units in flight per
- * thread with 2 rows per group), Raw (one unit's loaded bytes), load(a, row, u), and
+ * thread with 2 rows per group), Raw (one unit's loaded bytes), load(a, m, row, u) (unit u of
+ * row `row` of matrix a.mat[m]), and
  * accumulate<NR, R>(act, u, w, acc): acc[i][r] += unit u of weight row i (loaded in w[i]) . the
  * same elements of activation row r.
  */
 
-/* Pointer to byte `off` of row `row` of plane p. */
-__device__ __forceinline__ const uint8_t *at(const MvArgs &a, int p, int64_t row, int64_t off) {
-  return a.plane[p] + row * a.stride[p] + off;
+/* Pointer to byte `off` of row `row` of plane p of matrix a.mat[m]. */
+__device__ __forceinline__ const uint8_t *at(const MvArgs &a, int m, int p, int64_t row,
+                                             int64_t off) {
+  return a.mat[m].plane[p] + row * a.stride[p] + off;
 }
 
 /* -------- float types: 16 bytes of weights against float32 activations */
@@ -240,8 +308,8 @@ struct FloatTraits {
   static constexpr int kLoads = 8;
   typedef uint4 Raw;
 
-  static __device__ __forceinline__ Raw load(const MvArgs &a, int64_t row, int u) {
-    return ldw16(at(a, 0, row, 16 * (int64_t)u));
+  static __device__ __forceinline__ Raw load(const MvArgs &a, int m, int64_t row, int u) {
+    return ldw16(at(a, m, 0, row, 16 * (int64_t)u));
   }
 
   static __device__ __forceinline__ void to_float(Raw w, float (&f)[kElems]) {
@@ -297,8 +365,9 @@ struct Q8_0Traits {
     uint32_t d; /* f16 scale of the block */
   };
 
-  static __device__ __forceinline__ Raw load(const MvArgs &a, int64_t row, int u) {
-    return {ldw16(at(a, 0, row, 16 * (int64_t)u)), ldw2(at(a, 1, row, 2 * (int64_t)(u >> 1)))};
+  static __device__ __forceinline__ Raw load(const MvArgs &a, int m, int64_t row, int u) {
+    return {ldw16(at(a, m, 0, row, 16 * (int64_t)u)),
+            ldw2(at(a, m, 1, row, 2 * (int64_t)(u >> 1)))};
   }
 
   template <int NR, int R, class A>
@@ -335,12 +404,12 @@ struct LegacyTraits {
     uint32_t dm; /* f16 d (and f16 m << 16) */
   };
 
-  static __device__ __forceinline__ Raw load(const MvArgs &a, int64_t row, int u) {
+  static __device__ __forceinline__ Raw load(const MvArgs &a, int m, int64_t row, int u) {
     Raw w;
-    w.q = ldw16(at(a, 0, row, 16 * (int64_t)u));
-    w.hb = kFive ? ldw4(at(a, 1, row, 4 * (int64_t)u)) : 0u;
-    w.dm = kMin ? ldw4(at(a, kScalePlane, row, 4 * (int64_t)u))
-                : ldw2(at(a, kScalePlane, row, 2 * (int64_t)u));
+    w.q = ldw16(at(a, m, 0, row, 16 * (int64_t)u));
+    w.hb = kFive ? ldw4(at(a, m, 1, row, 4 * (int64_t)u)) : 0u;
+    w.dm = kMin ? ldw4(at(a, m, kScalePlane, row, 4 * (int64_t)u))
+                : ldw2(at(a, m, kScalePlane, row, 2 * (int64_t)u));
     return w;
   }
 
@@ -390,11 +459,11 @@ struct K4Traits {
     uint32_t hb; /* fifth bits (Q5_K) */
   };
 
-  static __device__ __forceinline__ Raw load(const MvArgs &a, int64_t row, int u) {
+  static __device__ __forceinline__ Raw load(const MvArgs &a, int m, int64_t row, int u) {
     Raw w;
-    w.q = ldw16(at(a, 0, row, 16 * (int64_t)u));
-    w.hb = kFive ? ldw4(at(a, 1, row, 4 * (int64_t)u)) : 0u;
-    w.head = ldw16(at(a, kHeadPlane, row, 16 * (int64_t)(u >> 3)));
+    w.q = ldw16(at(a, m, 0, row, 16 * (int64_t)u));
+    w.hb = kFive ? ldw4(at(a, m, 1, row, 4 * (int64_t)u)) : 0u;
+    w.head = ldw16(at(a, m, kHeadPlane, row, 16 * (int64_t)(u >> 3)));
     return w;
   }
 
@@ -438,12 +507,12 @@ struct Q6KTraits {
     uint32_t d;  /* f16 super-block scale */
   };
 
-  static __device__ __forceinline__ Raw load(const MvArgs &a, int64_t row, int u) {
+  static __device__ __forceinline__ Raw load(const MvArgs &a, int m, int64_t row, int u) {
     Raw w;
-    w.q = ldw16(at(a, 0, row, 16 * (int64_t)u));
-    w.hp = ldw8(at(a, 1, row, 8 * (int64_t)u));
-    w.sc = ldw2(at(a, 2, row, 16 * (int64_t)(u >> 3) + 2 * (u & 7)));
-    w.d = ldw2(at(a, 3, row, 2 * (int64_t)(u >> 3)));
+    w.q = ldw16(at(a, m, 0, row, 16 * (int64_t)u));
+    w.hp = ldw8(at(a, m, 1, row, 8 * (int64_t)u));
+    w.sc = ldw2(at(a, m, 2, row, 16 * (int64_t)(u >> 3) + 2 * (u & 7)));
+    w.d = ldw2(at(a, m, 3, row, 2 * (int64_t)(u >> 3)));
     return w;
   }
 
@@ -485,8 +554,8 @@ __host__ __device__ constexpr int units_in_flight(int loads, int r) { return r =
 /* log2 of the power of two >= v (v <= 32) */
 __host__ __device__ constexpr int log2_ceil(int v) { return v <= 1 ? 0 : 1 + log2_ceil((v + 1) / 2); }
 
-/* Sum acc over the k threads of the row group and store y (+ bias). Every thread of the CTA
- * must call it (it may synchronize the CTA). */
+/* Sum acc over the k threads of the row group and store (or add to) y (+ bias) of the CTA's
+ * matrix. Every thread of the CTA must call it (it may synchronize the CTA). */
 template <int NR, int R>
 __device__ __forceinline__ void reduce_store(const MvArgs &a, const float (&acc)[R][NR],
                                              int64_t row0) {
@@ -536,9 +605,10 @@ __device__ __forceinline__ void reduce_store(const MvArgs &a, const float (&acc)
     return;
   }
   if (j < V) {
+    const MvMat &w = a.mat[cta_mat(a)];
     const int64_t o = row0 + j / NR;
     const int r = j % NR;
-    if (o < a.n_out) a.y[r * a.n_out + o] = a.bias ? sum + a.bias[o] : sum;
+    if (o < w.n_out) store_out(a, w.y, r * w.n_out + o, w.bias ? sum + w.bias[o] : sum);
   }
 }
 
@@ -595,21 +665,21 @@ __global__ void quantize_kernel(const float *x, int64_t n_blocks, bool vec, int8
 /* Weight rows of the row group starting at row0 (rows past the end read the last row and store
  * nothing). */
 template <int R>
-__device__ __forceinline__ void group_rows(const MvArgs &a, int64_t row0, int64_t (&rows)[R]) {
+__device__ __forceinline__ void group_rows(int64_t n_out, int64_t row0, int64_t (&rows)[R]) {
 #pragma unroll
-  for (int i = 0; i < R; i++) rows[i] = row0 + i < a.n_out ? row0 + i : a.n_out - 1;
+  for (int i = 0; i < R; i++) rows[i] = row0 + i < n_out ? row0 + i : n_out - 1;
 }
 
 /* Units u0, u0 + tk, ..., u0 + (U-1) tk of each row (those inside the row). */
 template <class Tr, int U, int R>
-__device__ __forceinline__ void load_batch(const MvArgs &a, const int64_t (&rows)[R], int u0,
+__device__ __forceinline__ void load_batch(const MvArgs &a, int m, const int64_t (&rows)[R], int u0,
                                            typename Tr::Raw (&w)[U][R]) {
 #pragma unroll
   for (int s = 0; s < U; s++) {
     const int u = u0 + s * a.tk;
     if (u < a.n_units) {
 #pragma unroll
-      for (int i = 0; i < R; i++) w[s][i] = Tr::load(a, rows[i], u);
+      for (int i = 0; i < R; i++) w[s][i] = Tr::load(a, m, rows[i], u);
     }
   }
 }
@@ -627,20 +697,26 @@ __device__ __forceinline__ void compute_batch(const MvArgs &a, const A &act, int
 
 /* kFused: quantize the activations into shared memory first (quantized types, NR <= 2). */
 template <class Tr, int NR, bool kFused>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_kernel(MvArgs a) {
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
+    matvec_kernel(const __grid_constant__ MvArgs a) {
   constexpr int R = rows_per_group(NR);
   constexpr int U = units_in_flight(Tr::kLoads, R); /* units per row in flight */
+  const int m = cta_mat(a);
+  int64_t n_out;
+  unsigned cta0;
+  cta_rows(a, &n_out, &cta0);
   const int tk = a.tk;
   const int kt = threadIdx.x & (tk - 1);
   const int group = threadIdx.x / tk;
   const int64_t rows_per_pass = (int64_t)R * (kThreads / tk);
-  int64_t pass_row0 = (int64_t)blockIdx.x * a.passes * rows_per_pass; /* the CTA's rows */
+  /* the CTA's first row in its matrix */
+  int64_t pass_row0 = (int64_t)(blockIdx.x - cta0) * a.passes * rows_per_pass;
 
   /* fused: the first weight loads go out before the quantization, to overlap it */
   typename Tr::Raw w[U][R];
   int64_t rows[R];
-  group_rows(a, pass_row0 + group * R, rows);
-  if constexpr (kFused) load_batch<Tr, U, R>(a, rows, kt, w);
+  group_rows(n_out, pass_row0 + group * R, rows);
+  if constexpr (kFused) load_batch<Tr, U, R>(a, m, rows, kt, w);
 
   Act<kFused> act = {a.x, a.xq, a.aux, a.n_in};
   if constexpr (kFused) {
@@ -656,8 +732,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_kernel(MvArg
     act.aux = aux;
   }
 
-  for (int pass = 0; pass < a.passes && pass_row0 < a.n_out; pass++, pass_row0 += rows_per_pass) {
-    if (pass > 0) group_rows(a, pass_row0 + group * R, rows);
+  for (int pass = 0; pass < a.passes && pass_row0 < n_out; pass++, pass_row0 += rows_per_pass) {
+    if (pass > 0) group_rows(n_out, pass_row0 + group * R, rows);
     float acc[R][NR];
 #pragma unroll
     for (int i = 0; i < R; i++) {
@@ -666,7 +742,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) matvec_kernel(MvArg
     }
     for (int u0 = kt; u0 < a.n_units; u0 += U * tk) {
       /* all loads of a batch go out before its arithmetic */
-      if (!kFused || pass > 0 || u0 != kt) load_batch<Tr, U, R>(a, rows, u0, w);
+      if (!kFused || pass > 0 || u0 != kt) load_batch<Tr, U, R>(a, m, rows, u0, w);
       compute_batch<Tr, NR, U, R>(a, act, u0, w, acc);
     }
     reduce_store<NR, R>(a, acc, pass_row0 + group * R);
@@ -682,16 +758,19 @@ __device__ __forceinline__ float load_elem(const void *w, int64_t i) {
   return __uint_as_float((uint32_t)__ldg((const unsigned short *)w + i) << 16); /* BF16 */
 }
 
-/* One warp per output row, element by element: any n_in, any alignment. */
+/* One warp per output row, element by element: any n_in, any alignment. kSlowWarps rows per CTA,
+ * the CTAs split over the matrices as in the main kernel (plane[0] is the matrix). */
 template <mlxr_dtype T>
-__global__ void matvec_float_slow(const void *w, int64_t n_in, int64_t n_out, const float *x,
-                                  int n_rows, const float *bias, float *y) {
-  const int64_t o = (int64_t)blockIdx.x * kSlowWarps + threadIdx.x / 32;
+__global__ void matvec_float_slow(const __grid_constant__ MvArgs a, int n_rows) {
+  const MvMat &mat = a.mat[cta_mat(a)];
+  const int64_t o = (int64_t)(blockIdx.x - mat.cta0) * kSlowWarps + threadIdx.x / 32;
   const int lane = threadIdx.x & 31;
+  const int64_t n_in = a.n_in, n_out = mat.n_out;
+  const float *x = a.x;
   if (o >= n_out) return; /* the whole warp */
   float acc[MLXR_CUDA_MATVEC_MAX_ROWS] = {};
   for (int64_t k = lane; k < n_in; k += 32) {
-    const float wv = load_elem<T>(w, o * n_in + k);
+    const float wv = load_elem<T>(mat.plane[0], o * n_in + k);
 #pragma unroll
     for (int r = 0; r < MLXR_CUDA_MATVEC_MAX_ROWS; r++) {
       if (r < n_rows) acc[r] = fmaf(wv, __ldg(x + r * n_in + k), acc[r]);
@@ -703,7 +782,7 @@ __global__ void matvec_float_slow(const void *w, int64_t n_in, int64_t n_out, co
     float s = acc[r];
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-    if (lane == 0) y[r * n_out + o] = bias ? s + bias[o] : s;
+    if (lane == 0) store_out(a, mat.y, r * n_out + o, mat.bias ? s + mat.bias[o] : s);
   }
 }
 
@@ -744,25 +823,51 @@ size_t fused_smem_bytes(int64_t n_rows, int64_t n_in) {
   return (size_t)(n_rows * n_in) + (size_t)(n_rows * (n_in / 32)) * sizeof(uint2);
 }
 
+/* CTAs of a launch whose CTAs each cover rows_per_cta rows of one matrix. */
+int64_t grid_ctas(const MvArgs &a, int n_mats, int64_t rows_per_cta) {
+  int64_t n = 0;
+  for (int m = 0; m < n_mats; m++) n += ceil_div(a.mat[m].n_out, rows_per_cta);
+  return n;
+}
+
+/* Number the CTAs: matrix m gets ceil(n_out / rows_per_cta) CTAs from mat[m].cta0 on; unused
+ * entries get UINT32_MAX so that cta_mat never picks them. Returns the grid size, or -1 if it is
+ * too big. */
+int64_t number_ctas(MvArgs *a, int n_mats, int64_t rows_per_cta) {
+  int64_t n = 0;
+  for (int m = 0; m < kMaxMats; m++) {
+    if (m >= n_mats) {
+      a->mat[m].cta0 = UINT32_MAX;
+      continue;
+    }
+    a->mat[m].cta0 = (unsigned)n;
+    n += ceil_div(a->mat[m].n_out, rows_per_cta);
+    if (n > INT32_MAX) return -1;
+  }
+  return n;
+}
+
+/* tk and passes are chosen for the whole grid (all matrices together), so a small matrix next to
+ * a big one keeps narrow row groups: what matters is that the launch fills the GPU. */
 template <class Tr, int NR>
-cudaError_t launch_main(MvArgs a, cudaStream_t stream) {
+cudaError_t launch_main(MvArgs a, int n_mats, cudaStream_t stream) {
   constexpr int64_t R = rows_per_group(NR);
   int tk = 32;
   while (tk < kThreads && a.n_units > 4 * tk) tk *= 2;
-  while (tk < kThreads && ceil_div(a.n_out, R * (kThreads / tk)) < kMinCtas) tk *= 2;
+  while (tk < kThreads && grid_ctas(a, n_mats, R * (kThreads / tk)) < kMinCtas) tk *= 2;
   const int64_t rows_per_pass = R * (kThreads / tk);
   /* fused: each CTA quantizes all of x (~4 instructions per element and row); a CTA should
    * cover 8 weight rows per activation row so that this stays under ~1 instruction per weight
    * byte, without making the grid so coarse that SMs get uneven shares. */
   int passes = 1;
   while (a.fused && passes < kMaxPasses && rows_per_pass * passes < kFusedRowsPerCta * NR &&
-         ceil_div(a.n_out, rows_per_pass * passes * 2) >= kMinCtas) {
+         grid_ctas(a, n_mats, rows_per_pass * passes * 2) >= kMinCtas) {
     passes *= 2;
   }
   a.tk = tk;
   a.passes = passes;
-  const int64_t ctas = ceil_div(a.n_out, rows_per_pass * passes);
-  if (ctas > INT32_MAX) return cudaErrorInvalidValue;
+  const int64_t ctas = number_ctas(&a, n_mats, rows_per_pass * passes);
+  if (ctas < 0) return cudaErrorInvalidValue;
   if constexpr (Tr::kQuantized && NR <= kMaxFusedRows) {
     if (a.fused) {
       matvec_kernel<Tr, NR, true><<<(unsigned)ctas, kThreads, fused_smem_bytes(NR, a.n_in), stream>>>(a);
@@ -774,26 +879,25 @@ cudaError_t launch_main(MvArgs a, cudaStream_t stream) {
 }
 
 template <class Tr>
-cudaError_t launch_rows(MvArgs a, int n_rows, cudaStream_t stream) {
+cudaError_t launch_rows(const MvArgs &a, int n_mats, int n_rows, cudaStream_t stream) {
   switch (n_rows) {
-    case 1: return launch_main<Tr, 1>(a, stream);
-    case 2: return launch_main<Tr, 2>(a, stream);
-    case 3: return launch_main<Tr, 3>(a, stream);
-    case 4: return launch_main<Tr, 4>(a, stream);
-    case 5: return launch_main<Tr, 5>(a, stream);
-    case 6: return launch_main<Tr, 6>(a, stream);
-    case 7: return launch_main<Tr, 7>(a, stream);
-    case 8: return launch_main<Tr, 8>(a, stream);
+    case 1: return launch_main<Tr, 1>(a, n_mats, stream);
+    case 2: return launch_main<Tr, 2>(a, n_mats, stream);
+    case 3: return launch_main<Tr, 3>(a, n_mats, stream);
+    case 4: return launch_main<Tr, 4>(a, n_mats, stream);
+    case 5: return launch_main<Tr, 5>(a, n_mats, stream);
+    case 6: return launch_main<Tr, 6>(a, n_mats, stream);
+    case 7: return launch_main<Tr, 7>(a, n_mats, stream);
+    case 8: return launch_main<Tr, 8>(a, n_mats, stream);
     default: return cudaErrorInvalidValue;
   }
 }
 
 template <mlxr_dtype T>
-cudaError_t launch_slow(const void *w, int64_t n_in, int64_t n_out, const float *x, int n_rows,
-                        const float *bias, float *y, cudaStream_t stream) {
-  const int64_t ctas = ceil_div(n_out, kSlowWarps);
-  if (ctas > INT32_MAX) return cudaErrorInvalidValue;
-  matvec_float_slow<T><<<(unsigned)ctas, 32 * kSlowWarps, 0, stream>>>(w, n_in, n_out, x, n_rows, bias, y);
+cudaError_t launch_slow(MvArgs a, int n_mats, int n_rows, cudaStream_t stream) {
+  const int64_t ctas = number_ctas(&a, n_mats, kSlowWarps);
+  if (ctas < 0) return cudaErrorInvalidValue;
+  matvec_float_slow<T><<<(unsigned)ctas, 32 * kSlowWarps, 0, stream>>>(a, n_rows);
   return cudaGetLastError();
 }
 
@@ -808,47 +912,63 @@ size_t mlxr_cuda_matvec_scratch_bytes(mlxr_dtype t, int64_t n_in, int64_t n_rows
 cudaError_t mlxr_cuda_matvec(mlxr_dtype t, const void *w, int64_t n_in, int64_t n_out,
                              const float *x, int64_t n_rows, const float *bias, float *y,
                              void *scratch, cudaStream_t stream) {
+  return mlxr_cuda_matvec_multi(t, 1, &w, n_in, &n_out, x, n_rows, &bias, &y, false, scratch,
+                                stream);
+}
+
+cudaError_t mlxr_cuda_matvec_multi(mlxr_dtype t, int n_mats, const void *const *ws, int64_t n_in,
+                                   const int64_t *n_outs, const float *x, int64_t n_rows,
+                                   const float *const *biases, float *const *ys, bool accumulate,
+                                   void *scratch, cudaStream_t stream) {
   Layout l;
-  if (!layout_of(t, &l) || !w || !x || !y) return cudaErrorInvalidValue;
+  if (!layout_of(t, &l) || n_mats < 1 || n_mats > kMaxMats || !ws || !n_outs || !x || !ys) {
+    return cudaErrorInvalidValue;
+  }
   if (n_in < 1 || n_in % l.block != 0 || n_in > ((int64_t)1 << 30)) return cudaErrorInvalidValue;
-  if (n_out < 1 || n_out > ((int64_t)1 << 40)) return cudaErrorInvalidValue;
   if (n_rows < 1 || n_rows > MLXR_CUDA_MATVEC_MAX_ROWS) return cudaErrorInvalidValue;
   const int nr = (int)n_rows;
 
   MvArgs a = {};
-  int64_t offset = 0;
-  for (int p = 0; p < l.n_planes; p++) {
-    a.plane[p] = (const uint8_t *)w + offset;
-    a.stride[p] = n_in / l.block * l.plane_bytes[p];
-    offset += n_out * a.stride[p];
+  bool w_aligned = true;
+  for (int p = 0; p < l.n_planes; p++) a.stride[p] = n_in / l.block * l.plane_bytes[p];
+  for (int m = 0; m < n_mats; m++) {
+    const int64_t n_out = n_outs[m];
+    if (!ws[m] || !ys[m] || n_out < 1 || n_out > ((int64_t)1 << 40)) return cudaErrorInvalidValue;
+    int64_t offset = 0;
+    for (int p = 0; p < l.n_planes; p++) {
+      a.mat[m].plane[p] = (const uint8_t *)ws[m] + offset;
+      offset += n_out * a.stride[p];
+    }
+    a.mat[m].n_out = n_out;
+    a.mat[m].bias = biases ? biases[m] : nullptr;
+    a.mat[m].y = ys[m];
+    w_aligned = w_aligned && aligned16(ws[m]);
   }
   a.n_in = n_in;
-  a.n_out = n_out;
-  a.bias = bias;
-  a.y = y;
-
+  a.accumulate = accumulate;
+  a.x = x;
   a.passes = 1;
+
   if (l.block == 1) {
     const int elems = t == MLXR_DTYPE_F32 ? 4 : 8; /* per 16-byte unit */
-    const bool fast = n_in % elems == 0 && aligned16(w) && aligned16(x);
-    a.x = x;
+    const bool fast = n_in % elems == 0 && w_aligned && aligned16(x);
     a.n_units = (int)(n_in / elems);
     switch (t) {
       case MLXR_DTYPE_F32:
-        return fast ? launch_rows<FloatTraits<MLXR_DTYPE_F32>>(a, nr, stream)
-                    : launch_slow<MLXR_DTYPE_F32>(w, n_in, n_out, x, nr, bias, y, stream);
+        return fast ? launch_rows<FloatTraits<MLXR_DTYPE_F32>>(a, n_mats, nr, stream)
+                    : launch_slow<MLXR_DTYPE_F32>(a, n_mats, nr, stream);
       case MLXR_DTYPE_F16:
-        return fast ? launch_rows<FloatTraits<MLXR_DTYPE_F16>>(a, nr, stream)
-                    : launch_slow<MLXR_DTYPE_F16>(w, n_in, n_out, x, nr, bias, y, stream);
+        return fast ? launch_rows<FloatTraits<MLXR_DTYPE_F16>>(a, n_mats, nr, stream)
+                    : launch_slow<MLXR_DTYPE_F16>(a, n_mats, nr, stream);
       default:
-        return fast ? launch_rows<FloatTraits<MLXR_DTYPE_BF16>>(a, nr, stream)
-                    : launch_slow<MLXR_DTYPE_BF16>(w, n_in, n_out, x, nr, bias, y, stream);
+        return fast ? launch_rows<FloatTraits<MLXR_DTYPE_BF16>>(a, n_mats, nr, stream)
+                    : launch_slow<MLXR_DTYPE_BF16>(a, n_mats, nr, stream);
     }
   }
 
-  /* quantized: activations to int8 first, inside the product (few rows) or by its own kernel */
-  if (!aligned16(w)) return cudaErrorInvalidValue;
-  a.x = x;
+  /* quantized: activations to int8 first, once for all matrices: inside the product (few rows,
+   * every CTA) or by its own kernel */
+  if (!w_aligned) return cudaErrorInvalidValue;
   a.x_vec = aligned16(x);
   a.fused = nr <= kMaxFusedRows && fused_smem_bytes(nr, n_in) <= kMaxFusedSmem;
   a.n_units = (int)(n_in / (t == MLXR_DTYPE_Q8_0 ? 16 : 32));
@@ -863,14 +983,14 @@ cudaError_t mlxr_cuda_matvec(mlxr_dtype t, const void *w, int64_t n_in, int64_t 
     a.aux = aux;
   }
   switch (t) {
-    case MLXR_DTYPE_Q4_0: return launch_rows<LegacyTraits<MLXR_DTYPE_Q4_0>>(a, nr, stream);
-    case MLXR_DTYPE_Q4_1: return launch_rows<LegacyTraits<MLXR_DTYPE_Q4_1>>(a, nr, stream);
-    case MLXR_DTYPE_Q5_0: return launch_rows<LegacyTraits<MLXR_DTYPE_Q5_0>>(a, nr, stream);
-    case MLXR_DTYPE_Q5_1: return launch_rows<LegacyTraits<MLXR_DTYPE_Q5_1>>(a, nr, stream);
-    case MLXR_DTYPE_Q8_0: return launch_rows<Q8_0Traits>(a, nr, stream);
-    case MLXR_DTYPE_Q4_K: return launch_rows<K4Traits<MLXR_DTYPE_Q4_K>>(a, nr, stream);
-    case MLXR_DTYPE_Q5_K: return launch_rows<K4Traits<MLXR_DTYPE_Q5_K>>(a, nr, stream);
-    case MLXR_DTYPE_Q6_K: return launch_rows<Q6KTraits>(a, nr, stream);
+    case MLXR_DTYPE_Q4_0: return launch_rows<LegacyTraits<MLXR_DTYPE_Q4_0>>(a, n_mats, nr, stream);
+    case MLXR_DTYPE_Q4_1: return launch_rows<LegacyTraits<MLXR_DTYPE_Q4_1>>(a, n_mats, nr, stream);
+    case MLXR_DTYPE_Q5_0: return launch_rows<LegacyTraits<MLXR_DTYPE_Q5_0>>(a, n_mats, nr, stream);
+    case MLXR_DTYPE_Q5_1: return launch_rows<LegacyTraits<MLXR_DTYPE_Q5_1>>(a, n_mats, nr, stream);
+    case MLXR_DTYPE_Q8_0: return launch_rows<Q8_0Traits>(a, n_mats, nr, stream);
+    case MLXR_DTYPE_Q4_K: return launch_rows<K4Traits<MLXR_DTYPE_Q4_K>>(a, n_mats, nr, stream);
+    case MLXR_DTYPE_Q5_K: return launch_rows<K4Traits<MLXR_DTYPE_Q5_K>>(a, n_mats, nr, stream);
+    case MLXR_DTYPE_Q6_K: return launch_rows<Q6KTraits>(a, n_mats, nr, stream);
     default: return cudaErrorInvalidValue;
   }
 }
