@@ -5,7 +5,9 @@
  *
  * How they work. All are memory-bound, so each is one pass over its data with coalesced accesses:
  *
- *   rms_norm     a warp per row for dim < 1024 (per-head norms: many short rows), a 256-thread
+ *   rms_norm     rows of 1024..8192 aligned floats: a 512-thread block per row, the row held in
+ *                registers (rms_norm_wide_kernel); else a warp per row for dim < 1024 (per-head
+ *                norms: many short rows), a 256-thread
  *                block per row otherwise (model-width rows: few of them in decode). The sum of
  *                squares is accumulated in double like the CPU's, then y = (x * scale) * w in the
  *                CPU's order. Each thread writes only the elements it read, so y may alias x.
@@ -80,6 +82,54 @@ __global__ void __launch_bounds__(EW_THREADS) rms_norm_kernel(const float *x, co
   const float scale = (float)(1.0 / sqrt(ss / (double)dim + (double)eps));
   float *yr = y + row * dim;
   for (int64_t i = lane; i < dim; i += TPR) yr[i] = xr[i] * scale * w[i];
+}
+
+/* Rows of 1024..8192 floats (the hidden state: decode has one row per sequence): a 512-thread
+ * block per row that loads its whole row and the weights with 16-byte loads into registers first
+ * (NV float4 per thread, all in flight at once), reduces the squares, and writes y from the
+ * registers. The row-per-256-threads kernel above walks the row with one dependent load after
+ * another, and y needs a second pass over x: measured on an H100, 10 us for one 4096-float row,
+ * where this needs about one memory latency. Same arithmetic as above: the sum of squares in
+ * double, y = (x * scale) * w with scale rounded to float, so y may alias x. */
+constexpr int RMS_WIDE_THREADS = 512;
+
+template <int NV>
+__global__ void __launch_bounds__(RMS_WIDE_THREADS) rms_norm_wide_kernel(const float *x, const float *w,
+                                                                         int64_t dim, float eps, float *y) {
+  const int64_t row = blockIdx.x;
+  const int64_t n4 = dim / 4;
+  const float4 *xr = reinterpret_cast<const float4 *>(x + row * dim);
+  const float4 *wr = reinterpret_cast<const float4 *>(w);
+  float4 xv[NV], wv[NV];
+#pragma unroll
+  for (int k = 0; k < NV; k++) {
+    const int64_t i = threadIdx.x + (int64_t)k * RMS_WIDE_THREADS;
+    xv[k] = i < n4 ? xr[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+    wv[k] = i < n4 ? __ldg(wr + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  double ss = 0.0;
+#pragma unroll
+  for (int k = 0; k < NV; k++) {
+    ss += (double)xv[k].x * (double)xv[k].x + (double)xv[k].y * (double)xv[k].y +
+          (double)xv[k].z * (double)xv[k].z + (double)xv[k].w * (double)xv[k].w;
+  }
+  for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+  __shared__ double part[RMS_WIDE_THREADS / 32];
+  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
+  __syncthreads();
+  ss = 0.0;
+#pragma unroll
+  for (int i = 0; i < RMS_WIDE_THREADS / 32; i++) ss += part[i];
+  const float scale = (float)(1.0 / sqrt(ss / (double)dim + (double)eps));
+  float4 *yr = reinterpret_cast<float4 *>(y + row * dim);
+#pragma unroll
+  for (int k = 0; k < NV; k++) {
+    const int64_t i = threadIdx.x + (int64_t)k * RMS_WIDE_THREADS;
+    if (i < n4) {
+      yr[i] = make_float4(xv[k].x * scale * wv[k].x, xv[k].y * scale * wv[k].y, xv[k].z * scale * wv[k].z,
+                          xv[k].w * scale * wv[k].w);
+    }
+  }
 }
 
 /* ---- rope ---- */
@@ -285,7 +335,14 @@ cudaError_t mlxr_cuda_rms_norm(const float *x, const float *w, int64_t n_rows, i
   if (n_rows < 0 || dim <= 0) return cudaErrorInvalidValue;
   if (n_rows == 0) return cudaSuccess;
   if (!x || !w || !y) return cudaErrorInvalidValue;
-  if (dim >= RMS_BLOCK_ROW_DIM) {
+  const bool wide = dim >= 1024 && dim <= 4 * 4 * RMS_WIDE_THREADS && dim % 4 == 0 && n_rows <= INT32_MAX &&
+                    ((uintptr_t)x % 16) == 0 && ((uintptr_t)w % 16) == 0 && ((uintptr_t)y % 16) == 0;
+  if (wide) {
+    const unsigned rows = (unsigned)n_rows;
+    if (dim <= 4 * RMS_WIDE_THREADS) rms_norm_wide_kernel<1><<<rows, RMS_WIDE_THREADS, 0, stream>>>(x, w, dim, eps, y);
+    else if (dim <= 8 * RMS_WIDE_THREADS) rms_norm_wide_kernel<2><<<rows, RMS_WIDE_THREADS, 0, stream>>>(x, w, dim, eps, y);
+    else rms_norm_wide_kernel<4><<<rows, RMS_WIDE_THREADS, 0, stream>>>(x, w, dim, eps, y);
+  } else if (dim >= RMS_BLOCK_ROW_DIM) {
     rms_norm_kernel<EW_THREADS><<<blocks_for(n_rows, 1), EW_THREADS, 0, stream>>>(x, w, n_rows, dim, eps, y);
   } else {
     rms_norm_kernel<32><<<blocks_for(n_rows, EW_THREADS / 32), EW_THREADS, 0, stream>>>(x, w, n_rows, dim,

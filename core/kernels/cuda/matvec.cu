@@ -15,13 +15,10 @@
  *     q   int8 [n_rows][n_in]                               x ~ d * q
  *     aux {f32 d, i16 s_lo | i16 s_hi << 16} [n_rows][n_in / 32]
  * where s_lo / s_hi are the sums of q over elements 0..15 / 16..31 of the block, once per launch
- * whatever the number of matrices. For n_rows <= 2
- * (single-stream decode) every CTA of the product does this itself into shared memory, first
- * thing after issuing its first weight loads (so it overlaps their latency, and the decode graph
- * has no extra kernel per product); the CTA then covers several row passes to amortize it. For
- * more rows, or activations too long for shared memory, a small kernel (quantize_kernel) writes
- * the same bytes into the caller's scratch (aux at the next 256-byte boundary after q) and the
- * product reads them through L1. The product then runs on integers: each 32-bit word of weight
+ * whatever the number of matrices: a small kernel (quantize_kernel) writes them into the caller's
+ * scratch (aux at the next 256-byte boundary after q) and the product reads them through L1. (A
+ * variant where every CTA quantizes x itself into shared memory, saving that launch, exists for
+ * up to kMaxFusedRows rows; it is off: measured, the repeated quantization bounded the products.) The product then runs on integers: each 32-bit word of weight
  * codes (4 elements, one per byte, taken from the nibbles with one mask or shift, plus the high
  * bits for Q5 / Q6 types) meets the matching word of activation quants in one __dp4a; the codes'
  * offsets (Q4_0's -8, Q6_K's -32, ...) and the K-quants' mins are applied once per block through
@@ -91,7 +88,13 @@ constexpr int kThreads = 128;        /* threads per CTA of the main kernel */
 constexpr int64_t kMinCtas = 264;    /* grids smaller than this get wider row groups (2 x 132 SMs) */
 constexpr int kMaxPasses = 8;        /* row passes per CTA (fused quantization) */
 constexpr int64_t kFusedRowsPerCta = 8; /* weight rows per CTA and activation row, when fused */
-constexpr int kMaxFusedRows = 2;     /* activation rows quantized inside the product */
+/* Activation rows quantized inside the product: none. Measured on an H100 (Nsight Compute, 8B-shape
+ * Q4_0 decode, 2026-12-07): with every CTA quantizing the whole row itself, the products ran at
+ * 0.3-1.5 TB/s (k/v 1024x4096 to gate/up 14336x4096) against 3.0 TB/s of copy bandwidth: the
+ * repeated quantization, not the weights, bounded them. One small quantize kernel per launch (all
+ * matrices of a matvec_multi share it) costs a launch and reads x once. The fused kernels stay
+ * available (raise this to 1 or 2) for an A/B on other cards. */
+constexpr int kMaxFusedRows = 0;
 constexpr size_t kMaxFusedSmem = 46 * 1024; /* shared bytes for them (no opt-in needed) */
 constexpr int kQuantThreads = 128;   /* threads (blocks of 32) per CTA of quantize_kernel */
 constexpr int kSlowWarps = 4;        /* warps (rows) per CTA of the slow float kernel */
