@@ -270,7 +270,7 @@ static int engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n,
     e->b_seqs[i] = rows[i].seq;
     e->b_slots[i] = mlxr_kv_seq_slot(e->kv, rows[i].seq, rows[i].pos);
     e->b_want[i] = rows[i].want_logits;
-    e->b_greedy[i] = rows[i].want_logits && rows[i].greedy;
+    e->b_greedy[i] = ids && rows[i].want_logits && rows[i].greedy; /* read only for decode_ids callers */
   }
   const mlxr_batch batch = {
       .n = n,
@@ -339,10 +339,8 @@ int mlxr_engine_eval(mlxr_engine *e, int seq, const int32_t *tokens, int32_t n, 
   for (int32_t start = 0; start < n; start += e->p.n_batch) {
     const int32_t m = n - start < e->p.n_batch ? n - start : e->p.n_batch;
     for (int32_t i = 0; i < m; i++) {
-      e->rows_tmp[i].seq = seq;
-      e->rows_tmp[i].pos = n_past + start + i;
-      e->rows_tmp[i].token = tokens[start + i];
-      e->rows_tmp[i].want_logits = all_logits || start + i == n - 1;
+      e->rows_tmp[i] = (mlxr_engine_row){.seq = seq, .pos = n_past + start + i, .token = tokens[start + i],
+                                         .want_logits = all_logits || start + i == n - 1};
     }
     float *out = all_logits ? logits + (size_t)start * (size_t)n_vocab : logits;
     int rc = mlxr_engine_decode(e, e->rows_tmp, m, out, err, err_len);
