@@ -5,7 +5,10 @@
 //   streamText (same greedy text, usage, finish reasons), a tool loop (a forced call executed by the
 //   SDK, its result sent back for a second step), generateObject with a Zod schema;
 // - LangChain JS (`@langchain/openai` ChatOpenAI with useResponsesApi: true): invoke, stream, bound
-//   tools with a forced tool_choice and a ToolMessage round trip, withStructuredOutput.
+//   tools with a forced tool_choice and a ToolMessage round trip, withStructuredOutput;
+// - openai-node's Zod helpers: chat.completions.parse with zodResponseFormat and responses.parse with
+//   zodTextFormat; ollama-js chat with `format` from z.toJSONSchema.
+// The structured-output schema has integer (z.int(): +-2^53-1 bounds), bounded and pattern fields.
 import { startDaemon, loadClient, checker, promptTokens as countPrompt } from "./daemon/harness.mjs";
 
 const { check, summary } = checker();
@@ -15,6 +18,9 @@ const { createOpenAI } = loadClient("@ai-sdk/openai");
 const { ChatOpenAI } = loadClient("@langchain/openai");
 const { HumanMessage, ToolMessage } = loadClient("@langchain/core/messages");
 const { z } = loadClient("zod");
+const OpenAI = loadClient("openai").default;
+const { zodResponseFormat, zodTextFormat } = loadClient("openai/helpers/zod");
+const { Ollama } = loadClient("ollama");
 
 const d = await startDaemon(["--ctx", "1024"], {}, { qwen3: true });
 const promptTokens = (model, messages) => countPrompt(d.base, model, messages);
@@ -26,7 +32,9 @@ const seen = []; // the paths the frameworks called
 const spy = async (url, init) => { seen.push(new URL(url).pathname); return fetch(url, init); };
 const openai = createOpenAI({ baseURL: d.base + "/v1", apiKey: "unused", fetch: spy });
 const CITY = z.object({ city: z.enum(["Paris", "Rome"]) });
-const THING = z.object({ name: z.string().max(8), ok: z.boolean(), kind: z.enum(["a", "b"]) });
+// integer, bounded and pattern fields: Zod 4 emits minimum/maximum (z.int() always +-2^53-1) and pattern
+const THING = z.object({ name: z.string().max(8), ok: z.boolean(), kind: z.enum(["a", "b"]), n: z.int(),
+  age: z.number().int().min(0).max(120), score: z.number().min(-1).max(1), code: z.string().regex(/^[A-Z]{2}[0-9]$/) });
 
 try {
   // ---- AI SDK: generateText / streamText through the Responses API
@@ -66,7 +74,7 @@ try {
   let objects = 0, cut = 0;
   for (const seed of [1, 2, 3]) {
     try {
-      const o = await generateObject({ model: openai("tiny"), schema: THING, prompt: "A thing.", temperature: 1, seed, maxOutputTokens: 80 });
+      const o = await generateObject({ model: openai("tiny"), schema: THING, prompt: "A thing.", temperature: 1, seed, maxOutputTokens: 300 });
       if (THING.safeParse(o.object).success) objects++;
     } catch (e) {
       if (e.finishReason === "length") cut++;
@@ -105,11 +113,36 @@ try {
 
   let parsed = 0, failed = 0;
   for (let i = 0; i < 3; i++) {
-    const r = await llm({ temperature: 1, maxTokens: 80 }).withStructuredOutput(THING, { name: "thing", includeRaw: true }).invoke("A thing.");
+    const r = await llm({ temperature: 1, maxTokens: 300 }).withStructuredOutput(THING, { name: "thing", includeRaw: true }).invoke("A thing.");
     if (r.parsed && THING.safeParse(r.parsed).success) parsed++;
     else if (r.raw?.response_metadata?.status !== "incomplete") failed++;
   }
   check("LangChain withStructuredOutput parses (unless cut by maxTokens)", parsed >= 1 && failed === 0, `${parsed} parsed, ${failed} bad`);
+
+  // ---- openai-node's Zod helpers and ollama-js format, with the same schema
+  const client = new OpenAI({ baseURL: d.base + "/v1", apiKey: "unused", maxRetries: 0 });
+  let okChat = 0, okResp = 0, okOllama = 0, bad = [];
+  for (const seed of [1, 2, 3]) {
+    const c = await client.chat.completions.parse({ model: "tiny", messages: [{ role: "user", content: "A thing." }],
+      response_format: zodResponseFormat(THING, "thing"), temperature: 1, seed, max_tokens: 300 });
+    const ch = c.choices[0];
+    if (ch.message.parsed && THING.safeParse(ch.message.parsed).success) okChat++;
+    else if (ch.finish_reason !== "length") bad.push("chat " + JSON.stringify(ch.message.content));
+    const r = await client.responses.parse({ model: "tiny", input: "A thing.", text: { format: zodTextFormat(THING, "thing") },
+      temperature: 1, max_output_tokens: 300 });
+    if (r.output_parsed && THING.safeParse(r.output_parsed).success) okResp++;
+    else if (r.status !== "incomplete") bad.push("responses " + JSON.stringify(r.output_text));
+    const ol = new Ollama({ host: d.base });
+    const o = await ol.chat({ model: "tiny", messages: [{ role: "user", content: "A thing." }], format: z.toJSONSchema(THING),
+      options: { temperature: 1, seed, num_predict: 300 } });
+    let parsedOk = false;
+    try { parsedOk = THING.safeParse(JSON.parse(o.message.content)).success; } catch { parsedOk = false; }
+    if (parsedOk) okOllama++;
+    else if (o.done_reason !== "length") bad.push("ollama " + JSON.stringify(o.message.content));
+  }
+  check("openai-node zodResponseFormat: parsed objects validate (unless cut)", okChat >= 1 && !bad.some((b) => b.startsWith("chat")), `${okChat} ok; ${bad.join(" | ")}`);
+  check("openai-node zodTextFormat (responses.parse): objects validate (unless cut)", okResp >= 1 && !bad.some((b) => b.startsWith("responses")), `${okResp} ok; ${bad.join(" | ")}`);
+  check("ollama-js format from z.toJSONSchema: objects validate (unless cut)", okOllama >= 1 && !bad.some((b) => b.startsWith("ollama")), `${okOllama} ok; ${bad.join(" | ")}`);
 } catch (e) {
   check("no exception", false, e.stack || String(e));
 }
