@@ -64,6 +64,16 @@ if ! pkg-config --exists libmicrohttpd libcjson libpcre2-8 yaml-0.1 libedit libc
 fi
 PY=python3
 $PY -c "import numpy" 2>/dev/null || PY=/usr/bin/python3
+# node and the npm clients, where the machine lacks them (see pack_node.sh)
+if ! command -v node >/dev/null && [ -f .devcarry/node.xz ]; then
+  mkdir -p /tmp/mlxr-node
+  $PY -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'))" \
+    .devcarry/node.xz /tmp/mlxr-node/node && chmod +x /tmp/mlxr-node/node && export PATH=/tmp/mlxr-node:$PATH
+fi
+if [ ! -d tests/.cache/daemon-clients/node_modules/openai ] && [ -f .devcarry/clients.tar.xz ]; then
+  mkdir -p tests/.cache/daemon-clients && tar -C tests/.cache/daemon-clients -xJf .devcarry/clients.tar.xz 2>/dev/null ||
+    $PY -c "import tarfile, sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" .devcarry/clients.tar.xz tests/.cache/daemon-clients
+fi
 
 do_build() {
   local nvcc

@@ -25,9 +25,20 @@ export function loadClient(name) {
   return createRequire(path.join(dir, "package.json"))(name);
 }
 
+// Debian's python3 (with numpy, from scripts/setup.sh); elsewhere (a GPU machine's image) whichever
+// python3 on PATH has numpy.
+const PYTHON = (() => {
+  try {
+    execFileSync("/usr/bin/python3", ["-c", "import numpy"], { stdio: "ignore" });
+    return "/usr/bin/python3";
+  } catch {
+    return "python3";
+  }
+})();
+
 export function makeModel(tmp) {
   const hf = path.join(tmp, "hf");
-  execFileSync("/usr/bin/python3", [path.join(SRC, "scripts/make_random_model.py"), "--out", hf, "--hidden", "64",
+  execFileSync(PYTHON, [path.join(SRC, "scripts/make_random_model.py"), "--out", hf, "--hidden", "64",
     "--intermediate", "128", "--layers", "2", "--heads", "4", "--kv-heads", "2"], { stdio: "ignore" });
   const out = path.join(tmp, "tiny.gguf");
   execFileSync(path.join(BIN, "mlxr"), ["convert", hf, "-o", out], { stdio: "ignore" });
