@@ -13,8 +13,8 @@
 typedef struct mlxr_cpu_backend_params {
   int n_threads;          /* <= 0: number of online CPUs */
   int simd_level;         /* -1: best the CPU has; else an mlxr_simd_level (tests pin scalar) */
-  bool no_repack;         /* true: never repack weights at load time (see cpu_backend.c); the
-                           * environment variable engine param cpu_no_repack does the same */
+  bool no_repack;         /* true: never repack weights at load time (see cpu_backend.c);
+                           * `mlxr bench --no-repack` sets it */
 } mlxr_cpu_backend_params;
 
 mlxr_cpu_backend_params mlxr_cpu_backend_default_params(void);
