@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # 40-clients.sh: install the official JavaScript clients (versions pinned in
 # tests/golden/daemon/package.json: openai, ollama, @anthropic-ai/sdk, the Vercel AI SDK with
-# @ai-sdk/openai, LangChain's @langchain/openai) into tests/.cache/daemon-clients;
+# @ai-sdk/openai, LangChain's @langchain/openai, LlamaIndex TS's @llamaindex/openai with its peer
+# @llamaindex/core) into tests/.cache/daemon-clients;
 # tests/golden/test_daemon_*.mjs drive a live mlxrd with them. Idempotent: skips when the stamp
 # matches the package.json and every pinned package is there.
 set -euo pipefail
@@ -24,5 +25,8 @@ rm -f "$stamp"
 mkdir -p "$dest"
 cp "$src/package.json" "$dest/"
 (cd "$dest" && npm install --no-audit --no-fund --ignore-scripts --no-package-lock >/dev/null)
+for p in $pkgs; do
+  [ -f "$dest/node_modules/$p/package.json" ] || { echo "clients: $p missing after npm install" >&2; exit 1; }
+done
 echo "$want" > "$stamp"
 echo "clients: done"

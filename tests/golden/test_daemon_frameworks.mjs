@@ -7,7 +7,14 @@
 // - LangChain JS (`@langchain/openai` ChatOpenAI with useResponsesApi: true): invoke, stream, bound
 //   tools with a forced tool_choice and a ToolMessage round trip, withStructuredOutput;
 // - openai-node's Zod helpers: chat.completions.parse with zodResponseFormat and responses.parse with
-//   zodTextFormat; ollama-js chat with `format` from z.toJSONSchema.
+//   zodTextFormat; ollama-js chat with `format` from z.toJSONSchema;
+// - LlamaIndex TS (`@llamaindex/openai` 0.4, the last release: the line is deprecated on npm) has two
+//   structured-output paths, both tested: its OpenAI LLM's chat({ responseFormat: zod }) sends
+//   response_format json_schema to /v1/chat/completions and hands back the JSON text (parsed here);
+//   exec({ responseFormat: zod }) instead adds a "format_output" tool and takes the object from its
+//   call, left to tool_choice auto by LlamaIndex, so the test forces it through additionalChatOptions
+//   (a random-weight model would not choose it): OpenAI over /v1/chat/completions, OpenAIResponses
+//   over /v1/responses. (OpenAIResponses.chat ignores responseFormat: LlamaIndex never sends it.)
 // The structured-output schema has integer (z.int(): +-2^53-1 bounds), bounded and pattern fields.
 import { startDaemon, loadClient, checker, promptTokens as countPrompt } from "./daemon/harness.mjs";
 
@@ -21,6 +28,7 @@ const { z } = loadClient("zod");
 const OpenAI = loadClient("openai").default;
 const { zodResponseFormat, zodTextFormat } = loadClient("openai/helpers/zod");
 const { Ollama } = loadClient("ollama");
+const LI = loadClient("@llamaindex/openai");
 
 const d = await startDaemon(["--ctx", "1024"], {}, { qwen3: true });
 const promptTokens = (model, messages) => countPrompt(d.base, model, messages);
@@ -143,6 +151,61 @@ try {
   check("openai-node zodResponseFormat: parsed objects validate (unless cut)", okChat >= 1 && !bad.some((b) => b.startsWith("chat")), `${okChat} ok; ${bad.join(" | ")}`);
   check("openai-node zodTextFormat (responses.parse): objects validate (unless cut)", okResp >= 1 && !bad.some((b) => b.startsWith("responses")), `${okResp} ok; ${bad.join(" | ")}`);
   check("ollama-js format from z.toJSONSchema: objects validate (unless cut)", okOllama >= 1 && !bad.some((b) => b.startsWith("ollama")), `${okOllama} ok; ${bad.join(" | ")}`);
+
+  // ---- LlamaIndex TS: chat({ responseFormat }) and exec({ responseFormat }) with the same schema
+  const li = []; // each request LlamaIndex sent: path, body, reply
+  const liSpy = async (url, init) => {
+    const res = await fetch(url, init);
+    li.push({ path: new URL(url).pathname, body: JSON.parse(init.body), reply: await res.clone().json() });
+    return res;
+  };
+  const liLLM = (Cls, model, opts) => new Cls({ model, apiKey: "unused", baseURL: d.base + "/v1", maxRetries: 0,
+    additionalSessionOptions: { fetch: liSpy }, ...opts });
+  const thing = [{ role: "user", content: "A thing." }];
+  const intBounds = (schema) => schema?.properties?.n?.type === "integer" && schema.properties.n.maximum === Number.MAX_SAFE_INTEGER
+    && schema.properties.code?.pattern === "^[A-Z]{2}[0-9]$";
+  let liChat = 0;
+  const liBad = [];
+  for (const seed of [1, 2, 3]) {
+    const r = await liLLM(LI.OpenAI, "tiny", { temperature: 1, maxTokens: 300, additionalChatOptions: { seed } })
+      .chat({ messages: thing, responseFormat: THING });
+    let ok = false;
+    try { ok = THING.safeParse(JSON.parse(r.message.content)).success; } catch { ok = false; }
+    if (ok) liChat++;
+    else if (r.raw.choices[0].finish_reason !== "length") liBad.push("chat " + JSON.stringify(r.message.content));
+  }
+  check("LlamaIndex OpenAI.chat: /v1/chat/completions with response_format json_schema (z.int bounds, pattern)",
+    li.length === 3 && li.every((c) => c.path === "/v1/chat/completions" && c.body.response_format?.type === "json_schema"
+      && intBounds(c.body.response_format.json_schema?.schema)), JSON.stringify(li.map((c) => [c.path, c.body.response_format])));
+  check("LlamaIndex chat responseFormat: objects validate (unless cut)", liChat >= 1 && liBad.length === 0,
+    `${liChat} ok; ${liBad.join(" | ")}`);
+
+  // exec: the object is the forced format_output call's arguments, validated by LlamaIndex and here
+  const execRuns = [
+    ["OpenAI", "/v1/chat/completions", (seed) => liLLM(LI.OpenAI, "qwen3", { temperature: 1, maxTokens: 150,
+      additionalChatOptions: { seed, tool_choice: { type: "function", function: { name: "format_output" } } } }),
+    (b) => b.tools?.[0]?.function?.name === "format_output" && intBounds(b.tools[0].function.parameters),
+    (reply) => reply.choices[0].finish_reason === "length"],
+    ["OpenAIResponses", "/v1/responses", (seed) => liLLM(LI.OpenAIResponses, "qwen3", { maxOutputTokens: 150,
+      additionalChatOptions: { seed, tool_choice: { type: "function", name: "format_output" } } }),
+    (b) => b.tools?.[0]?.name === "format_output" && intBounds(b.tools[0].parameters),
+    (reply) => reply.status === "incomplete"],
+  ];
+  for (const [name, route, make, sentTool, cut] of execRuns) {
+    li.length = 0;
+    let ok = 0;
+    const bad = [];
+    for (const seed of [1, 2, 3]) {
+      const e = await make(seed).exec({ messages: thing, responseFormat: THING });
+      const reply = li.at(-1)?.reply;
+      if (e.toolCalls.length === 1 && e.toolCalls[0].name === "format_output" && THING.safeParse(e.object).success) ok++;
+      else if (!(e.toolCalls.length === 0 && reply && cut(reply))) bad.push(JSON.stringify([e.toolCalls, e.object]));
+    }
+    check(`LlamaIndex ${name}.exec: ${route} with the format_output tool (z.int bounds, pattern), forced`,
+      li.length === 3 && li.every((c) => c.path === route && sentTool(c.body)), JSON.stringify(li.map((c) => [c.path, c.body.tools])));
+    check(`LlamaIndex ${name}.exec responseFormat: objects validate (unless cut)`, ok >= 1 && bad.length === 0,
+      `${ok} ok; ${bad.join(" | ")}`);
+  }
 } catch (e) {
   check("no exception", false, e.stack || String(e));
 }
