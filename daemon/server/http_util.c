@@ -15,6 +15,7 @@
  * stream or a failed write), the generation set is cancelled and freed.
  */
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -146,8 +147,39 @@ enum MHD_Result mlxr_http_send(mlxr_req *r, int status, const char *ctype, const
   return res;
 }
 
+/* cJSON prints a number with 15 significant digits whenever that reads back within a relative
+ * DBL_EPSILON, so 9007199254740991 (every Zod z.int() bound) goes out as 9.00719925474099e+15 =
+ * ...990, and a schema printed for the grammar would lose its exact bound. Here every finite number
+ * is written as the shortest of %.15g / %.16g / %.17g that reads back exactly (0.8 stays "0.8",
+ * 2^53 - 1 comes out whole), as a raw node of a copy of the tree. */
+static void exact_numbers(cJSON *v) {
+  for (; v; v = v->next) {
+    if (v->child) exact_numbers(v->child);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) continue;
+    char buf[40];
+    for (int prec = 15; prec <= 17; prec++) {
+      snprintf(buf, sizeof buf, "%.*g", prec, v->valuedouble);
+      if (strtod(buf, NULL) == v->valuedouble) break;
+    }
+    char *text = strdup(buf);
+    if (!text) continue; /* cJSON's own spelling, then */
+    v->type = cJSON_Raw;
+    v->valuestring = text;
+  }
+}
+
+char *mlxr_json_print(const cJSON *v) {
+  if (!v) return NULL;
+  cJSON *copy = cJSON_Duplicate(v, true);
+  if (!copy) return NULL;
+  exact_numbers(copy);
+  char *s = cJSON_PrintUnformatted(copy);
+  cJSON_Delete(copy);
+  return s;
+}
+
 enum MHD_Result mlxr_http_send_json(mlxr_req *r, int status, cJSON *obj) {
-  char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
+  char *s = obj ? mlxr_json_print(obj) : NULL;
   cJSON_Delete(obj);
   if (!s) {
     static const char oom[] = "{\"error\":\"out of memory\"}";
@@ -484,7 +516,7 @@ void mlxr_genset_free(mlxr_genset *gs) {
 /* ---------------- streamed responses ---------------- */
 
 void mlxr_sse_event(mlxr_buf *out, const char *name, cJSON *obj) {
-  char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
+  char *s = obj ? mlxr_json_print(obj) : NULL;
   cJSON_Delete(obj);
   if (!s) {
     out->oom = true;

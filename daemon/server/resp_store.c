@@ -99,7 +99,7 @@ static int touch(mlxr_resp_store *st, int i) {
 }
 
 static char *print_or_empty(const cJSON *v, const char *empty) {
-  return v ? cJSON_PrintUnformatted(v) : strdup(empty);
+  return v ? mlxr_json_print(v) : strdup(empty);
 }
 
 /* Index the items of arr that have a string id. */
@@ -115,7 +115,7 @@ static bool index_items(resp_entry *e, const cJSON *arr) {
     if (!nj) return false;
     e->items = nj;
     e->item_ids[e->n_items] = strdup(id->valuestring);
-    e->items[e->n_items] = cJSON_PrintUnformatted(it);
+    e->items[e->n_items] = mlxr_json_print(it);
     e->n_items++;
     if (!e->item_ids[e->n_items - 1] || !e->items[e->n_items - 1]) return false;
     e->bytes += strlen(e->item_ids[e->n_items - 1]) + strlen(e->items[e->n_items - 1]);

@@ -192,7 +192,7 @@ static void oll_free(void *p) {
 }
 
 static void line_send(oll_stream *st, cJSON *o) {
-  char *s = cJSON_PrintUnformatted(o);
+  char *s = mlxr_json_print(o);
   cJSON_Delete(o);
   if (!s) {
     st->out->oom = true;
@@ -490,7 +490,7 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
     }
     gp.grammar = grammar;
     if (cJSON_IsObject(format)) {
-      if (!(schema_text = cJSON_PrintUnformatted(format))) {
+      if (!(schema_text = mlxr_json_print(format))) {
         res = mlxr_http_error(r, 500, NULL, NULL, NULL, "out of memory");
         goto done;
       }

@@ -69,7 +69,7 @@ static bool parse_response_format(const cJSON *j, oai_params *p, mlxr_field_err 
         return false;
       }
       int rc = mlxr_chat_json_grammar(schema, &p->grammar, err, sizeof err);
-      if (rc == MLXR_OK && schema && !(p->schema_text = cJSON_PrintUnformatted(schema))) rc = MLXR_ERR_NOMEM;
+      if (rc == MLXR_OK && schema && !(p->schema_text = mlxr_json_print(schema))) rc = MLXR_ERR_NOMEM;
       if (rc != MLXR_OK) {
         snprintf(fe->msg, sizeof fe->msg, "'response_format.json_schema.schema' cannot be used: %.190s",
                  err[0] ? err : "out of memory");

@@ -278,7 +278,7 @@ static bool parse_request(const cJSON *j, resp_req *q, mlxr_field_err *fe) {
       snprintf(fe->msg, sizeof fe->msg, "'text.format.schema' cannot be used: %.190s", err);
       return false;
     }
-    if (strcmp(type, "json_schema") == 0 && !(q->schema_text = cJSON_PrintUnformatted(schema))) {
+    if (strcmp(type, "json_schema") == 0 && !(q->schema_text = mlxr_json_print(schema))) {
       snprintf(fe->msg, sizeof fe->msg, "out of memory");
       return false;
     }

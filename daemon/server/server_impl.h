@@ -53,6 +53,9 @@ void mlxr_rfc3339(int64_t wall_ns, char *out, size_t cap);
 /* n random alphanumerics + NUL into out (cap > n). */
 void mlxr_random_id(char *out, size_t n);
 bool mlxr_utf8_valid(const char *s, size_t n);
+/* cJSON_PrintUnformatted, but every number written exactly (shortest spelling that reads back as
+ * the same double; cJSON's own rounds past 15 digits). malloc'd; NULL when out of memory. */
+char *mlxr_json_print(const cJSON *v);
 
 /* ---- models ---- */
 typedef struct mlxr_model_entry {

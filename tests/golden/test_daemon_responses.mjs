@@ -207,6 +207,16 @@ try {
   check("json_schema outputs validate", finished >= 2 && valid === finished, `${valid}/${finished}`);
   check("json_schema echoed", (await client.responses.create({ model: "tiny", input: "x", max_output_tokens: 2,
     text: { format: { type: "json_schema", name: "thing", schema } } })).text.format.name === "thing");
+  // numbers past 15 digits survive the round trip (Zod's z.int() bounds are +-(2^53 - 1); cJSON's own
+  // printing would send 9.00719925474099e+15), in the echo and in the tools
+  const big = { type: "object", properties: { n: { type: "integer", minimum: -9007199254740991, maximum: 9007199254740991 },
+    x: { type: "number", maximum: 0.1 } }, required: ["n", "x"], additionalProperties: false };
+  const eb = await client.responses.create({ model: "tiny", input: "x", max_output_tokens: 2,
+    text: { format: { type: "json_schema", name: "big", schema: big } },
+    tools: [{ type: "function", name: "f", parameters: big }] });
+  const echoed = eb.text.format.schema?.properties?.n, tooled = eb.tools?.[0]?.parameters?.properties?.n;
+  check("integer bounds of 16 digits echoed exactly", echoed?.maximum === 9007199254740991 && echoed?.minimum === -9007199254740991
+    && tooled?.maximum === 9007199254740991 && eb.text.format.schema.properties.x.maximum === 0.1, JSON.stringify([echoed, tooled]));
   const jo = await client.responses.create({ model: "tiny", input: "JSON", temperature: 1, seed: 5, max_output_tokens: 80, text: { format: { type: "json_object" } } });
   let jv = null;
   try { jv = JSON.parse(jo.output_text); } catch {}
