@@ -8,10 +8,9 @@
  * device ...; using the CPU") that callers print, so a missing GPU, driver or GPU memory is a
  * message and a CPU run, never a crash.
  *
- * KV sizing: kv_blocks if set (the scheduler preempts when they run out); else from memory: the
- * bytes the backend has free after loading the model times kv_mem_fraction, divided by the bytes
- * of a block. On a GPU the pool takes all of that (blocks beyond the running sequences' needs
- * hold the prefix cache); on the CPU it is capped at max_seqs full contexts. The KV type follows
+ * KV sizing: kv_blocks if set (the scheduler preempts when they run out); else enough for max_seqs
+ * full contexts, but at most the bytes the backend has free after loading the model times
+ * kv_mem_fraction (0.9 on a GPU, 0.5 on the CPU), so a second model still finds room on the GPU. The KV type follows
  * the weights' precision unless set: F32 for an F32 model (so an F32 model computes in F32 end to
  * end), F16 otherwise (llama.cpp's default).
  * The batch arrays (tokens, positions, sequences, slots, flags) are allocated once for n_batch
@@ -76,12 +75,8 @@ static int32_t kv_blocks_for(const mlxr_engine *e, const mlxr_kv_params *kp) {
   const double fit_d = floor((double)free_b * frac / block_bytes);
   const int64_t fit = fit_d > (double)INT32_MAX ? INT32_MAX : (int64_t)fit_d;
   int64_t n;
-  if (host) {
-    n = want < fit ? want : fit;
-    if (n < per_seq) n = want < per_seq ? want : per_seq; /* one full context at least */
-  } else {
-    n = fit;
-  }
+  n = want < fit ? want : fit;
+  if (host && n < per_seq) n = want < per_seq ? want : per_seq; /* one full context at least */
   return (int32_t)(n > INT32_MAX ? INT32_MAX : n);
 }
 

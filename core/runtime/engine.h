@@ -31,10 +31,9 @@ typedef struct mlxr_engine_params {
   int32_t max_seqs;       /* sequences at once */
   int32_t kv_block_size;  /* tokens per KV block */
   int32_t kv_blocks;      /* blocks in the KV pool; <= 0: sized from memory (kv_mem_fraction) */
-  double kv_mem_fraction; /* kv_blocks <= 0: the pool takes at most this fraction of the memory the
-                             backend has free once the model is loaded (<= 0: 0.9 on a GPU, where
-                             the pool is that large, so the rest serves the prefix cache; 0.5 on
-                             the CPU, where it is at most max_seqs full contexts) */
+  double kv_mem_fraction; /* kv_blocks <= 0: the pool holds max_seqs full contexts, but takes at
+                             most this fraction of the memory the backend has free once the model
+                             is loaded (<= 0: 0.9 on a GPU, 0.5 on the CPU) */
   int kv_type;            /* -1: F32 for F32 models, else F16; or MLXR_DTYPE_F32 / _F16 */
   bool load_tokenizer;    /* false: logits-only use (no tokenizer needed) */
 } mlxr_engine_params;
