@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake pkg-config git libpcre2-dev libcjson-dev libutf8proc-dev libedit-dev libcurl4-openssl-dev python3 python3-numpy
   python3-jinja2 python3-sentencepiece ca-certificates
+  valgrind prometheus  # the tests: valgrind round of test_concurrency.py; promtool (test_daemon_wire.sh)
+  clang libfuzzer-14-dev  # scripts/fuzz.sh: libFuzzer harnesses (tests/fuzz)
   libmicrohttpd-dev libyaml-dev curl gcc-aarch64-linux-gnu qemu-user-static)
 
 missing=()

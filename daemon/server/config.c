@@ -6,7 +6,8 @@
  * across layers; scalar settings are replaced.
  *
  * server.yaml:
- *   host: 127.0.0.1            port: 11435           socket: /path/or/empty-for-none
+ *   host: 127.0.0.1            port: 11435 (0: any free port)   tcp: true (false: no TCP)
+ *   socket: /path/or/empty-for-none
  *   device: auto|cpu|cuda|cuda:N
  *   models: [a.gguf, b.gguf]   models_dir: DIR       default_model: ID
  *   api_keys: [KEY]            cors_origins: ["https://app.example"]
@@ -68,6 +69,7 @@ int mlxr_server_config_init(mlxr_server_config *cfg, const char *xdg_runtime_dir
       set_str(&cfg->device, "auto") < 0) {
     return MLXR_ERR_NOMEM;
   }
+  cfg->tcp = true;
   cfg->port = MLXR_SERVER_DEFAULT_PORT;
   cfg->max_body_bytes = 16u << 20;
   cfg->max_prompt_tokens = 0;
@@ -95,6 +97,7 @@ void mlxr_server_config_free(mlxr_server_config *cfg) {
   free(cfg->models_dir);
   free(cfg->default_model);
   free(cfg->device);
+  free(cfg->port_file);
   for (int i = 0; i < cfg->n_models; i++) free(cfg->models[i]);
   for (int i = 0; i < cfg->n_api_keys; i++) free(cfg->api_keys[i]);
   for (int i = 0; i < cfg->n_cors_origins; i++) free(cfg->cors_origins[i]);
@@ -207,6 +210,10 @@ static int yaml_apply(mlxr_server_config *cfg, yaml_document_t *d, char *err, si
       if (parse_i64(val, 0, 65535, &v) < 0)
         return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "server.yaml: port must be 0..65535");
       cfg->port = (int)v;
+    } else if (strcmp(key, "tcp") == 0 && val) {
+      if (strcmp(val, "true") == 0) cfg->tcp = true;
+      else if (strcmp(val, "false") == 0) cfg->tcp = false;
+      else return mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "server.yaml: tcp must be true or false");
     } else if (strcmp(key, "verbose") == 0 && val) {
       cfg->verbose = strcmp(val, "true") == 0 || strcmp(val, "1") == 0;
     } else if (strcmp(key, "models") == 0) {
@@ -232,27 +239,44 @@ static int yaml_apply(mlxr_server_config *cfg, yaml_document_t *d, char *err, si
   return 0;
 }
 
+/* Load one document from an initialized parser (its input set) and apply it; name is for errors. */
+static int load_yaml(mlxr_server_config *cfg, yaml_parser_t *parser, const char *name, char *err,
+                     size_t err_len) {
+  yaml_document_t doc;
+  int rc;
+  if (!yaml_parser_load(parser, &doc)) {
+    rc = mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "%s:%zu: %s", name, parser->problem_mark.line + 1,
+                   parser->problem ? parser->problem : "YAML error");
+  } else {
+    rc = yaml_apply(cfg, &doc, err, err_len);
+    yaml_document_delete(&doc);
+  }
+  return rc;
+}
+
 int mlxr_server_config_load_yaml(mlxr_server_config *cfg, const char *path, char *err,
                                  size_t err_len) {
   FILE *f = fopen(path, "rb");
   if (!f) return mlxr_errf(err, err_len, MLXR_ERR_IO, "cannot open config '%s'", path);
   yaml_parser_t parser;
-  yaml_document_t doc;
   if (!yaml_parser_initialize(&parser)) {
     fclose(f);
     return MLXR_ERR_NOMEM;
   }
   yaml_parser_set_input_file(&parser, f);
-  int rc;
-  if (!yaml_parser_load(&parser, &doc)) {
-    rc = mlxr_errf(err, err_len, MLXR_ERR_FORMAT, "%s:%zu: %s", path, parser.problem_mark.line + 1,
-                   parser.problem ? parser.problem : "YAML error");
-  } else {
-    rc = yaml_apply(cfg, &doc, err, err_len);
-    yaml_document_delete(&doc);
-  }
+  int rc = load_yaml(cfg, &parser, path, err, err_len);
   yaml_parser_delete(&parser);
   fclose(f);
+  return rc;
+}
+
+int mlxr_server_config_load_yaml_text(mlxr_server_config *cfg, const char *text, size_t len,
+                                      const char *name, char *err, size_t err_len) {
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser)) return MLXR_ERR_NOMEM;
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  int rc = load_yaml(cfg, &parser, name, err, err_len);
+  yaml_parser_delete(&parser);
   return rc;
 }
 
@@ -314,11 +338,14 @@ int mlxr_server_config_apply_env(mlxr_server_config *cfg, const mlxr_server_env 
 /* ---------------- flags ---------------- */
 
 const char *mlxr_server_usage(void) {
-  return "usage: mlxrd [--host H] [--port P] [--socket PATH] [--config FILE] [--api-key KEY]\n"
+  return "usage: mlxrd [--host H] [--port P | --no-tcp] [--socket PATH] [--config FILE] [--api-key KEY]\n"
          "             --model PATH [--model PATH ...]\n"
          "options:\n"
          "  --host H              listen address (default 127.0.0.1; others need an API key)\n"
-         "  --port P              TCP port (default 11435; 0: no TCP listener)\n"
+         "  --port P              TCP port (default 11435; 0: any free port; the port bound is\n"
+         "                        printed on stdout: \"mlxrd: listening on HOST:PORT\")\n"
+         "  --port-file FILE      once listening, write the TCP port to FILE (atomically)\n"
+         "  --no-tcp              no TCP listener (the Unix socket only)\n"
          "  --socket PATH         Unix socket, mode 0600 (default $XDG_RUNTIME_DIR/mlxr.sock or\n"
          "                        /tmp/mlxr-$UID.sock); --no-socket for none\n"
          "  --config FILE         server.yaml (default: none; MLXR_CONFIG)\n"
@@ -354,11 +381,12 @@ const char *mlxr_server_usage(void) {
 
 int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv, bool *help,
                                   char *err, size_t err_len) {
-  enum { O_HOST = 1000, O_PORT, O_SOCKET, O_NOSOCK, O_CONFIG, O_KEY, O_MODEL, O_DIR, O_DEFAULT,
+  enum { O_HOST = 1000, O_PORT, O_PORTFILE, O_NOTCP, O_SOCKET, O_NOSOCK, O_CONFIG, O_KEY, O_MODEL, O_DIR, O_DEFAULT,
          O_ORIGIN, O_CTX, O_THREADS, O_RUNNING, O_QUEUE, O_BODY, O_MAXTOK, O_MAXPROMPT, O_VERBOSE,
          O_HELP, O_BATCH, O_KVBLOCKS, O_KVMIB, O_LATENCY, O_RPM, O_TPM, O_DEVICE, O_GPUMIB };
   static const struct option opts[] = {
       {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
+      {"port-file", required_argument, 0, O_PORTFILE}, {"no-tcp", no_argument, 0, O_NOTCP},
       {"socket", required_argument, 0, O_SOCKET},    {"no-socket", no_argument, 0, O_NOSOCK},
       {"config", required_argument, 0, O_CONFIG},    {"api-key", required_argument, 0, O_KEY},
       {"model", required_argument, 0, O_MODEL},      {"models-dir", required_argument, 0, O_DIR},
@@ -387,8 +415,11 @@ int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv
       if (parse_i64(optarg, 0, 65535, &v) < 0)
         return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "--port must be 0..65535");
       cfg->port = (int)v;
+      cfg->tcp = true;
       break;
     }
+    case O_PORTFILE: rc = set_str(&cfg->port_file, optarg); break;
+    case O_NOTCP: cfg->tcp = false; break;
     case O_SOCKET: rc = set_str(&cfg->socket_path, optarg); break;
     case O_NOSOCK: rc = set_str(&cfg->socket_path, ""); break;
     case O_CONFIG: break; /* read before the environment layer */

@@ -241,35 +241,46 @@ enum MHD_Result mlxr_http_error(mlxr_req *r, int status, const char *type, const
   return mlxr_http_send_json(r, status, o);
 }
 
-bool mlxr_http_parse_body(mlxr_req *r, enum MHD_Result *result) {
-  if (r->body.len == 0) {
-    *result = mlxr_http_error(r, 400, NULL, NULL, NULL, "the request body is empty (JSON expected)");
-    return false;
+cJSON *mlxr_json_parse_body(const char *body, size_t len, char *err, size_t err_len) {
+  if (len == 0) {
+    snprintf(err, err_len, "the request body is empty (JSON expected)");
+    return NULL;
   }
-  if (!mlxr_utf8_valid(r->body.p, r->body.len)) {
-    *result = mlxr_http_error(r, 400, NULL, NULL, NULL, "the request body is not valid UTF-8");
-    return false;
+  if (!mlxr_utf8_valid(body, len)) {
+    snprintf(err, err_len, "the request body is not valid UTF-8");
+    return NULL;
   }
   const char *end = NULL;
-  r->json = cJSON_ParseWithLengthOpts(r->body.p, r->body.len, &end, false);
-  if (r->json) {
+  cJSON *json = cJSON_ParseWithLengthOpts(body, len, &end, false);
+  if (json) {
     /* only whitespace may follow the value */
-    const char *stop = r->body.p + r->body.len;
+    const char *stop = body + len;
     for (const char *q = end; q && q < stop; q++) {
       if (*q != ' ' && *q != '\n' && *q != '\r' && *q != '\t') {
-        cJSON_Delete(r->json);
-        r->json = NULL;
+        cJSON_Delete(json);
+        json = NULL;
         break;
       }
     }
   }
-  if (!r->json) {
-    size_t off = end && end >= r->body.p ? (size_t)(end - r->body.p) : 0;
-    *result = mlxr_http_error(r, 400, NULL, NULL, NULL, "malformed JSON in the request body (near byte %zu)", off);
-    return false;
+  if (!json) {
+    size_t off = end && end >= body ? (size_t)(end - body) : 0;
+    snprintf(err, err_len, "malformed JSON in the request body (near byte %zu)", off);
+    return NULL;
   }
-  if (!cJSON_IsObject(r->json)) {
-    *result = mlxr_http_error(r, 400, NULL, NULL, NULL, "the request body must be a JSON object");
+  if (!cJSON_IsObject(json)) {
+    cJSON_Delete(json);
+    snprintf(err, err_len, "the request body must be a JSON object");
+    return NULL;
+  }
+  return json;
+}
+
+bool mlxr_http_parse_body(mlxr_req *r, enum MHD_Result *result) {
+  char err[128];
+  r->json = mlxr_json_parse_body(r->body.p, r->body.len, err, sizeof err);
+  if (!r->json) {
+    *result = mlxr_http_error(r, 400, NULL, NULL, NULL, "%s", err);
     return false;
   }
   return true;

@@ -141,6 +141,11 @@ bad:
   return false;
 }
 
+bool mlxr_ollama_check_fields(const cJSON *j, mlxr_gen_params *gp, int64_t *keep_alive_ns, bool *unload,
+                              mlxr_field_err *fe) {
+  return keep_alive_arg(j, keep_alive_ns, unload, fe) && parse_options(j, gp, fe);
+}
+
 static void add_created(cJSON *o) {
   char ts[48];
   mlxr_rfc3339(mlxr_wall_ns(), ts, sizeof ts);

@@ -194,6 +194,13 @@ static bool parse_common(const cJSON *j, oai_params *p, bool chat, int32_t n_voc
   return true;
 }
 
+bool mlxr_openai_check_fields(const cJSON *j, bool chat, int32_t n_vocab, mlxr_field_err *fe) {
+  oai_params p;
+  bool ok = parse_common(j, &p, chat, n_vocab, chat ? 0 : 16, fe);
+  oai_params_free(&p);
+  return ok;
+}
+
 /* ---------------- SSE formatting ---------------- */
 
 typedef struct oai_stream {

@@ -9,6 +9,10 @@
  * records the request in the metrics (streamed responses record their own at the stream's end)
  * and frees it.
  *
+ * Readiness: once every listener is up (models are loaded before), the TCP port actually bound
+ * (the kernel's choice under --port 0) is printed on stdout as "mlxrd: listening on HOST:PORT" and
+ * written to --port-file, so whoever started the daemon can connect without guessing a port.
+ *
  * mlxr_server_main() is the program: configuration layers, models, listeners, then it waits for
  * SIGINT/SIGTERM with sigwait (the signals are blocked in every thread, so no handler and no
  * global flag are needed), and shuts everything down in order.
@@ -219,6 +223,30 @@ static int start_tcp(mlxr_server *s, listener *L, char *err, size_t err_len) {
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
   if (!s->tcp)
     return mlxr_errf(err, err_len, MLXR_ERR_IO, "cannot listen on %s:%d (address in use?)", s->cfg->host, s->cfg->port);
+  /* the port bound: the one asked for, or the kernel's pick for port 0 */
+  const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->tcp, MHD_DAEMON_INFO_BIND_PORT);
+  if (!di || di->port == 0) return mlxr_errf(err, err_len, MLXR_ERR_IO, "cannot read the TCP port bound");
+  s->cfg->port = di->port;
+  return 0;
+}
+
+/* "PORT\n" into path, atomically: a temporary file beside it, then rename(2), so a reader that
+ * sees the file sees all of it. */
+static int write_port_file(const char *path, int port, char *err, size_t err_len) {
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof tmp)
+    return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "port file path too long: %s", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return mlxr_errf(err, err_len, MLXR_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+  bool ok = fprintf(f, "%d\n", port) > 0;
+  ok = fflush(f) == 0 && ok;
+  ok = fsync(fileno(f)) == 0 && ok;
+  ok = fclose(f) == 0 && ok;
+  if (!ok || rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return mlxr_errf(err, err_len, MLXR_ERR_IO, "cannot write the port file %s: %s", path, strerror(e));
+  }
   return 0;
 }
 
@@ -280,6 +308,7 @@ int mlxr_server_main(int argc, char **argv, const mlxr_server_env *env) {
   mlxr_server_config cfg;
   char err[1024] = "";
   int status = 1;
+  bool wrote_port_file = false;
   if (mlxr_server_config_init(&cfg, env->xdg_runtime_dir, (unsigned)getuid()) < 0) {
     fprintf(stderr, "mlxrd: out of memory\n");
     return 1;
@@ -304,7 +333,12 @@ int mlxr_server_main(int argc, char **argv, const mlxr_server_env *env) {
     mlxr_server_config_free(&cfg);
     return 2;
   }
-  if (cfg.port > 0 && !mlxr_auth_is_loopback_host(cfg.host) && cfg.n_api_keys == 0) {
+  if (cfg.port_file && cfg.port_file[0] && !cfg.tcp) {
+    fprintf(stderr, "mlxrd: --port-file needs a TCP listener (it was turned off)\n\n%s", mlxr_server_usage());
+    mlxr_server_config_free(&cfg);
+    return 2;
+  }
+  if (cfg.tcp && !mlxr_auth_is_loopback_host(cfg.host) && cfg.n_api_keys == 0) {
     fprintf(stderr, "mlxrd: refusing to listen on non-loopback address '%s' without an API key "
                     "(--api-key KEY or MLXR_API_KEY)\n", cfg.host);
     mlxr_server_config_free(&cfg);
@@ -373,18 +407,30 @@ int mlxr_server_main(int argc, char **argv, const mlxr_server_env *env) {
             s->models.e[i].n_ctx, (int)cfg.max_running, s->models.e[i].tmpl ? "" : "; chat template unusable");
     mlxr_models_release(&s->models.e[i]);
   }
-  if (cfg.port > 0 && start_tcp(s, &tcp_l, err, sizeof err) < 0) {
+  if (cfg.tcp && start_tcp(s, &tcp_l, err, sizeof err) < 0) {
     fprintf(stderr, "mlxrd: %s\n", err);
     goto out;
   }
-  if (cfg.port == 0) s->loopback_bind = true;
+  if (!cfg.tcp) s->loopback_bind = true;
   if (cfg.socket_path && cfg.socket_path[0] && start_unix(s, &unix_l, err, sizeof err) < 0) {
     fprintf(stderr, "mlxrd: %s\n", err);
     goto out;
   }
   if (!s->tcp && !s->unix_d) {
-    fprintf(stderr, "mlxrd: nothing to listen on (port 0 and no socket)\n");
+    fprintf(stderr, "mlxrd: nothing to listen on (--no-tcp and no socket)\n");
     goto out;
+  }
+  if (cfg.port_file && cfg.port_file[0]) {
+    if (write_port_file(cfg.port_file, cfg.port, err, sizeof err) < 0) {
+      fprintf(stderr, "mlxrd: %s\n", err);
+      goto out;
+    }
+    wrote_port_file = true;
+  }
+  if (s->tcp) { /* the readiness line (server.h) */
+    bool v6 = strchr(cfg.host, ':') != NULL;
+    printf("mlxrd: listening on %s%s%s:%d\n", v6 ? "[" : "", cfg.host, v6 ? "]" : "", cfg.port);
+    fflush(stdout);
   }
   fprintf(stderr, "mlxrd: listening on");
   if (s->tcp) fprintf(stderr, " http://%s:%d", cfg.host, cfg.port);
@@ -403,6 +449,7 @@ out:
     unlink(cfg.socket_path);
   }
   if (s->unix_fd >= 0) close(s->unix_fd);
+  if (wrote_port_file) unlink(cfg.port_file);
   mlxr_models_free(&s->models);
   mlxr_metrics_free(&s->metrics);
   mlxr_ratelimit_free(&s->ratelimit);

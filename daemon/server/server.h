@@ -27,7 +27,10 @@
 
 typedef struct mlxr_server_config {
   char *host;                 /* listen address (IPv4 or IPv6 literal, or "localhost") */
-  int port;                   /* 0: no TCP listener */
+  bool tcp;                   /* listen on TCP at all (false: --no-tcp, server.yaml tcp: false) */
+  int port;                   /* TCP port; 0: any free port, chosen by the kernel at bind time */
+  char *port_file;            /* after the TCP listener is up, its port is written here ("PORT\n",
+                                 atomically: a temporary file renamed); NULL: none */
   char *socket_path;          /* "" : no Unix socket */
   char *models[MLXR_SERVER_MAX_MODELS]; /* GGUF paths; each served as its file name less .gguf */
   int n_models;
@@ -85,6 +88,10 @@ static inline mlxr_server_env mlxr_server_env_read(void) {
   return env;
 }
 
+/* Once TCP is listening mlxrd prints one line on stdout, "mlxrd: listening on HOST:PORT" (an IPv6
+ * HOST in brackets), with the port actually bound, so a program that starts it with --port 0 learns
+ * its port without racing for one; --port-file FILE says the same in a file. */
+
 /* Defaults (allocations owned by cfg; mlxr_server_config_free releases them). uid picks the socket
  * path when xdg_runtime_dir is NULL. */
 int mlxr_server_config_init(mlxr_server_config *cfg, const char *xdg_runtime_dir, unsigned uid);
@@ -92,6 +99,9 @@ void mlxr_server_config_free(mlxr_server_config *cfg);
 /* Read a server.yaml into cfg (keys it sets replace the current values). */
 int mlxr_server_config_load_yaml(mlxr_server_config *cfg, const char *path, char *err,
                                  size_t err_len);
+/* The same from len bytes of YAML text in memory (name stands for the file in messages). */
+int mlxr_server_config_load_yaml_text(mlxr_server_config *cfg, const char *text, size_t len,
+                                      const char *name, char *err, size_t err_len);
 /* Apply the environment layer. */
 int mlxr_server_config_apply_env(mlxr_server_config *cfg, const mlxr_server_env *env, char *err,
                                  size_t err_len);

@@ -240,6 +240,9 @@ void mlxr_http_add_common_headers(mlxr_req *r, struct MHD_Response *resp);
 /* Parse the body as a JSON object into r->json; on failure the 400 was sent and false returned
  * (*result holds the MHD result). */
 bool mlxr_http_parse_body(mlxr_req *r, enum MHD_Result *result);
+/* The same without a request: a body of len bytes (valid UTF-8, one JSON object, only whitespace
+ * after it) parsed into a cJSON object the caller deletes; NULL with the 400's message in err. */
+cJSON *mlxr_json_parse_body(const char *body, size_t len, char *err, size_t err_len);
 /* Does the peer still have the connection open? (false after FIN or reset) */
 bool mlxr_http_peer_alive(struct MHD_Connection *c);
 
@@ -449,6 +452,15 @@ const char *mlxr_finish_name(mlxr_finish_reason f);
 
 /* ---- routes ---- */
 enum MHD_Result mlxr_route_openai(mlxr_req *r, const char *path, bool *handled);
+/* The request parsers of two APIs without a model or a scheduler (tests/fuzz drives them with
+ * mlxr_json_parse_body, mlxr_chat_build_vars and the grammar builders):
+ * the model-free fields of a /v1/chat/completions (chat) or /v1/completions body as the route
+ * checks them (sampling, max_tokens, n, stream, stop, response_format and grammar, logprobs,
+ * logit_bias against n_vocab); and Ollama's keep_alive and options as /api/generate and /api/chat
+ * read them (into *gp, *keep_alive_ns, *unload). True when valid, else false with fe set. */
+bool mlxr_openai_check_fields(const cJSON *j, bool chat, int32_t n_vocab, mlxr_field_err *fe);
+bool mlxr_ollama_check_fields(const cJSON *j, mlxr_gen_params *gp, int64_t *keep_alive_ns, bool *unload,
+                              mlxr_field_err *fe);
 enum MHD_Result mlxr_route_ollama(mlxr_req *r, const char *path, bool *handled);
 enum MHD_Result mlxr_route_extras(mlxr_req *r, const char *path, bool *handled);
 enum MHD_Result mlxr_route_responses(mlxr_req *r, const char *path, bool *handled);

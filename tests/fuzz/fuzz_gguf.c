@@ -1,24 +1,44 @@
 /*
- * fuzz_gguf.c: libFuzzer entry for the GGUF reader (not built by CMake).
+ * fuzz_gguf.c: libFuzzer harness for the GGUF reader and the tokenizer that loads from its
+ * metadata (a model file is untrusted input).
  *
  * Each input is copied into a malloc'd buffer of exactly its size and opened with
- * mlxr_gguf_open_memory; on success every tensor's data range must lie inside the buffer and
- * every key must be found again by name. Build and run from the repository root:
- *
- *   clang -std=c17 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/fuzz_gguf.c core/formats/gguf_reader.c core/formats/fmt_util.c \
- *     core/common/status.c core/common/dtype.c -o /tmp/fuzz_gguf
- *   mkdir -p /tmp/gguf_corpus && /tmp/fuzz_gguf /tmp/gguf_corpus -max_len=65536
- *
- * (Seed the corpus with small .gguf files, e.g. ones written by tests/unit/test_gguf.c.)
+ * mlxr_gguf_open_memory. Properties: it opens, and then every tensor's data range lies inside the
+ * buffer, every key is found again by name, every string is NUL-terminated at its length; or it
+ * fails with a negative status and a message. When it opens, the tokenizer is loaded from the
+ * metadata (most inputs lack one and fail cleanly) and, if that works, a few texts are encoded and
+ * decoded. Built and run by scripts/fuzz.sh (seeds: tests/fuzz/corpus/fuzz_gguf/).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/formats/gguf.h"
+#include "core/runtime/tokenizer/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Encode and decode a few texts; the tokenizer must give ids inside its vocabulary. */
+static void exercise_tokenizer(const mlxr_tokenizer *t) {
+  static const char *texts[] = {"Hello world", " two  spaces\n\ttab 123 4567 don't",
+                                "<s>[INST] hi [/INST]</s><|im_start|>", "\xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\x98\x80",
+                                "bad \xff\xc3 bytes"};
+  const int32_t n_vocab = mlxr_tokenizer_n_vocab(t);
+  for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    mlxr_tokenize_params tp = {.add_special = i % 2 == 0, .parse_special = true};
+    if (mlxr_tokenizer_encode(t, texts[i], strlen(texts[i]), tp, &ids, &n) == 0) {
+      for (size_t k = 0; k < n; k++)
+        if (ids[k] < 0 || ids[k] >= n_vocab) abort();
+      char *text = NULL;
+      size_t len = 0;
+      if (mlxr_tokenizer_decode(t, ids, n, i % 2 == 1, &text, &len) == 0 && text[len] != '\0') abort();
+      free(text);
+    }
+    free(ids);
+  }
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t *buf = malloc(size ? size : 1);
@@ -44,6 +64,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       uint64_t cnt;
       if (mlxr_gguf_get_arr(g, k, &et, &cnt, NULL) && et == MLXR_GGUF_STRING && cnt)
         if (!mlxr_gguf_get_arr_str(g, k, cnt - 1, &len)) abort();
+    }
+    mlxr_tokenizer *tok = NULL;
+    err[0] = '\0';
+    rc = mlxr_tokenizer_load_gguf(g, &tok, err, sizeof err);
+    if (rc == 0) {
+      exercise_tokenizer(tok);
+      mlxr_tokenizer_free(tok);
+    } else if (rc > 0 || err[0] == '\0' || tok != NULL) {
+      abort();
     }
     mlxr_gguf_close(g);
   } else if (rc > 0 || err[0] == '\0' || g != NULL) {

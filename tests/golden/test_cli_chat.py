@@ -48,9 +48,9 @@ def expected_reply(model, template_file, messages, n):
 
 def main():
     if not os.path.exists(MLXR):
-        print("SKIP: %s not built" % MLXR)
-        print("0 passed, 0 failed")
-        return 0
+        print("FAIL: %s not built (build the tree first)" % MLXR)
+        print("0 passed, 1 failed")
+        return 1
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "qwen3.gguf")
         run(["convert", os.path.join(SRC, "tests/fixtures/hf/qwen3"), "-o", model, "--type", "f32"])

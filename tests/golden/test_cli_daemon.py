@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 
+import mlxrd_proc  # tests/golden/mlxrd_proc.py: daemons under a time limit
+
 SRC = os.environ.get("MLXR_SRC", os.getcwd())
 BIN = os.environ.get("MLXR_BIN", os.path.join(SRC, "build", "bin"))
 MLXR, MLXRD = os.path.join(BIN, "mlxr"), os.path.join(BIN, "mlxrd")
@@ -47,20 +49,21 @@ def metrics(sock_path):
 
 def main():
     if not (os.path.exists(MLXR) and os.path.exists(MLXRD)):
-        print("SKIP: mlxr/mlxrd not built\n0 passed, 0 failed")
-        return 0
+        print("FAIL: mlxr/mlxrd not built in %s (build the tree first)\n0 passed, 1 failed" % BIN)
+        return 1
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "qwen3.gguf")
         subprocess.run([MLXR, "convert", os.path.join(SRC, "tests/fixtures/hf/qwen3"), "-o", model,
-                        "--type", "f32"], check=True, capture_output=True)
+                        "--type", "f32"], check=True, capture_output=True, timeout=300)
         sock = os.path.join(tmp, "d.sock")
         env = dict(os.environ, MLXR_SOCKET=sock)
         # no daemon yet: in process
         rc, local, _ = run(["run", "--local", model, "Hello there", "-n", "8", "--temp", "0"])
         rc2, fallback, _ = run(["run", model, "Hello there", "-n", "8", "--temp", "0"], env=env)
         check(rc == 0 and rc2 == 0 and fallback == local, "no daemon: runs in process")
-        d = subprocess.Popen([MLXRD, "--port", "0", "--socket", sock, "--model", model],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # the Unix socket only (--no-tcp), under timeout(1) like every daemon a test starts
+        d = subprocess.Popen(["timeout", "-k", "10", str(mlxrd_proc.LIMIT_S), MLXRD, "--no-tcp", "--socket", sock,
+                              "--model", model], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             before = None
             for _ in range(600):  # up to a minute: a sanitizer build starts slowly
@@ -87,8 +90,7 @@ def main():
             rc, o_out, o_err = run(["run", other, "Hello there", "-n", "8", "--temp", "0"], env=env)
             check(rc == 0 and o_out == local and "(daemon)" not in o_err, "unserved model runs in process")
         finally:
-            d.terminate()
-            d.wait(timeout=30)
+            mlxrd_proc.stop(d)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

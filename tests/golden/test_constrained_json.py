@@ -26,13 +26,14 @@ import json
 import math
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+
+import mlxrd_proc  # tests/golden/mlxrd_proc.py: mlxrd on a kernel-chosen port, under a time limit
 
 SRC = os.environ.get("MLXR_SRC", os.getcwd())
 BIN = os.environ.get("MLXR_BIN", os.path.join(SRC, "build", "bin"))
@@ -539,14 +540,6 @@ def http(port, path, body, stream):
     return status, text, reason
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 E2E_SCHEMA = {"type": "object",
               "properties": {"name": {"type": "string", "maxLength": 6}, "age": {"type": "integer"},
                              "color": {"enum": ["red", "green", None, 3]},
@@ -560,23 +553,21 @@ E2E_SCHEMA = {"type": "object",
 def test_e2e():
     mlxr, mlxrd = os.path.join(BIN, "mlxr"), os.path.join(BIN, "mlxrd")
     if not (os.path.exists(mlxr) and os.path.exists(mlxrd)):
-        print("SKIP e2e: mlxr/mlxrd not built")
+        check(False, "e2e: mlxr/mlxrd not built in %s (build the tree first)" % BIN)
         return
     with tempfile.TemporaryDirectory() as T:
         subprocess.run(["/usr/bin/python3", os.path.join(SRC, "scripts/make_random_model.py"), "--out", T + "/m",
                         "--hidden", "64", "--intermediate", "128", "--layers", "2", "--heads", "4", "--kv-heads", "2"],
-                       check=True, capture_output=True)
-        subprocess.run([mlxr, "convert", T + "/m", "-o", T + "/m.gguf", "--type", "f32"], check=True, capture_output=True)
-        port = free_port()
-        d = subprocess.Popen([mlxrd, "--port", str(port), "--no-socket", "--model", T + "/m.gguf", "--threads", "2"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                       check=True, capture_output=True, timeout=300)
+        subprocess.run([mlxr, "convert", T + "/m", "-o", T + "/m.gguf", "--type", "f32"], check=True, capture_output=True,
+                       timeout=300)
+        d = subprocess.Popen(mlxrd_proc.command([mlxrd, "--no-socket", "--model", T + "/m.gguf", "--threads", "2"],
+                                                T + "/port"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(200):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            port = mlxrd_proc.wait_port(d, T + "/port", 120)
+            if port is None:
+                check(False, "e2e: mlxrd came up (exit status %s)" % d.poll())
+                return
             msgs = [{"role": "user", "content": "Give me JSON"}]
             n_stop = {"object": 0, "schema": 0}
             for seed in range(4):
@@ -657,8 +648,7 @@ def test_e2e():
             print("per-token time: unconstrained %.3f ms, with a grammar %.3f ms (greedy, 200 tokens, tiny model)" %
                   (times["free"] / 200 * 1e3, times["grammar"] / 200 * 1e3))
         finally:
-            d.terminate()
-            d.wait(timeout=30)
+            mlxrd_proc.stop(d)
 
 
 def dup_free(v):
@@ -747,8 +737,8 @@ def test_e2e_leftovers(port, msgs):
 
 def main():
     if not os.path.exists(DRIVER):
-        print("SKIP: test_grammar_match not built\n0 passed, 0 failed")
-        return 0
+        print("FAIL: %s not built (build the tree first)\n0 passed, 1 failed" % DRIVER)
+        return 1
     test_json_grammar()
     test_schemas()
     test_e2e()

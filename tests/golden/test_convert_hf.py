@@ -245,8 +245,8 @@ def expect_failure(tag, hf_dir, out, needle):
 
 def main():
     if not os.access(MLXR, os.X_OK):
-        print("SKIP: %s not built" % MLXR)
-        return 0
+        print("FAIL: %s not built (build the tree first)" % MLXR)
+        return 1
     tmp = tempfile.mkdtemp(prefix="mlxr-convert-test-")
     try:
         # 1. Llama, v4 config, untied, f32 source -> f16 (default).

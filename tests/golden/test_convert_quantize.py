@@ -5,8 +5,9 @@ A random-weight Llama (scripts/make_random_model.py; hidden 256 and intermediate
 K-quants apply without fallback, plus a hidden-64 one that forces fallbacks) is converted to an
 f32 GGUF with `mlxr convert`, then requantized:
 
-  * with llama.cpp available (tests/.cache/llamacpp/bin/llamacpp-tool, built by
-    scripts/fetch.d/20-llamacpp.sh): for every plain type, `mlxr quantize` must produce the same
+  * with llama.cpp (tests/.cache/llamacpp/bin/llamacpp-tool, built by
+    scripts/fetch.d/20-llamacpp.sh; without it these checks are reported as skipped, exit 77,
+    tests/golden/suite.py): for every plain type, `mlxr quantize` must produce the same
     tensor types and bytes as llama.cpp's own llama_model_quantize in pure mode on the same input
     (K-quants: at most 3% of blocks may differ, where a float rounding tie in ggml's scale search
     goes the other way in llama.cpp's build, and the error must match llama.cpp's within 1%);
@@ -34,6 +35,7 @@ sys.path.insert(0, os.path.join(SRC, "scripts"))
 sys.path.insert(0, os.path.join(SRC, "tests", "golden", "llamacpp"))
 import gguf_np  # noqa: E402
 import make_random_model as mrm  # noqa: E402
+import suite  # noqa: E402  (tests/golden/suite.py: the skip protocol)
 
 FAILURES = []
 TYPE_ID = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "q4_K": 12,
@@ -99,12 +101,12 @@ def q4_k_m_types(names_in_order, has_output):
 
 def main():
     if not os.access(MLXR, os.X_OK):
-        print("SKIP: %s not built" % MLXR)
-        return 0
+        print("FAIL: %s not built (build the tree first)" % MLXR)
+        return 1
     have_llama = os.access(LLAMACPP_TOOL, os.X_OK)
     if not have_llama:
-        print("note: %s missing (run scripts/fetch_test_deps.sh); skipping the llama.cpp comparisons"
-              % LLAMACPP_TOOL)
+        suite.missing("%s missing (run scripts/fetch_test_deps.sh): the llama.cpp comparisons did not run"
+                      % LLAMACPP_TOOL)
     tmp = tempfile.mkdtemp(prefix="mlxr-quantize-test-")
     try:
         hf = os.path.join(tmp, "hf")
@@ -209,7 +211,7 @@ def main():
         print("%d check(s) failed" % len(FAILURES))
         return 1
     print("test_convert_quantize: all checks passed")
-    return 0
+    return suite.exit_status(0)
 
 
 if __name__ == "__main__":

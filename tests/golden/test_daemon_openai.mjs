@@ -5,7 +5,7 @@
 // logit_bias forcing a token, n choices, embeddings L2-normalized and `dimensions` = truncate +
 // renormalize, base64 == float, and errors (404 model_not_found, 400 with param, context overflow
 // with token counts) as the SDK's typed errors.
-import { startDaemon, loadClient, checker, norm } from "./daemon/harness.mjs";
+import { startDaemon, loadClient, checker, norm, promptTokens } from "./daemon/harness.mjs";
 
 const { check, summary } = checker();
 const OpenAI = loadClient("openai");
@@ -124,7 +124,15 @@ try {
     { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: "{\"city\":\"Paris\"}" } }] },
     { role: "tool", tool_call_id: "call_1", content: "18C and sunny" }];
   const tc = await client.chat.completions.create({ model: "tiny", messages: tmsgs, tools, max_tokens: 3, temperature: 0 });
-  check("tool request answered", tc.choices[0].message.role === "assistant" && ["length", "stop", "tool_calls"].includes(tc.choices[0].finish_reason));
+  // tool_choice auto forces nothing, so the reply may end any of three ways; each must agree with
+  // what was written (forced calls, which must come, are checked below)
+  const tcc = tc.choices[0], tcu = tc.usage;
+  check("tool request answered, its ending consistent", tcc.message.role === "assistant" &&
+    tcu.prompt_tokens === await promptTokens(d.base, "tiny", tmsgs, tools) &&
+    (tcc.finish_reason === "length" ? tcu.completion_tokens === 3 && typeof tcc.message.content === "string"
+      : tcc.finish_reason === "stop" ? tcu.completion_tokens <= 3 && typeof tcc.message.content === "string"
+        : tcc.finish_reason === "tool_calls" && tcc.message.tool_calls?.length > 0 &&
+          tcc.message.tool_calls.every((x) => x.function.name === "get_weather")), JSON.stringify(tc));
   const none = await client.chat.completions.create({ model: "tiny", messages: tmsgs, tools, tool_choice: "none", max_tokens: 3, temperature: 0 });
   check("tool_choice none answered", typeof none.choices[0].message.content === "string");
   try { await client.chat.completions.create({ model: "tiny", messages: tmsgs, tools, tool_choice: { type: "function", function: { name: "nope" } }, max_tokens: 2 }); check("bad tool_choice throws", false); }
@@ -209,7 +217,9 @@ try {
 
   {
   // Tool calls through the SDK. tool_choice "required" is enforced by constrained decoding, so even
-  // this random-weight model answers with a call whose arguments match the tool's schema.
+  // this random-weight model answers with a call whose arguments match the tool's schema. 160
+  // tokens always hold it: the grammar's longest get_time call is under 140 bytes (the fixed text,
+  // one space per gap, 8 characters of zone as 6-byte \uXXXX escapes), and a token is >= 1 byte.
   const timeTools = [{ type: "function", function: { name: "get_time", description: "time in a zone",
     parameters: { type: "object", properties: { zone: { type: "string", maxLength: 8 } }, required: ["zone"] } } }];
   const tcReq = { model: "tiny", messages: msgs, tools: timeTools, tool_choice: "required", parallel_tool_calls: false,

@@ -13,8 +13,9 @@
    llama.cpp (if built) must accept it, and `test_gguf --dump F` (MLXR's reader) must report
    exactly the keys, values, tensor infos and bytes written.
 
-Run from the repository root with MLXR_BIN set to the build's bin directory. Exits 0 with SKIP
-if test_gguf is not built.
+Run from the repository root with MLXR_BIN set to the build's bin directory. Fails if test_gguf
+is not built; without the llama.cpp tool the llama.cpp checks are reported as skipped (exit 77,
+tests/golden/suite.py; a failure under MLXR_REQUIRE_ALL=1).
 """
 import json
 import math
@@ -25,6 +26,8 @@ import sys
 import tempfile
 
 import numpy as np
+
+import suite  # tests/golden/suite.py: the skip protocol
 
 SRC = os.environ.get("MLXR_SRC", os.getcwd())
 BIN = os.environ.get("MLXR_BIN", os.path.join(SRC, "build", "bin"))
@@ -257,10 +260,10 @@ def check_our_reader(tmp):
 
 def main():
     if not os.access(TEST_GGUF, os.X_OK):
-        print("SKIP: %s not built" % TEST_GGUF)
-        return 0
+        print("FAIL: %s not built (build the tree first)" % TEST_GGUF)
+        return 1
     if not os.access(TOOL, os.X_OK):
-        print("note: %s not built; llama.cpp cross-checks skipped" % TOOL)
+        suite.missing("%s not built (scripts/fetch_test_deps.sh): the llama.cpp cross-checks did not run" % TOOL)
     with tempfile.TemporaryDirectory() as tmp:
         check_our_writer(tmp)
         check_our_reader(tmp)
@@ -268,7 +271,7 @@ def main():
         print("test_formats_python: %d failure(s)" % len(FAILURES))
         return 1
     print("test_formats_python: ok")
-    return 0
+    return suite.exit_status(0)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,18 @@ transformers in float64) and every weight type f32, f16, bf16, q8_0 it:
      (raw little-endian float32 [n_tokens][n_vocab]) and compares every row with the reference:
      max|mlxr - ref| / max|ref| must not exceed the type's tolerance (TOLERANCE below);
   3. decodes greedily 16 tokens after the reference prompt: `mlxr run X.gguf --tokens ... -n 16
-     --temp 0 --ids`; the ids must equal transformers' exactly for f32 (the fixtures were chosen so
-     each step's top-1 logit beats top-2 by >= 1% of max|logit|); for the other types the agreement is
-     only reported;
+     --temp 0 --ids`; the run must succeed for every type. The ids must equal transformers' wherever
+     rounding cannot flip a step: the fixtures were chosen so that each step's top-1 logit beats
+     top-2 by at least greedy_min_relative_margin (>= 1%) of that step's max|logit|, and a flip
+     needs the errors of the two logits to add up to that margin. The bound: the absolute logits
+     error measured in step 2 (rel x max|ref|), times 2 (two logits), times GREEDY_SAFETY (the
+     greedy positions are not the 24 measured ones; their error is a sample of the same
+     distribution), must be below the margin times the smallest max|logit| of the 16 steps (taken
+     from MLXR's own teacher-forced logits over prompt + transformers' ids, less the error). f32
+     and f16 qualify on every fixture (f16: a flip needs 0.04..0.09, the margins are 0.08..0.47);
+     where the bound exceeds the margin (bf16 and q8_0: errors of 1e-2..6e-2 of max|logit|, as
+     large as the margins themselves, so a flip needs 0.35..3.0) the agreement cannot be bounded
+     and is reported (INFO) with the numbers, not checked;
   4. (f32 file only) tokenizes the sample text with `mlxr tokenize` and the rendered chat sample with
      `mlxr tokenize --no-bos` (special tokens parsed, nothing added); both must equal the ids of the
      Hugging Face `tokenizers` library.
@@ -44,6 +53,7 @@ import numpy as np
 #         typical weight), with an f16 scale; measured 2.4e-2..6.1e-2 (q8_0 weights and activations)
 #         -> 0.15.
 TOLERANCE = {"f32": 1e-4, "f16": 5e-3, "bf16": 5e-2, "q8_0": 0.15}
+GREEDY_SAFETY = 2.0  # step 3: headroom for the error at the greedy positions (see the docstring)
 DEVICE = os.environ.get("MLXR_TEST_DEVICE", "")
 DEVICE_ARGS = ["--device", DEVICE] if DEVICE else []
 TYPES = ["f32", "f16", "bf16", "q8_0"]
@@ -95,42 +105,61 @@ def first_diff(a, b):
 
 
 def check_logits(c, mlxr, gguf, tmp, name, typ, ref, ref_logits):
+    """Checks the logits; returns max|diff|/max|ref|, or None when they could not be compared."""
     out = os.path.join(tmp, "%s-%s.logits.f32" % (name, typ))
     what = "%s %s logits" % (name, typ)
     rc, so, se = run([mlxr, "logits", gguf, "--tokens", ",".join(map(str, ref["tokens"])), "--out", out] + DEVICE_ARGS)
     if rc != 0:
-        return c.check(False, what, "mlxr logits exited %d: %s" % (rc, tail(se or so)))
+        return c.check(False, what, "mlxr logits exited %d: %s" % (rc, tail(se or so))) and None
     if DEVICE and ("device " + DEVICE) not in se:
-        return c.check(False, what, "did not run on %s: %s" % (DEVICE, tail(se)))
+        return c.check(False, what, "did not run on %s: %s" % (DEVICE, tail(se))) and None
     got = np.fromfile(out, dtype="<f4")
     if got.size != ref_logits.size:
-        return c.check(False, what, "%d floats, expected %d x %d" % (got.size, *ref_logits.shape))
+        return c.check(False, what, "%d floats, expected %d x %d" % (got.size, *ref_logits.shape)) and None
     got = got.reshape(ref_logits.shape).astype(np.float64)
     if not np.all(np.isfinite(got)):
-        return c.check(False, what, "non-finite values")
+        return c.check(False, what, "%d non-finite values" % int(np.sum(~np.isfinite(got)))) and None
     diff = np.abs(got - ref_logits)
     rel = float(diff.max() / np.abs(ref_logits).max())
     pos, tok = np.unravel_index(int(diff.argmax()), diff.shape)
     detail = "max|diff|/max|ref| = %.3g (tol %g; worst at position %d, token %d: %.6g vs %.6g)" % (
         rel, TOLERANCE[typ], pos, tok, got[pos, tok], ref_logits[pos, tok])
-    return c.check(rel <= TOLERANCE[typ], what, detail)
+    c.check(rel <= TOLERANCE[typ], what, detail)
+    return rel
 
 
-def check_greedy(c, mlxr, gguf, name, typ, ref):
+def greedy_bounded(mlxr, gguf, tmp, ref, rel):
+    """(required, why): may rounding flip a greedy step? See step 3 of the docstring."""
+    if rel is None:
+        return False, "no logits error measured"
+    prompt, want = ref["greedy_prompt"], ref["greedy_tokens"]
+    out = os.path.join(tmp, "greedy.logits.f32")
+    rc, so, se = run([mlxr, "logits", gguf, "--tokens", ",".join(map(str, prompt + want[:-1])), "--out", out]
+                     + DEVICE_ARGS)
+    if rc != 0:
+        return False, "teacher-forced mlxr logits exited %d: %s" % (rc, tail(se or so))
+    rows = np.fromfile(out, dtype="<f4").astype(np.float64).reshape(len(prompt) + len(want) - 1, -1)
+    rows = rows[len(prompt) - 1:]  # the rows that predict want[0..15]
+    abs_err = rel * ref["max_abs_logit"]
+    need = 2 * GREEDY_SAFETY * abs_err
+    have = ref["greedy_min_relative_margin"] * (float(np.min(np.max(np.abs(rows), axis=1))) - abs_err)
+    return need < have, "flip needs %.3g, smallest margin %.3g" % (need, have)
+
+
+def check_greedy(c, mlxr, gguf, tmp, name, typ, ref, rel):
     what = "%s %s greedy" % (name, typ)
     rc, so, se = run([mlxr, "run", gguf, "--tokens", ",".join(map(str, ref["greedy_prompt"])),
                       "-n", "16", "--temp", "0", "--ids"] + DEVICE_ARGS)
     want = ref["greedy_tokens"]
     if rc != 0:
-        if typ == "f32":
-            return c.check(False, what, "mlxr run exited %d: %s" % (rc, tail(se or so)))
-        return c.info(what, "mlxr run exited %d: %s" % (rc, tail(se or so)))
+        return c.check(False, what, "mlxr run exited %d: %s" % (rc, tail(se or so)))
     got = ids_of(so)
     detail = "%d/%d ids agree before the first difference; got %s, want %s" % (
         first_diff(got, want), len(want), got, want)
-    if typ == "f32":
-        return c.check(got == want, what, "matches transformers" if got == want else detail)
-    return c.info(what, "matches transformers" if got == want else detail)
+    required, why = greedy_bounded(mlxr, gguf, tmp, ref, rel)
+    if typ == "f32" or required:
+        return c.check(got == want, what, ("matches transformers" if got == want else detail) + " (" + why + ")")
+    return c.info(what, ("matches transformers" if got == want else detail) + " (not bounded: " + why + ")")
 
 
 def check_tokenize(c, mlxr, gguf, name, text, want, extra_args, label):
@@ -168,8 +197,8 @@ def main():
                 if not c.check(rc == 0 and os.path.isfile(gguf), "%s %s convert" % (name, typ),
                                "" if rc == 0 else "exited %d: %s" % (rc, tail(se or so))):
                     continue
-                check_logits(c, mlxr, gguf, tmp, name, typ, ref, ref_logits)
-                check_greedy(c, mlxr, gguf, name, typ, ref)
+                rel = check_logits(c, mlxr, gguf, tmp, name, typ, ref, ref_logits)
+                check_greedy(c, mlxr, gguf, tmp, name, typ, ref, rel)
                 if typ == "f32":
                     check_tokenize(c, mlxr, gguf, name, ref["text"], ref["text_ids"], [], "sample text")
                     notes = ref.get("tokenizer_notes", {})

@@ -22,13 +22,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
 import { startDaemon, checker, SRC } from "./daemon/harness.mjs";
+import { skip } from "./suite.mjs";
 
 const { check, summary } = checker();
 const DEPS = path.join(SRC, "tests/.cache/json-schema");
-if (!fs.existsSync(path.join(DEPS, "node_modules/ajv/package.json"))) {
-  console.log("SKIP: ajv/zod missing (run scripts/fetch_test_deps.sh)\n0 passed, 0 failed");
-  process.exit(0);
-}
+if (!fs.existsSync(path.join(DEPS, "node_modules/ajv/package.json"))) skip("ajv/zod missing (run scripts/fetch_test_deps.sh)");
 const req = createRequire(path.join(DEPS, "package.json"));
 const Ajv = req("ajv").default;
 const Ajv2020 = req("ajv/dist/2020").default;

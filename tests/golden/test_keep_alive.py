@@ -3,17 +3,19 @@
 with an expires_at about a second ahead and is gone from /api/ps (unloaded) a little after it; one
 used with keep_alive -1 stays loaded past that; keep_alive 0 unloads at once; a model unloaded by its
 timer is loaded again by the next request, which answers as before; a malformed keep_alive is a 400.
+mlxrd runs on the port the kernel gives it, under a time limit (tests/golden/mlxrd_proc.py).
 Ends with "N passed, N failed".
 """
 import datetime
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+import mlxrd_proc  # tests/golden/mlxrd_proc.py: mlxrd on a kernel-chosen port, under a time limit
 
 SRC = os.environ.get("MLXR_SRC", os.getcwd())
 BIN = os.environ.get("MLXR_BIN", os.path.join(SRC, "build", "bin"))
@@ -24,14 +26,6 @@ def check(ok, what):
     global passed, failed
     print(("PASS " if ok else "FAIL ") + what)
     passed, failed = passed + bool(ok), failed + (not ok)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def call(port, path, body=None):
@@ -52,22 +46,21 @@ def loaded(port):
 def main():
     mlxr, mlxrd = os.path.join(BIN, "mlxr"), os.path.join(BIN, "mlxrd")
     if not os.path.exists(mlxrd):
-        print("SKIP: mlxrd not built\n0 passed, 0 failed")
-        return 0
+        print("FAIL: %s not built (build the tree first)\n0 passed, 1 failed" % mlxrd)
+        return 1
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "ka.gguf")
         subprocess.run([mlxr, "convert", os.path.join(SRC, "tests/fixtures/hf/llama_untied"), "-o", model,
-                        "--type", "f32"], check=True, capture_output=True)
-        port = free_port()
-        d = subprocess.Popen([mlxrd, "--port", str(port), "--no-socket", "--model", model],
+                        "--type", "f32"], check=True, capture_output=True, timeout=300)
+        port_file = os.path.join(tmp, "port")
+        d = subprocess.Popen(mlxrd_proc.command([mlxrd, "--no-socket", "--model", model], port_file),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(600):
-                try:
-                    if call(port, "/health")[0] == 200:
-                        break
-                except OSError:
-                    time.sleep(0.1)
+            port = mlxrd_proc.wait_port(d, port_file, 60)
+            if port is None:
+                check(False, "mlxrd came up (exit status %s)" % d.poll())
+                print("%d passed, %d failed" % (passed, failed))
+                return 1
             gen = {"model": "ka", "prompt": "Hello", "stream": False, "options": {"temperature": 0, "num_predict": 4}}
             st, first = call(port, "/api/generate", dict(gen, keep_alive="1s"))
             check(st == 200 and first.get("done"), "generate with keep_alive 1s")
@@ -99,8 +92,7 @@ def main():
                 st, body = call(port, "/api/generate", dict(gen, keep_alive=bad))
                 check(st == 400 and "keep_alive" in json.dumps(body), "keep_alive %r is a 400" % (bad,))
         finally:
-            d.terminate()
-            d.wait(timeout=30)
+            mlxrd_proc.stop(d)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

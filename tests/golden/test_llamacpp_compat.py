@@ -24,11 +24,18 @@ What it does:
 Logits are compared after centring each row (llama.cpp's helper yields log-probabilities, i.e.
 logits minus a per-row constant). "rel" = max|a - b| / max|b| over the whole [n][n_vocab] matrix.
 
-Tolerances (measured on this machine; see docs/llamacpp-interop.md):
- - llama.cpp vs float64 on f32 weights: measured 3e-7 to 8e-7 (f32 KV cache); limit 1e-5. On f16
-   weights llama.cpp's CPU matmul rounds activations to f16 (ggml's vec_dot_type for F16) on some
-   shapes: measured up to 2.7e-4; limit 1e-3.
- - MLXR vs llama.cpp: f32 weights 1e-4, f16 weights 1e-3.
+Tolerances (see docs/llamacpp-interop.md). llama.cpp's own error is a property of the ggml CPU
+variant it loads on this machine, not of MLXR, so every bound against llama.cpp is derived from
+llama.cpp's distance from the float64 reference measured in the same run, as for quantized weights:
+ - llama.cpp vs float64 on float weights: only that it reads MLXR's file as written (a misread
+   tensor is an error of order 1): f32 limit 1e-5 (measured 3e-7 to 1.2e-6, f32 KV cache); f16 limit
+   1e-2: ggml's F16 matmul rounds activations to f16 (its vec_dot_type for F16) on some shapes and
+   CPU variants: measured 2.7e-4 on an Intel Xeon with AMX, 1.47e-3 on an AMD EPYC with AVX-512
+   and no AMX.
+ - MLXR vs float64 on float weights (MLXR's own accuracy, the same on every CPU): f32 1e-5, f16
+   1e-5 (MLXR multiplies f16 weights in float32; measured 8e-7 and 2.1e-6).
+ - MLXR vs llama.cpp on float weights: rel <= max(1e-4, 1.5 x llama.cpp's own distance from
+   float64) and argmax agreement on every position.
  - quantized weights: llama.cpp rounds activations to Q8_0/Q8_1/Q8_K for quantized dot products,
    which alone moves it 1-5% (rel) from the float64 forward over the same dequantized weights on
    these random models. MLXR vs llama.cpp: rel <= max(3e-2, 1.5 x llama.cpp's own distance from
@@ -46,6 +53,7 @@ SRC = os.path.abspath(os.environ.get("MLXR_SRC", os.path.join(os.path.dirname(__
 sys.path.insert(0, os.path.join(SRC, "tests/golden/llamacpp"))
 import gguf_np  # noqa: E402
 import ref_forward  # noqa: E402
+import suite  # noqa: E402  (tests/golden/suite.py: the skip protocol)
 
 BIN = os.environ.get("MLXR_BIN", os.path.join(SRC, "build/bin"))
 MLXR = os.path.join(BIN, "mlxr")
@@ -55,8 +63,9 @@ TOOL = os.path.join(CACHE, "bin/llamacpp-tool")
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 QUANT_TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_K", "q5_K", "q6_K"]
-TOL_REF = {"f32": 1e-5, "f16": 1e-3}    # llama.cpp vs float64 reference, float weights
-TOL_FLOAT = {"f32": 1e-4, "f16": 1e-3}  # MLXR vs llama.cpp, float weights
+TOL_REF = {"f32": 1e-5, "f16": 1e-2}    # llama.cpp vs float64 reference, float weights (reads the file)
+TOL_OURS = {"f32": 1e-5, "f16": 1e-5}   # MLXR vs float64 reference, float weights
+TOL_FLOAT = 1e-4    # MLXR vs llama.cpp, float weights: max(this, 1.5 x llama.cpp's own error)
 TOL_QUANT = 3e-2    # MLXR vs llama.cpp, quantized weights
 ARGMAX_QUANT = 0.90
 TOL_HF = 1e-4       # llama.cpp on MLXR's conversion vs transformers float64
@@ -80,16 +89,44 @@ def run(cmd, timeout=300):
         return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout} s: {cmd[:2]}")
 
 
-def compare(a, b):
-    """(rel, argmax agreement, rms rel) of centred rows; b is the reference."""
+# llama.cpp's helper (llamacpp/logits.mjs) writes NaN where its float32 probability underflowed,
+# i.e. where the log-probability is below about -87 (-103 with subnormals). Such an entry is
+# accepted only where the other side's log-softmax is below this too.
+UNDERFLOW_LOGPROB = -80.0
+
+
+def compare(a, b, lc=None):
+    """(rel, argmax agreement, rms rel) of centred rows; b is the reference. lc ("a" or "b") names
+    the side holding llama.cpp's log-probabilities, whose NaN entries mark underflow; they are left
+    out of the comparison (on both sides, so both are centred over the same entries) where the other
+    side agrees that the probability is that small. Every other non-finite value, on either side,
+    is a failure: rel, rms = inf and argmax agreement 0 (np.nanmax would have dropped a NaN)."""
     a = a.astype(np.float64)
     b = b.astype(np.float64)
-    ac = a - np.nanmean(a, axis=1, keepdims=True)
-    bc = b - np.nanmean(b, axis=1, keepdims=True)
+    if a.shape != b.shape:
+        return float("inf"), 0.0, float("inf")
+    under = np.zeros(a.shape, dtype=bool)
+    if lc is not None:
+        x, y = (a, b) if lc == "a" else (b, a)
+        with np.errstate(invalid="ignore", over="ignore"):
+            m = np.max(y, axis=1, keepdims=True)
+            y_lsm = y - m - np.log(np.sum(np.exp(y - m), axis=1, keepdims=True))
+            under = np.isnan(x) & np.isfinite(y_lsm) & (y_lsm < UNDERFLOW_LOGPROB)
+    bad = ~(np.isfinite(a) & np.isfinite(b)) & ~under
+    if bad.any():
+        pos = np.argwhere(bad)[0]
+        print(f"  non-finite: {int(bad.sum())} entries, first at {tuple(int(i) for i in pos)}: "
+              f"{a[tuple(pos)]!r} vs {b[tuple(pos)]!r}", flush=True)
+        return float("inf"), 0.0, float("inf")
+    keep = ~under
+    n = np.maximum(keep.sum(axis=1, keepdims=True), 1)
+    ac = np.where(keep, a - np.sum(np.where(keep, a, 0), axis=1, keepdims=True) / n, 0.0)
+    bc = np.where(keep, b - np.sum(np.where(keep, b, 0), axis=1, keepdims=True) / n, 0.0)
     d = np.abs(ac - bc)
-    rel = np.nanmax(d) / np.nanmax(np.abs(bc))
-    agree = float(np.mean(np.nanargmax(ac, axis=1) == np.nanargmax(bc, axis=1)))
-    rms = float(np.sqrt(np.nanmean(d * d)) / np.sqrt(np.nanmean(bc * bc)))
+    rel = np.max(d) / np.max(np.abs(bc))
+    agree = float(np.mean(np.argmax(np.where(keep, ac, -np.inf), axis=1) ==
+                          np.argmax(np.where(keep, bc, -np.inf), axis=1)))
+    rms = float(np.sqrt(np.sum(d * d) / keep.sum()) / np.sqrt(np.sum(bc * bc) / keep.sum()))
     return float(rel), agree, rms
 
 
@@ -137,10 +174,12 @@ def weights_2d(path):
 def main():
     for what, path in (("mlxr", MLXR), ("llamacpp-tool", TOOL),
                        ("node-llama-cpp", os.path.join(CACHE, "node_modules/node-llama-cpp"))):
-        if not os.path.exists(path):
-            check(f"prerequisite {what}", False, f"{path} missing (build, or run scripts/fetch_test_deps.sh)")
+        if not os.path.exists(path) and what == "mlxr":
+            check(f"prerequisite {what}", False, f"{path} missing (build the tree first)")
             print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
             return 1
+        if not os.path.exists(path):  # the reference itself
+            suite.skip(f"{path} missing (run scripts/fetch_test_deps.sh)")
 
     with tempfile.TemporaryDirectory(prefix="mlxr-llamacpp-") as tmp:
         hf = os.path.join(tmp, "m")
@@ -188,14 +227,18 @@ def main():
             if isinstance(got, str) or got is None:
                 check(f"llama.cpp loads mlxr {t} GGUF", False, str(got))
                 continue
-            rel, agree, rms = compare(got, ref)
-            check(f"llama.cpp on mlxr {t} GGUF vs float64 reference", rel <= TOL_REF[t], fmt(rel, agree, rms))
+            rel_lc, agree, rms = compare(got, ref, lc="a")
+            check(f"llama.cpp on mlxr {t} GGUF vs float64 reference", rel_lc <= TOL_REF[t], fmt(rel_lc, agree, rms))
             ours, err = mlxr_logits(path, tokens, os.path.join(tmp, f"ours-{t}.f32"))
             if ours is None or ours.shape != got.shape:
                 check(f"mlxr logits {t} vs llama.cpp", False, err or f"shape {None if ours is None else ours.shape} vs {got.shape}")
                 continue
-            rel, agree, rms = compare(ours, got)
-            check(f"mlxr logits {t} vs llama.cpp", rel <= TOL_FLOAT[t] and agree == 1.0, fmt(rel, agree, rms))
+            rel, agree, rms = compare(ours, ref)
+            check(f"mlxr logits {t} vs float64 reference", rel <= TOL_OURS[t] and agree == 1.0, fmt(rel, agree, rms))
+            rel, agree, rms = compare(ours, got, lc="b")
+            lim = max(TOL_FLOAT, 1.5 * rel_lc)
+            check(f"mlxr logits {t} vs llama.cpp", rel <= lim and agree == 1.0,
+                  f"{fmt(rel, agree, rms)}, limit {lim:.2e} (llama.cpp vs float64: rel {rel_lc:.2e})")
 
         # 2./3. quantized files
         w32 = {n: t.array() for n, t in weights_2d(files["f32"]).items()}
@@ -227,13 +270,13 @@ def main():
                     check(f"llama.cpp loads {label}", False, str(got))
                     continue
                 ref = ref_forward.forward(path, tokens)
-                rel_lc, agree_lc, _ = compare(got, ref)
+                rel_lc, agree_lc, _ = compare(got, ref, lc="a")
                 ours, err = mlxr_logits(path, tokens, os.path.join(tmp, f"ours-{key}.f32"))
                 if ours is None or ours.shape != got.shape:
                     check(f"mlxr logits on {label} vs llama.cpp", False,
                           err or f"shape {None if ours is None else ours.shape} vs {got.shape}")
                     continue
-                rel, agree, rms = compare(ours, got)
+                rel, agree, rms = compare(ours, got, lc="b")
                 rel_ref, agree_ref, _ = compare(ours, ref)
                 # The engines may round activations differently (llama.cpp: Q8_0/Q8_1/Q8_K per
                 # weight type); llama.cpp's own distance from float64 measures that effect.
@@ -317,7 +360,8 @@ def main():
             ref = np.fromfile(os.path.join(d, "reference_logits.f32"), dtype="<f4")
             ref = ref.reshape(len(toks), -1)
             nv = min(ref.shape[1], got.shape[1])
-            rel, agree, rms = compare(got[:, :nv], ref[:, :nv])
+            rel_lc, agree, rms = compare(got[:, :nv], ref[:, :nv], lc="a")
+            rel = rel_lc
             check(f"hf/{name}: llama.cpp on mlxr's GGUF vs transformers float64", rel <= TOL_HF and agree == 1.0,
                   fmt(rel, agree, rms) + (f" (n_vocab llama.cpp {got.shape[1]}, transformers {ref.shape[1]})"
                                           if got.shape[1] != ref.shape[1] else ""))
@@ -325,8 +369,10 @@ def main():
             if ours is None or ours.shape != got.shape:
                 check(f"hf/{name}: mlxr logits vs llama.cpp", False, err or f"shape {None if ours is None else ours.shape} vs {got.shape}")
                 continue
-            rel, agree, rms = compare(ours, got)
-            check(f"hf/{name}: mlxr logits vs llama.cpp", rel <= TOL_FLOAT["f32"] and agree == 1.0, fmt(rel, agree, rms))
+            rel, agree, rms = compare(ours, got, lc="b")
+            lim = max(TOL_FLOAT, 1.5 * rel_lc)
+            check(f"hf/{name}: mlxr logits vs llama.cpp", rel <= lim and agree == 1.0,
+                  f"{fmt(rel, agree, rms)}, limit {lim:.2e}")
             # tokenizer: llama.cpp on our GGUF reproduces the tokenizers library's ids
             if "text" in meta and "text_ids" in meta:
                 tf = os.path.join(tmp, f"hf-{name}.jsonl")

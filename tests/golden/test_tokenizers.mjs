@@ -23,6 +23,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
+import { skip } from "./suite.mjs";
 
 const SRC = process.env.MLXR_SRC || process.cwd();
 const BIN = process.env.MLXR_BIN || path.join(SRC, "build", "bin");
@@ -36,13 +37,17 @@ function die(msg) {
 }
 
 const refPkg = path.join(CACHE, "ref/node_modules/@lenml/tokenizers/package.json");
-if (!fs.existsSync(refPkg)) die(`reference missing: run scripts/fetch_test_deps.sh (${refPkg})`);
+if (!fs.existsSync(refPkg)) skip(`reference missing: run scripts/fetch_test_deps.sh (${refPkg})`);
 const require = createRequire(refPkg);
 const { TokenizerLoader } = require("@lenml/tokenizers");
 
 const mlxr = path.join(BIN, "mlxr");
 const driver = path.join(BIN, "test_tokenizer_corpus");
-for (const b of [mlxr, driver]) if (!fs.existsSync(b)) die(`missing binary ${b}`);
+for (const b of [mlxr, driver]) if (!fs.existsSync(b)) die(`missing binary ${b} (build the tree first)`);
+for (const name of NAMES) {
+  const dir = path.join(CACHE, name);
+  if (!fs.existsSync(path.join(dir, "tokenizer.json"))) skip(`missing ${dir}: run scripts/fetch_test_deps.sh`);
+}
 
 const corpus = JSON.parse(fs.readFileSync(path.join(SRC, "tests/golden/tokenizers/corpus.json"), "utf8"));
 const inputs = corpus.map((e) => (typeof e === "string" ? Buffer.from(e, "utf8") : Buffer.from(e.hex, "hex")));
@@ -70,7 +75,6 @@ const report = [];
 
 for (const name of NAMES) {
   const dir = path.join(CACHE, name);
-  if (!fs.existsSync(path.join(dir, "tokenizer.json"))) die(`missing ${dir}: run scripts/fetch_test_deps.sh`);
   const tj = JSON.parse(fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8"));
   const tc = JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8"));
   const ref = TokenizerLoader.fromPreTrained({ tokenizerJSON: tj, tokenizerConfig: tc });

@@ -5,18 +5,25 @@ reply that finishes must be tool calls naming a given function, with arguments t
 and satisfy that function's parameter schema (checked here by a small validator written from the
 schema); the streamed form gives each call's id and name first and argument fragments that join
 into the same JSON; tool_choice "none" gives no tool calls. The random model can only produce
-these because the output is constrained. A reply cut off by max_tokens inside a call says
-finish_reason "length" and never leaks the half-written call into content (streamed or not); the
-calls it completed before the cut stay valid. Ends with "N passed, N failed".
+these because the output is constrained.
+
+How many tokens a call takes is bounded by its grammar (ONE_CALL_BYTES below: every token is at
+least one byte), so with max_tokens above that bound a forced call always completes: with
+parallel_tool_calls false the reply must finish with "tool_calls" and exactly one valid call;
+with parallel_tool_calls true the grammar allows any number of calls, so the reply may be cut by
+max_tokens while writing a later one ("length"), but the first call must be there, whole and
+valid. A reply cut off by a small max_tokens inside a call says finish_reason "length" and never
+leaks the half-written call into content (streamed or not); the calls it completed before the
+cut stay valid. Ends with "N passed, N failed".
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
+
+import mlxrd_proc  # tests/golden/mlxrd_proc.py: mlxrd on a kernel-chosen port, under a time limit
 
 SRC = os.environ.get("MLXR_SRC", os.getcwd())
 BIN = os.environ.get("MLXR_BIN", os.path.join(SRC, "build", "bin"))
@@ -28,6 +35,17 @@ TOOLS = [
         "required": ["city"]}}},
     {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}},
 ]
+
+
+# The longest call the tool-call grammar (daemon/server/chat.c, mlxr_chat_tool_grammar) can write
+# for TOOLS, in bytes: the fixed text of the Hermes/Qwen form with every key of get_weather, at most
+# one space in each of the <= 24 gaps, "city" at its maxLength of 12 characters written as 6-byte
+# \uXXXX escapes, "days" as the grammar's longest integer (a sign and 16 digits). A token is at
+# least one byte (the grammar allows no empty token), so this many tokens, plus the end token,
+# always hold one whole call.
+ONE_CALL_BYTES = (len('<tool_call>\n{"name":"get_weather","arguments":{"city":"","days":}}\n</tool_call>')
+                  + 24 + 12 * 6 + 17)
+CALL_TOKENS = ONE_CALL_BYTES + 1
 
 
 def check(ok, what):
@@ -65,55 +83,52 @@ def post(port, body, stream=False):
 def main():
     mlxr, mlxrd = os.path.join(BIN, "mlxr"), os.path.join(BIN, "mlxrd")
     if not os.path.exists(mlxrd):
-        print("SKIP: mlxrd not built\n0 passed, 0 failed")
-        return 0
+        print("FAIL: %s not built (build the tree first)\n0 passed, 1 failed" % mlxrd)
+        return 1
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "qwen3.gguf")
         subprocess.run([mlxr, "convert", os.path.join(SRC, "tests/fixtures/hf/qwen3"), "-o", model, "--type", "f32"],
-                       check=True, capture_output=True)
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        d = subprocess.Popen([mlxrd, "--port", str(port), "--no-socket", "--ctx", "2048", "--model", model],
+                       check=True, capture_output=True, timeout=300)
+        port_file = os.path.join(tmp, "port")
+        d = subprocess.Popen(mlxrd_proc.command([mlxrd, "--no-socket", "--ctx", "2048", "--model", model], port_file),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(600):
-                try:
-                    urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=2)
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            port = mlxrd_proc.wait_port(d, port_file, 120)
+            if port is None:
+                check(False, "mlxrd came up (exit status %s)" % d.poll())
+                print("%d passed, %d failed" % (passed, failed))
+                return 1
             base = {"model": "qwen3", "messages": [{"role": "user", "content": "Weather in Paris?"}],
-                    "tools": TOOLS, "max_tokens": 160, "temperature": 1.0}
-            finished = 0
+                    "tools": TOOLS, "max_tokens": CALL_TOKENS, "temperature": 1.0}
             for seed in range(1, 7):
-                r = post(port, dict(base, tool_choice="required", seed=seed, parallel_tool_calls=seed % 2 == 0))
+                parallel = seed % 2 == 0
+                r = post(port, dict(base, tool_choice="required", seed=seed, parallel_tool_calls=parallel))
                 c = r["choices"][0]
-                if c["finish_reason"] == "length":  # cut off mid-call by max_tokens: no leak
-                    calls = c["message"].get("tool_calls") or []
-                    check(c["message"]["content"] in (None, "") and
-                          all(valid_args(x["function"]["name"], json.loads(x["function"]["arguments"])) for x in calls),
-                          "required, seed %d, cut by max_tokens: no content, %d whole call(s)" % (seed, len(calls)))
-                    continue
-                finished += 1
                 calls = c["message"].get("tool_calls") or []
-                ok = c["finish_reason"] == "tool_calls" and calls and c["message"]["content"] in (None, "")
+                # one call always fits; with parallel calls a later one may be cut by max_tokens
+                ok = (c["finish_reason"] == "tool_calls" or (parallel and c["finish_reason"] == "length"))
+                ok = ok and len(calls) >= 1 and c["message"]["content"] in (None, "")
                 for call in calls:
                     fn = call["function"]
                     ok = ok and call["type"] == "function" and call["id"].startswith("call_")
                     ok = ok and fn["name"] in ("get_weather", "now") and valid_args(fn["name"], json.loads(fn["arguments"]))
-                if seed % 2:  # parallel_tool_calls false: exactly one
+                if not parallel:  # parallel_tool_calls false: exactly one
                     ok = ok and len(calls) == 1
-                check(ok, "required, seed %d: %d call(s) with valid names and arguments" % (seed, len(calls)))
-            check(finished >= 2, "some seeds finish within max_tokens (%d of 6)" % finished)
+                check(ok, "required, seed %d, parallel %s: finish %s, %d whole call(s) with valid names and "
+                      "arguments, no content%s" % (seed, parallel, c["finish_reason"], len(calls),
+                                                  "" if ok else " (%r)" % c["message"]))
             named = {"type": "function", "function": {"name": "now"}}
-            r = post(port, dict(base, tool_choice=named, seed=5))
-            calls = r["choices"][0]["message"].get("tool_calls") or []
-            check(r["choices"][0]["finish_reason"] != "tool_calls" or
-                  (calls and all(x["function"]["name"] == "now" and json.loads(x["function"]["arguments"]) == {} for x in calls)),
-                  "named tool_choice: only that function (%d calls)" % len(calls))
-            chunks = post(port, dict(base, tool_choice="required", seed=3, stream=True), stream=True)
+            for parallel in (False, True):
+                r = post(port, dict(base, tool_choice=named, seed=5, parallel_tool_calls=parallel))
+                c = r["choices"][0]
+                calls = c["message"].get("tool_calls") or []
+                check((c["finish_reason"] == "tool_calls" or (parallel and c["finish_reason"] == "length")) and
+                      len(calls) >= 1 and (parallel or len(calls) == 1) and
+                      all(x["function"]["name"] == "now" and json.loads(x["function"]["arguments"]) == {} for x in calls),
+                      "named tool_choice, parallel %s: only that function (finish %s, %d calls)"
+                      % (parallel, c["finish_reason"], len(calls)))
+            chunks = post(port, dict(base, tool_choice="required", seed=3, parallel_tool_calls=False, stream=True),
+                          stream=True)
             by_index, first_has_name = {}, True
             for ch in chunks:
                 for choice in ch.get("choices", []):
@@ -124,9 +139,9 @@ def main():
                         by_index[tc["index"]][1] += tc["function"].get("arguments") or ""
             final = [ch["choices"][0]["finish_reason"] for ch in chunks if ch.get("choices") and ch["choices"][0].get("finish_reason")]
             streamed_ok = first_has_name and by_index and all(valid_args(n, json.loads(a)) for n, a in by_index.values())
-            check(final[-1:] == ["length"] or (final[-1:] == ["tool_calls"] and streamed_ok),
+            check(final == ["tool_calls"] and streamed_ok and len(by_index) == 1,
                   "streamed: id and name first, argument fragments join into valid JSON (%d calls, %s)"
-                  % (len(by_index), final[-1:]))
+                  % (len(by_index), final))
             for mt in (8, 25, 40):  # cut inside the first call, at every depth
                 r = post(port, dict(base, tool_choice="required", seed=mt, max_tokens=mt))
                 c = r["choices"][0]
@@ -141,8 +156,7 @@ def main():
             r = post(port, dict(base, tool_choice="none", seed=1, max_tokens=24))
             check(not r["choices"][0]["message"].get("tool_calls"), "tool_choice none: no tool calls")
         finally:
-            d.terminate()
-            d.wait(timeout=30)
+            mlxrd_proc.stop(d)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

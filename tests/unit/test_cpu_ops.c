@@ -10,6 +10,8 @@
  *   kv_store + paged attention (GQA, scattered block tables, F32 and F16 KV, rows of two
  *   sequences in one batch, causal lengths).
  * This is the table a second backend (CUDA) will be compared against, op by op.
+ * Errors are accumulated with check_worst (NaN is the worst error, never dropped); a level or
+ * kernel this CPU cannot run is named as a skip (check.h: exit 77).
  */
 #include <math.h>
 #include <stdio.h>
@@ -21,17 +23,7 @@
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/kernels/types.h"
 #include "core/kernels/cpu/quants_impl.h" /* mlxr_quant_cpu_has_avx512_vnni: is repacking expected */
-
-static int failures = 0;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      failures++;                                          \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                        \
-      fprintf(stderr, "\n");                               \
-    }                                                      \
-  } while (0)
+#include "tests/unit/check.h"
 
 static uint64_t rs = 0x2545F4914F6CDD1Dull;
 static double urand(void) {
@@ -120,7 +112,7 @@ static void test_matmul(mlxr_backend *be, const char *tag, bool expect_repack) {
               ref += deq[o * n_in + i] * x[r * n_in + i];
               mag += fabs(deq[o * n_in + i] * x[r * n_in + i]);
             }
-            worst = fmax(worst, fabs(y[r * n_out + o] - ref) / mag);
+            worst = check_worst(worst, fabs(y[r * n_out + o] - ref) / mag);
           }
         }
         CHECK(worst < (quant_act ? 1e-2 : 1e-6), "%s matmul %s rows %d bias %d: rel err %g", tag,
@@ -301,7 +293,7 @@ static void test_attention(mlxr_backend *be, const char *tag) {
         for (int i = 0; i < hd; i++) {
           double o = 0;
           for (int t = 0; t < n_ctx[r]; t++) o += sc[t] / z * V[t * kvd + kh * hd + i];
-          worst = fmax(worst, fabs(out[(r * n_head + h) * hd + i] - o));
+          worst = check_worst(worst, fabs(out[(r * n_head + h) * hd + i] - o));
         }
       }
     }
@@ -311,7 +303,20 @@ static void test_attention(mlxr_backend *be, const char *tag) {
 }
 
 int main(void) {
-  const mlxr_simd_level best = mlxr_cpu_detect_simd();
+  mlxr_simd_level best = mlxr_cpu_detect_simd();
+#if defined(__x86_64__) || defined(__i386__)
+  if (best == MLXR_SIMD_AVX512 && !check_cpu_has("avx512", true)) best = MLXR_SIMD_AVX2;
+  if (best == MLXR_SIMD_AVX2 && !check_cpu_has("avx2", true)) best = MLXR_SIMD_SCALAR;
+  if (best < MLXR_SIMD_AVX2) check_cpu_lacks("avx2", "the backend at the AVX2 level");
+  if (best < MLXR_SIMD_AVX512) check_cpu_lacks("avx512", "the backend at the AVX-512 level");
+#endif
+#if MLXR_QUANTS_X86
+  if (best == MLXR_SIMD_AVX512 && !mlxr_quant_cpu_has_avx512_vnni()) {
+    check_cpu_lacks("avx512_vnni", "the backend's R16 repacked matmul");
+  } else if (best == MLXR_SIMD_AVX512 && !mlxr_quant_cpu_amx_enable()) {
+    check_cpu_lacks("amx_int8", "the backend's AMX R16 matmul (VNNI checked)");
+  }
+#endif
   printf("cpu simd level: %s\n", mlxr_simd_level_name(best));
   for (int level = 0; level <= (int)best; level++) {
     /* Arm (best = NEON): scalar and NEON; the x86 levels in between are not built there */
@@ -342,6 +347,5 @@ int main(void) {
       printf("ran %s\n", tag);
     }
   }
-  printf("%s\n", failures ? "test_cpu_ops: FAILED" : "test_cpu_ops: ok");
-  return failures ? 1 : 0;
+  return check_report("test_cpu_ops");
 }

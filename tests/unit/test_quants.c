@@ -25,7 +25,8 @@
  *      core/common/fp16.h on all 65536 patterns and on random float32 bit patterns;
  *   4. quantize -> dequantize of Gaussian data stays under per-type RMS error bounds (measured
  *      values are printed), and zero rows or rows with one huge value give finite results.
- * Exits 0 when everything passes; prints each failure.
+ * Exits 0 when everything passes; prints each failure. A level or kernel this CPU cannot run is
+ * named ("SKIP (CPU lacks: avx512_vnni): ...") and the exit status is then 77 (check.h).
  */
 #include <math.h>
 #include <stdio.h>
@@ -37,17 +38,7 @@
 #include "core/kernels/types.h"
 #include "core/kernels/cpu/quants_impl.h" /* the R16 repacked-weight kernels (internal API) */
 
-static int g_failures;
-
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      g_failures++;                                        \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                        \
-      fprintf(stderr, "\n");                               \
-    }                                                      \
-  } while (0)
+#include "tests/unit/check.h"
 
 /* ---------------------------------------------------------------- RNG */
 
@@ -496,10 +487,10 @@ static void test_gemm(rng *r, mlxr_simd_level best) {
 
 static void test_r16(rng *r) {
 #if MLXR_QUANTS_X86
-  if (!mlxr_quant_cpu_has_avx512_vnni()) {
-    printf("r16: no AVX512_VNNI, kernels skipped (repack/decode still checked)\n");
-  }
-  const bool vnni = mlxr_quant_cpu_has_avx512_vnni(), amx = vnni && mlxr_quant_cpu_amx_enable();
+  const bool vnni = check_cpu_has("avx512_vnni", mlxr_quant_cpu_has_avx512_vnni());
+  const bool amx = vnni && check_cpu_has("amx_int8", mlxr_quant_cpu_amx_enable());
+  if (!vnni) check_cpu_lacks("avx512_vnni", "the R16 VNNI and AMX kernels (repack/decode still checked)");
+  else if (!amx) check_cpu_lacks("amx_int8", "the R16 AMX kernels (VNNI checked)");
   static const int64_t sizes[] = {32, 96, 160, 4128, 8224};
   static const int64_t sizes_k[] = {256, 768, 4352};
   static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 35};
@@ -770,9 +761,26 @@ static void test_quant_error(rng *r) {
   free(q);
 }
 
+/* The best level to test: what the CPU has, less what MLXR_TEST_HIDE_CPU hides (check.h); each
+ * level it cannot run is reported as a skip. */
+static mlxr_simd_level tested_best(void) {
+  mlxr_simd_level best = mlxr_cpu_detect_simd();
+#if defined(__x86_64__) || defined(__i386__)
+  if (best == MLXR_SIMD_AVX512 && !check_cpu_has("avx512", true)) best = MLXR_SIMD_AVX2;
+  if (best == MLXR_SIMD_AVX2 && !check_cpu_has("avx2", true)) best = MLXR_SIMD_SCALAR;
+  if (best < MLXR_SIMD_AVX2) check_cpu_lacks("avx2", "the AVX2 kernels");
+  if (best < MLXR_SIMD_AVX512) check_cpu_lacks("avx512", "the AVX-512 kernels");
+#elif defined(__aarch64__)
+  if (best == MLXR_SIMD_SCALAR && mlxr_quant_neon_dotprod()) {
+    check_cpu_lacks("asimddp", "the NEON kernels (built with dotprod; the scalar fallback is checked)");
+  }
+#endif
+  return best;
+}
+
 int main(void) {
   rng r = {0x5eed1234abcdULL};
-  const mlxr_simd_level best = mlxr_cpu_detect_simd();
+  const mlxr_simd_level best = tested_best();
   printf("cpu simd level: %s\n", mlxr_simd_level_name(best));
 #if defined(__aarch64__)
   printf("neon kernels built with dotprod (SDOT): %s\n", mlxr_quant_neon_dotprod() ? "yes" : "no");
@@ -790,10 +798,10 @@ int main(void) {
   test_from_float_levels(&r, best);
   test_half_conversions(&r, best);
   test_quant_error(&r);
-  if (g_failures) {
-    fprintf(stderr, "%d failure(s)\n", g_failures);
+  if (check_failures) {
+    fprintf(stderr, "%d failure(s)\n", check_failures);
     return 1;
   }
   printf("all quant tests passed\n");
-  return 0;
+  return check_report("test_quants");
 }

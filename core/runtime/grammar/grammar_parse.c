@@ -38,6 +38,8 @@ typedef struct parser {
   gvec *rules;    /* [n_syms] rule bodies; defined[i] says whether set */
   bool *defined;
   uint32_t n_syms, cap_syms;
+  uint32_t *index;    /* [index_cap] symbol id + 1, 0 = empty: name -> id (open addressing) */
+  uint32_t index_cap; /* a power of two, more than twice n_syms */
   uint32_t n_gen; /* generated rule counter */
   int depth;
   int rc;
@@ -80,9 +82,39 @@ static bool vec_append(parser *p, gvec *v, const mlxr_gelem *e, uint32_t n) {
 }
 
 /* Symbol id of name[0..len), interned; UINT32_MAX on failure. */
+static size_t name_hash(const char *s, size_t len) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+  return (size_t)h;
+}
+
+static void index_put(uint32_t *index, uint32_t cap, const char *name, uint32_t id) {
+  size_t k = name_hash(name, strlen(name)) & (cap - 1);
+  while (index[k]) k = (k + 1) & (cap - 1);
+  index[k] = id + 1;
+}
+
+/* The id of a symbol name, interned on first sight. Names are indexed by hash: repetitions
+ * generate thousands of rules, and a scan per lookup made parsing quadratic. */
 static uint32_t symbol_id(parser *p, const char *name, size_t len) {
-  for (uint32_t i = 0; i < p->n_syms; i++) {
-    if (strlen(p->names[i]) == len && memcmp(p->names[i], name, len) == 0) return i;
+  if (p->index_cap) {
+    const uint32_t mask = p->index_cap - 1;
+    for (size_t k = name_hash(name, len) & mask; p->index[k]; k = (k + 1) & mask) {
+      const char *s = p->names[p->index[k] - 1];
+      if (strlen(s) == len && memcmp(s, name, len) == 0) return p->index[k] - 1;
+    }
+  }
+  if (2 * ((size_t)p->n_syms + 1) >= p->index_cap) {
+    const uint32_t cap = p->index_cap ? p->index_cap * 2 : 64;
+    uint32_t *index = cap > p->index_cap ? calloc(cap, sizeof(*index)) : NULL;
+    if (!index) {
+      fail(p, MLXR_ERR_NOMEM, "out of memory");
+      return UINT32_MAX;
+    }
+    for (uint32_t i = 0; i < p->n_syms; i++) index_put(index, cap, p->names[i], i);
+    free(p->index);
+    p->index = index;
+    p->index_cap = cap;
   }
   if (p->n_syms == p->cap_syms) {
     uint32_t cap = p->cap_syms ? p->cap_syms * 2 : 32;
@@ -108,6 +140,7 @@ static uint32_t symbol_id(parser *p, const char *name, size_t len) {
   p->names[p->n_syms] = s;
   p->rules[p->n_syms] = (gvec){0};
   p->defined[p->n_syms] = false;
+  index_put(p->index, p->index_cap, s, p->n_syms);
   return p->n_syms++;
 }
 
@@ -405,7 +438,10 @@ static const char *parse_rule(parser *p, const char *s) {
   const char *w = s;
   while (s < p->end && is_word(*s)) s++;
   if (s == w) {
-    fail(p, MLXR_ERR_INVALID, "expected a rule name at '%.20s'", w);
+    /* the text is not NUL-terminated: quote at most what is left of it (fuzz_gbnf found the
+     * read past the end) */
+    const int left = p->end - w < 20 ? (int)(p->end - w) : 20;
+    fail(p, MLXR_ERR_INVALID, "expected a rule name at '%.*s'", left, w);
     return NULL;
   }
   uint32_t id = symbol_id(p, w, (size_t)(s - w));
@@ -486,6 +522,7 @@ static void parser_free(parser *p) {
   free(p->names);
   free(p->rules);
   free(p->defined);
+  free(p->index);
 }
 
 int mlxr_grammar_parse(const char *text, size_t len, const char *root, mlxr_grammar **out,

@@ -40,6 +40,8 @@
  * escapes), numbers under bounds carry no exponent: narrowings, never widenings.
  */
 #include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,11 +285,15 @@ static int gen_enum(js_conv *c, const cJSON *s, const cJSON *list, bool is_const
 static bool get_count(js_conv *c, const cJSON *s, const char *key, long *out) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, key);
   if (!v) return true;
-  if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != (double)(long)v->valuedouble) {
+  const double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+  if (!(d >= 0) || d != floor(d)) {
     js_fail(c, MLXR_ERR_INVALID, "JSON schema: '%s' must be a non-negative integer", key);
     return false;
   }
-  *out = (long)v->valuedouble;
+  /* a count past LONG_MAX (1e308, or 1e999 read as infinity) is only ever "too many to write
+   * out": the callers hand such bounds to the validator. Converting it to long would be undefined
+   * behaviour (fuzz_ollama found it). */
+  *out = d >= 9223372036854775807.0 ? LONG_MAX : (long)d;
   return true;
 }
 
@@ -1268,10 +1274,34 @@ int mlxr_json_schema_draft(const void *schema_cjson) {
   return 2020;
 }
 
+/* Well-formed UTF-8 (lead byte, then its continuation bytes), as the grammar parser reads it. */
+static bool utf8_ok(const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    const int n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 0) return false;
+    for (int i = 1; i < n; i++)
+      if ((p[i] & 0xC0) != 0x80) return false;
+    p += n;
+  }
+  return true;
+}
+
+/* Strings and member names end up in grammar literals, which must be UTF-8: a request body was
+ * checked before it was parsed, but a schema handed to this API directly may hold any bytes. */
+static bool all_utf8(const cJSON *v) {
+  if (v->string && !utf8_ok(v->string)) return false;
+  if (cJSON_IsString(v) && v->valuestring && !utf8_ok(v->valuestring)) return false;
+  for (const cJSON *it = v->child; it; it = it->next)
+    if (!all_utf8(it)) return false;
+  return true;
+}
+
 int mlxr_json_schema_convert(const void *schema_cjson, const mlxr_json_schema_params *params, char **gbnf,
                              char *post, size_t post_len, char *err, size_t err_len) {
   *gbnf = NULL;
   if (post && post_len) post[0] = '\0';
+  if (!all_utf8(schema_cjson))
+    return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "JSON schema: a string or member name is not valid UTF-8");
   mlxr_json_schema_params p = params ? *params : mlxr_json_schema_default_params();
   const cJSON *schema = schema_cjson;
   js_conv *c = calloc(1, sizeof(*c));
@@ -1298,6 +1328,19 @@ int mlxr_json_schema_convert(const void *schema_cjson, const mlxr_json_schema_pa
     js_sb_str(&c->out, "\n");
     core_rules(&c->out, !c->spec, false);
     if (c->out.oom) js_fail(c, MLXR_ERR_NOMEM, "out of memory");
+  }
+  if (c->rc == MLXR_OK && c->n_memo > 0) {
+    /* A $ref that comes back to itself before anything is written ({"$ref": "#"}, or A -> B -> A
+     * through anyOf) makes a left-recursive grammar, which no matcher can run and the grammar
+     * parser refuses (fuzz_json_schema found one). Such a schema is refused here, with the
+     * parser's reason; other recursion (through objects and arrays) parses. */
+    mlxr_grammar *g = NULL;
+    char gerr[256] = "";
+    int prc = mlxr_grammar_parse(c->out.p, c->out.n, NULL, &g, gerr, sizeof gerr);
+    mlxr_grammar_free(g);
+    if (prc == MLXR_ERR_NOMEM) js_fail(c, MLXR_ERR_NOMEM, "out of memory");
+    else if (prc != MLXR_OK)
+      js_fail(c, MLXR_ERR_UNSUPPORTED, "JSON schema: a $ref refers back to itself before any value is written: %s", gerr);
   }
   for (int i = 0; i < c->n_memo; i++) free(c->memo[i].ref);
   free(c->memo);

@@ -190,9 +190,11 @@ static tv *repeat(tctx *c, const tv *seq, int64_t times) {
 
 
 
-static tv *binop(tctx *c, int op, tv *a, tv *b) {
+tv *mlxr_tpl_binop(tctx *c, int op, tv *a, tv *b) {
   static const char *const names[] = {"", "+", "-", "*", "/", "//", "%", "**"};
   if (a->type == TV_UNDEF) return mlxr_tpl_undefined_error(c, a);
+  /* str % x is printf formatting for any x (Undefined passes as a mapping with no keys used) */
+  if (op == OP_MOD && a->type == TV_STR) return mlxr_tpl_percent_format(c, a, b);
   if (b->type == TV_UNDEF) return mlxr_tpl_undefined_error(c, b);
   bool num = tv_is_number(a) && tv_is_number(b);
   bool ints = is_intlike(a) && is_intlike(b);
@@ -221,7 +223,7 @@ static tv *binop(tctx *c, int op, tv *a, tv *b) {
       for (size_t i = 0; i < b->u.list.n; i++) tv_list_push(l, tv_ref(b->u.list.items[i]));
       return l;
     }
-    if (a->type == TV_LIST && b->type == TV_LIST)
+    if (a->type == TV_LIST || a->type == TV_STR) /* sequences concatenate only their own type */
       return tctx_fail(c, MLXR_ERR_INVALID, "TypeError: can only concatenate %s (not \"%s\") to %s",
                        tv_type_name(a), tv_type_name(b), tv_type_name(a));
     return type_error(c, "+", a, b);
@@ -242,19 +244,22 @@ static tv *binop(tctx *c, int op, tv *a, tv *b) {
     if (num) return tv_float(tv_as_double(a) * tv_as_double(b));
     if ((a->type == TV_STR || a->type == TV_LIST) && is_intlike(b)) return repeat(c, a, as_int(b));
     if ((b->type == TV_STR || b->type == TV_LIST) && is_intlike(a)) return repeat(c, b, as_int(a));
+    if (a->type == TV_STR || a->type == TV_LIST || b->type == TV_STR || b->type == TV_LIST)
+      return tctx_fail(c, MLXR_ERR_INVALID, "TypeError: can't multiply sequence by non-int of type '%s'",
+                       tv_type_name(a->type == TV_STR || a->type == TV_LIST ? b : a));
     return type_error(c, "*", a, b);
   case OP_DIV:
     if (!num) return type_error(c, "/", a, b);
-    if (tv_as_double(b) == 0) return tctx_fail(c, MLXR_ERR_INVALID, "ZeroDivisionError: division by zero");
+    if (tv_as_double(b) == 0)
+      return tctx_fail(c, MLXR_ERR_INVALID, "ZeroDivisionError: %sdivision by zero", ints ? "" : "float ");
     return tv_float(tv_as_double(a) / tv_as_double(b));
   case OP_FLOORDIV:
   case OP_MOD:
-    if (!num) {
-      if (op == OP_MOD && a->type == TV_STR) return mlxr_tpl_percent_format(c, a, b);
-      return type_error(c, names[op], a, b);
-    }
-    if (tv_as_double(b) == 0)
-      return tctx_fail(c, MLXR_ERR_INVALID, "ZeroDivisionError: integer division or modulo by zero");
+    if (!num) return type_error(c, names[op], a, b);
+    if (tv_as_double(b) == 0) /* Python's messages, which differ by operator and type */
+      return tctx_fail(c, MLXR_ERR_INVALID, "ZeroDivisionError: %s",
+                       ints ? (op == OP_MOD ? "integer modulo by zero" : "integer division or modulo by zero")
+                            : (op == OP_MOD ? "float modulo" : "float floor division by zero"));
     if (ints) {
       int64_t x = as_int(a), y = as_int(b);
       if (x == INT64_MIN && y == -1) break;
@@ -366,7 +371,11 @@ tv *mlxr_tpl_percent_format(tctx *c, const tv *fmt, const tv *args) {
       return tctx_fail(c, MLXR_ERR_INVALID, "TypeError: unsupported format '%%%c' for %s", conv, tv_type_name(arg));
     }
   }
-  if (tuple && ai < args->u.list.n) {
+  /* Python: arguments left over are an error, unless the argument is a mapping (dict, list,
+   * Undefined: anything with __getitem__ but a tuple or a string) */
+  bool mapping = args->type == TV_DICT || args->type == TV_NS || args->type == TV_UNDEF ||
+                 (args->type == TV_LIST && !tuple);
+  if (tuple ? ai < args->u.list.n : ai == 0 && !mapping) {
     tbuf_free(&b);
     return tctx_fail(c, MLXR_ERR_INVALID, "TypeError: not all arguments converted during string formatting");
   }
@@ -379,11 +388,21 @@ tv *mlxr_tpl_percent_format(tctx *c, const tv *fmt, const tv *args) {
   return p ? tv_str_take(p, len) : (oom(c), NULL);
 }
 
+bool mlxr_tpl_check_hashable(tctx *c, const tv *v) {
+  if (v->type == TV_LIST && v->u.list.is_tuple) {
+    for (size_t i = 0; i < v->u.list.n; i++)
+      if (!mlxr_tpl_check_hashable(c, v->u.list.items[i])) return false;
+    return true;
+  }
+  if (v->type != TV_LIST && v->type != TV_DICT && v->type != TV_NS) return true;
+  tctx_fail(c, MLXR_ERR_INVALID, "TypeError: unhashable type: '%s'", tv_type_name(v));
+  return false;
+}
+
 static int contains(tctx *c, tv *item, tv *container) {
   switch (container->type) {
   case TV_STR:
-    if (item->type != TV_STR) {
-      if (item->type == TV_UNDEF) return mlxr_tpl_undefined_error(c, item), -1;
+    if (item->type != TV_STR) { /* Undefined too: str.__contains__ refuses it before using it */
       tctx_fail(c, MLXR_ERR_INVALID, "TypeError: 'in <string>' requires string as left operand, not %s", tv_type_name(item));
       return -1;
     }
@@ -393,15 +412,17 @@ static int contains(tctx *c, tv *item, tv *container) {
       if (tv_eq(item, container->u.list.items[i])) return 1;
     return 0;
   case TV_DICT:
-  case TV_NS: return tv_dict_get(container, item) != NULL;
-  case TV_UNDEF: return 0;
+  case TV_NS:
+    if (!mlxr_tpl_check_hashable(c, item)) return -1;
+    return tv_dict_get(container, item) != NULL;
+  case TV_UNDEF: return 0; /* iterates as empty */
   default:
     tctx_fail(c, MLXR_ERR_INVALID, "TypeError: argument of type '%s' is not iterable", tv_type_name(container));
     return -1;
   }
 }
 
-static int compare(tctx *c, int op, tv *a, tv *b) {
+int mlxr_tpl_compare(tctx *c, int op, tv *a, tv *b) {
   int r;
   switch (op) {
   case CMP_EQ: return tv_eq(a, b);
@@ -415,6 +436,13 @@ static int compare(tctx *c, int op, tv *a, tv *b) {
   }
   if (a->type == TV_UNDEF) return mlxr_tpl_undefined_error(c, a), -1;
   if (b->type == TV_UNDEF) return mlxr_tpl_undefined_error(c, b), -1;
+  if (a->type == TV_LIST && b->type == TV_LIST && a->u.list.is_tuple == b->u.list.is_tuple) {
+    /* Python: the first items that differ (==) decide, compared with the same operator */
+    size_t n = a->u.list.n < b->u.list.n ? a->u.list.n : b->u.list.n;
+    for (size_t i = 0; i < n; i++)
+      if (!tv_eq(a->u.list.items[i], b->u.list.items[i]))
+        return mlxr_tpl_compare(c, op, a->u.list.items[i], b->u.list.items[i]);
+  }
   static const char *const sym[] = {"", "==", "!=", "<", "<=", ">", ">="};
   if (!tv_cmp(a, b, &r)) {
     tctx_fail(c, MLXR_ERR_INVALID, "TypeError: '%s' not supported between instances of '%s' and '%s'", sym[op],
@@ -442,8 +470,10 @@ static tv *do_slice(tctx *c, tv *obj, tv *start, tv *stop, tv *step) {
   if (step && step->type != TV_NONE) st = as_int(step);
   if (st == 0) return tctx_fail(c, MLXR_ERR_INVALID, "ValueError: slice step cannot be zero");
   if (obj->type == TV_UNDEF) return mlxr_tpl_undefined_error(c, obj);
+  /* slices bypass Jinja's getitem (no undefined fallback): Python's own errors */
+  if (obj->type == TV_DICT) return tctx_fail(c, MLXR_ERR_INVALID, "TypeError: unhashable type: 'slice'");
   if (obj->type != TV_STR && obj->type != TV_LIST)
-    return tv_undef("'%s' object is not subscriptable", tv_type_name(obj));
+    return tctx_fail(c, MLXR_ERR_INVALID, "TypeError: '%s' object is not subscriptable", tv_type_name(obj));
   size_t *offs = NULL;
   int64_t len;
   if (obj->type == TV_STR) {
@@ -630,9 +660,7 @@ static tv *eval_inner(tctx *c, tscope *s, const tnode *n) {
     for (size_t i = 0; i < n->n; i++) {
       tv *k = eval(c, s, n->list[i]);
       tv *v = k ? eval(c, s, n->list2[i]) : NULL;
-      bool bad = k && (k->type == TV_LIST && !k->u.list.is_tuple);
-      if (bad || (k && (k->type == TV_DICT || k->type == TV_NS))) {
-        tctx_fail(c, MLXR_ERR_INVALID, "TypeError: unhashable type: '%s'", tv_type_name(k));
+      if (v && !mlxr_tpl_check_hashable(c, k)) {
         tv_unref(v);
         v = NULL;
       }
@@ -649,7 +677,7 @@ static tv *eval_inner(tctx *c, tscope *s, const tnode *n) {
   case N_BINOP: {
     tv *a = eval(c, s, n->a);
     tv *b = a ? eval(c, s, n->b) : NULL;
-    tv *r = b ? binop(c, n->op, a, b) : NULL;
+    tv *r = b ? mlxr_tpl_binop(c, n->op, a, b) : NULL;
     if (!r && !c->failed) oom(c);
     tv_unref(a);
     tv_unref(b);
@@ -695,7 +723,7 @@ static tv *eval_inner(tctx *c, tscope *s, const tnode *n) {
         tv_unref(left);
         return NULL;
       }
-      int r = compare(c, n->ops[i], left, right);
+      int r = mlxr_tpl_compare(c, n->ops[i], left, right);
       tv_unref(left);
       left = right;
       if (r <= 0) {

@@ -107,7 +107,8 @@ bool mlxr_tpl_bind(tctx *c, const char *fname, const char *const *params, size_t
 
 /* ---- access ---- */
 
-tv *mlxr_tpl_getattr(tctx *c, tv *obj, const char *name) {
+/* obj.name; items: fall back to obj[name] for dicts (Jinja's getattr does, its attr filter does not) */
+static tv *getattr_impl(tctx *c, tv *obj, const char *name, bool items) {
   int id = 0;
   switch (obj->type) {
   case TV_STR: id = find_id(STR_METHODS, sizeof(STR_METHODS) / sizeof(STR_METHODS[0]), name); break;
@@ -118,7 +119,7 @@ tv *mlxr_tpl_getattr(tctx *c, tv *obj, const char *name) {
       if (u) u->u.str.unsafe = true;
       return u ? u : tctx_fail(c, MLXR_ERR_NOMEM, "out of memory");
     }
-    if (!id) {
+    if (!id && items) {
       tv *v = tv_dict_getz(obj, name);
       if (v) return tv_ref(v);
     }
@@ -161,9 +162,13 @@ tv *mlxr_tpl_getattr(tctx *c, tv *obj, const char *name) {
     tv *f = make_func(id, obj, name);
     return f ? f : tctx_fail(c, MLXR_ERR_NOMEM, "out of memory");
   }
-  tv *u = tv_undef("'%s object' has no attribute '%s'", tv_type_name(obj), name);
+  tv *u = tv_undef("'%s' has no attribute '%s'", tv_object_type_repr(obj), name);
   return u ? u : tctx_fail(c, MLXR_ERR_NOMEM, "out of memory");
 }
+
+tv *mlxr_tpl_getattr(tctx *c, tv *obj, const char *name) { return getattr_impl(c, obj, name, true); }
+
+tv *mlxr_tpl_attr(tctx *c, tv *obj, const char *name) { return getattr_impl(c, obj, name, false); }
 
 tv *mlxr_tpl_getitem(tctx *c, tv *obj, tv *key) {
   bool intkey = key->type == TV_INT || key->type == TV_BOOL;
@@ -174,7 +179,6 @@ tv *mlxr_tpl_getitem(tctx *c, tv *obj, tv *key) {
       int64_t n = (int64_t)obj->u.list.n;
       if (k < 0) k += n;
       if (k >= 0 && k < n) return tv_ref(obj->u.list.items[k]);
-      return tv_undef("%s object has no element %lld", tv_type_name(obj), (long long)(key->type == TV_INT ? key->u.i : k));
     }
     break;
   case TV_STR:
@@ -186,7 +190,6 @@ tv *mlxr_tpl_getitem(tctx *c, tv *obj, tv *key) {
         tv_utf8_next(obj->u.str.s, obj->u.str.len, &b);
         return tv_str(obj->u.str.s + a, b - a);
       }
-      return tv_undef("str object has no element %lld", (long long)k);
     }
     break;
   case TV_DICT:
@@ -201,7 +204,7 @@ tv *mlxr_tpl_getitem(tctx *c, tv *obj, tv *key) {
   tbuf b;
   tbuf_init(&b, 200);
   tv_write_repr(&b, key);
-  tv *u = tv_undef("'%s object' has no attribute %s", tv_type_name(obj), b.s ? b.s : "");
+  tv *u = tv_undef("%s has no element %s", tv_object_type_repr(obj), b.s ? b.s : "");
   tbuf_free(&b);
   return u;
 }
@@ -618,6 +621,8 @@ static int str_pred(const tv *s, int id) {
   }
   return (id == S_ISLOWER || id == S_ISUPPER) ? any_cased : 1;
 }
+
+bool mlxr_tpl_str_iscase(const tv *s, bool upper) { return str_pred(s, upper ? S_ISUPPER : S_ISLOWER) != 0; }
 
 static tv *need_str(tctx *c, const char *fn, tv *v) {
   if (v && v->type == TV_STR) return v;

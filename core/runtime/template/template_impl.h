@@ -112,6 +112,8 @@ bool tv_eq(const tv *a, const tv *b);
 /* Python ordering: -1/0/1 in *out; false if the types cannot be ordered. */
 bool tv_cmp(const tv *a, const tv *b, int *out);
 const char *tv_type_name(const tv *v); /* Python's type name: "str", "int", "dict", ... */
+/* Jinja's object_type_repr, as undefined-value messages name objects: "None", "dict object", ... */
+const char *tv_object_type_repr(const tv *v);
 bool tv_is_number(const tv *v);        /* int, float or bool */
 double tv_as_double(const tv *v);
 
@@ -294,6 +296,8 @@ tv *mlxr_tpl_filter(tctx *c, const char *name, tv *in, tv **args, size_t n, cons
                     tv **kwv, size_t nkw);
 /* obj.name for str/dict/list/namespace/loop objects: a bound method, an item or undefined. */
 tv *mlxr_tpl_getattr(tctx *c, tv *obj, const char *name);
+/* The attr filter: obj.name without the fallback to dict items (a method, or undefined). */
+tv *mlxr_tpl_attr(tctx *c, tv *obj, const char *name);
 tv *mlxr_tpl_getitem(tctx *c, tv *obj, tv *key);
 /* Global function by name (range, dict, namespace, ...), NULL if none. */
 tv *mlxr_tpl_global(const char *name);
@@ -322,9 +326,21 @@ void *mlxr_tpl_undefined_error(tctx *c, const tv *u);
 
 /* Python's `fmt % args` (args a tuple or a single value), in eval.c. */
 tv *mlxr_tpl_percent_format(tctx *c, const tv *fmt, const tv *args);
+/* Python's binary operators (OP_*) and comparisons (CMP_*) with Jinja's Undefined, as templates
+ * evaluate them; filters and tests that Jinja writes with Python operators (sum, round, batch,
+ * divisibleby, eq, in, ...) use these so that their results and errors are the same. compare
+ * returns 0/1, or -1 with an error. */
+tv *mlxr_tpl_binop(tctx *c, int op, tv *a, tv *b);
+int mlxr_tpl_compare(tctx *c, int op, tv *a, tv *b);
+/* false with Python's "unhashable type" TypeError for lists, dicts and tuples holding them */
+bool mlxr_tpl_check_hashable(tctx *c, const tv *v);
 
 /* tests.c: `in is name(args)`; returns 0/1, or -1 with an error. */
 int mlxr_tpl_test(tctx *c, const char *name, tv *in, tv **args, size_t n);
+bool mlxr_tpl_test_exists(const char *name);
+bool mlxr_tpl_filter_exists(const char *name); /* filters.c */
+/* Python's str.isupper() (upper) or str.islower() of a TV_STR, in methods.c */
+bool mlxr_tpl_str_iscase(const tv *s, bool upper);
 
 /* json.c */
 /* json.dumps(v, ensure_ascii=False, indent, separators, sort_keys); indent < 0 means None;

@@ -1,7 +1,9 @@
 /*
  * tests.c: Jinja2's builtin tests (`x is defined`, `x is string`, `n is divisibleby 3`, ...), with
  * the same answers as jinja2/tests.py gives for the values a template can hold. Note Jinja's
- * quirks: booleans are numbers but not integers; Undefined is iterable and a sequence.
+ * quirks: booleans are numbers but not integers; Undefined is iterable, a sequence and callable.
+ * Tests that Jinja writes with Python operators (even, odd, divisibleby, the comparisons, in) go
+ * through eval.c's operators, so `'' is even` raises what `'' % 2` raises.
  */
 #include <string.h>
 
@@ -14,34 +16,33 @@ static int need_args(tctx *c, const char *name, size_t n, size_t want) {
   return -1;
 }
 
-static int cmp_test(tctx *c, const char *name, tv *a, tv *b, int op) {
-  if (op == 0) return tv_eq(a, b);
-  if (op == 1) return !tv_eq(a, b);
-  if (a->type == TV_UNDEF) return mlxr_tpl_undefined_error(c, a), -1;
-  if (b->type == TV_UNDEF) return mlxr_tpl_undefined_error(c, b), -1;
-  int r;
-  if (!tv_cmp(a, b, &r)) {
-    tctx_fail(c, MLXR_ERR_INVALID, "TypeError: '%s' not supported between instances of '%s' and '%s'", name,
-              tv_type_name(a), tv_type_name(b));
-    return -1;
-  }
-  if (r == 2) return 0;
-  switch (op) {
-  case 2: return r < 0;
-  case 3: return r <= 0;
-  case 4: return r > 0;
-  default: return r >= 0;
-  }
+/* `value % d == want` with Python's operators: strings format (and so raise "not all arguments
+ * converted"), Undefined raises, ints and floats take Python's modulo. */
+static int mod_test(tctx *c, tv *in, tv *d, int64_t want) {
+  tv *two = d ? NULL : tv_int(2);
+  if (!d && !two) return tctx_fail(c, MLXR_ERR_NOMEM, "out of memory"), -1;
+  tv *r = mlxr_tpl_binop(c, OP_MOD, in, d ? d : two);
+  tv_unref(two);
+  if (!r) return -1;
+  tv *w = tv_int(want);
+  int eq = w ? tv_eq(r, w) : -1;
+  tv_unref(w);
+  tv_unref(r);
+  if (eq < 0) tctx_fail(c, MLXR_ERR_NOMEM, "out of memory");
+  return eq;
 }
 
-static bool is_lower_or_upper(const tv *v, bool upper, tctx *c) {
-  tv *s = mlxr_tpl_to_str(c, v);
-  if (!s) return false;
-  tv *m = mlxr_tpl_case(c, s->u.str.s, s->u.str.len, upper ? 'u' : 'l');
-  bool r = m && tv_eq(m, s);
-  tv_unref(m);
-  tv_unref(s);
-  return r;
+/* Names of the tests below, for the `filter` and `test` tests (is 'x' a test?). */
+static const char *const TEST_NAMES[] = {
+    "defined", "undefined", "none", "boolean", "true", "false", "integer", "float", "number", "string",
+    "mapping", "iterable", "sequence", "callable", "escaped", "lower", "upper", "even", "odd",
+    "divisibleby", "eq", "equalto", "==", "ne", "!=", "lt", "lessthan", "<", "le", "<=", "gt",
+    "greaterthan", ">", "ge", ">=", "sameas", "in", "filter", "test", NULL};
+
+bool mlxr_tpl_test_exists(const char *name) {
+  for (const char *const *t = TEST_NAMES; *t; t++)
+    if (!strcmp(*t, name)) return true;
+  return false;
 }
 
 int mlxr_tpl_test(tctx *c, const char *name, tv *in, tv **args, size_t n) {
@@ -58,44 +59,33 @@ int mlxr_tpl_test(tctx *c, const char *name, tv *in, tv **args, size_t n) {
   if (!strcmp(name, "string")) return need_args(c, name, n, 0) ? -1 : t == TV_STR;
   if (!strcmp(name, "mapping")) return need_args(c, name, n, 0) ? -1 : t == TV_DICT;
   if (!strcmp(name, "iterable"))
-    return need_args(c, name, n, 0) ? -1 : (t == TV_UNDEF || t == TV_STR || t == TV_LIST || t == TV_DICT);
+    return need_args(c, name, n, 0) ? -1 : (t == TV_UNDEF || t == TV_STR || t == TV_LIST || t == TV_DICT || t == TV_LOOP);
   if (!strcmp(name, "sequence"))
     return need_args(c, name, n, 0) ? -1 : (t == TV_UNDEF || t == TV_STR || t == TV_LIST || t == TV_DICT);
-  if (!strcmp(name, "callable")) return need_args(c, name, n, 0) ? -1 : (t == TV_MACRO || t == TV_FUNC);
+  /* Undefined and loop are callable objects in Jinja (calling them raises or recurses) */
+  if (!strcmp(name, "callable"))
+    return need_args(c, name, n, 0) ? -1 : (t == TV_MACRO || t == TV_FUNC || t == TV_UNDEF || t == TV_LOOP);
   if (!strcmp(name, "escaped")) return need_args(c, name, n, 0) ? -1 : 0;
-  if (!strcmp(name, "lower") || !strcmp(name, "upper")) {
+  if (!strcmp(name, "lower") || !strcmp(name, "upper")) { /* str(value).islower() */
     if (need_args(c, name, n, 0)) return -1;
-    bool r = is_lower_or_upper(in, name[0] == 'u', c);
-    return c->failed ? -1 : r;
+    tv *str = mlxr_tpl_to_str(c, in);
+    if (!str) return -1;
+    bool r = mlxr_tpl_str_iscase(str, name[0] == 'u');
+    tv_unref(str);
+    return r;
   }
-  if (!strcmp(name, "even") || !strcmp(name, "odd") || !strcmp(name, "divisibleby")) {
-    if (need_args(c, name, n, name[0] == 'd' ? 1 : 0)) return -1;
-    if (t == TV_UNDEF) return mlxr_tpl_undefined_error(c, in), -1;
-    tv *d = name[0] == 'd' ? args[0] : NULL;
-    if (!tv_is_number(in) || (d && !tv_is_number(d))) {
-      tctx_fail(c, MLXR_ERR_INVALID, "TypeError: unsupported operand type(s) for %%: '%s' and 'int'", tv_type_name(in));
-      return -1;
-    }
-    if (in->type == TV_FLOAT || (d && d->type == TV_FLOAT)) {
-      double x = tv_as_double(in), y = d ? tv_as_double(d) : 2.0;
-      if (y == 0) return tctx_fail(c, MLXR_ERR_INVALID, "ZeroDivisionError: float modulo"), -1;
-      double r = x - y * __builtin_floor(x / y);
-      return name[0] == 'o' ? r == 1.0 : r == 0.0;
-    }
-    int64_t x = in->type == TV_BOOL ? in->u.b : in->u.i;
-    int64_t y = d ? (d->type == TV_BOOL ? d->u.b : d->u.i) : 2;
-    if (y == 0) return tctx_fail(c, MLXR_ERR_INVALID, "ZeroDivisionError: integer division or modulo by zero"), -1;
-    int64_t r = y == -1 ? 0 : x % y;
-    if (r != 0 && ((r < 0) != (y < 0))) r += y;
-    return name[0] == 'o' ? r == 1 : r == 0;
-  }
+  if (!strcmp(name, "even") || !strcmp(name, "odd")) return need_args(c, name, n, 0) ? -1 : mod_test(c, in, NULL, name[0] == 'o');
+  if (!strcmp(name, "divisibleby")) return need_args(c, name, n, 1) ? -1 : mod_test(c, in, args[0], 0);
   static const struct {
     const char *name;
     int op;
-  } cmps[] = {{"eq", 0}, {"equalto", 0}, {"==", 0}, {"ne", 1}, {"!=", 1}, {"lt", 2}, {"lessthan", 2}, {"<", 2},
-              {"le", 3}, {"<=", 3}, {"gt", 4}, {"greaterthan", 4}, {">", 4}, {"ge", 5}, {">=", 5}};
+  } cmps[] = {{"eq", CMP_EQ}, {"equalto", CMP_EQ}, {"==", CMP_EQ}, {"ne", CMP_NE}, {"!=", CMP_NE},
+              {"lt", CMP_LT}, {"lessthan", CMP_LT}, {"<", CMP_LT}, {"le", CMP_LE}, {"<=", CMP_LE},
+              {"gt", CMP_GT}, {"greaterthan", CMP_GT}, {">", CMP_GT}, {"ge", CMP_GE}, {">=", CMP_GE},
+              {"in", CMP_IN}};
   for (size_t i = 0; i < sizeof(cmps) / sizeof(cmps[0]); i++)
-    if (!strcmp(name, cmps[i].name)) return need_args(c, name, n, 1) ? -1 : cmp_test(c, name, in, args[0], cmps[i].op);
+    if (!strcmp(name, cmps[i].name))
+      return need_args(c, name, n, 1) ? -1 : mlxr_tpl_compare(c, cmps[i].op, in, args[0]);
   if (!strcmp(name, "sameas")) {
     if (need_args(c, name, n, 1)) return -1;
     tv *o = args[0];
@@ -106,30 +96,10 @@ int mlxr_tpl_test(tctx *c, const char *name, tv *in, tv **args, size_t n) {
     if (t == TV_BOOL) return in->u.b == o->u.b;
     return 0;
   }
-  if (!strcmp(name, "in")) {
-    if (need_args(c, name, n, 1)) return -1;
-    tv *seq = args[0];
-    if (seq->type == TV_STR) {
-      if (in->type != TV_STR) {
-        tctx_fail(c, MLXR_ERR_INVALID, "TypeError: 'in <string>' requires string as left operand, not %s", tv_type_name(in));
-        return -1;
-      }
-      return memmem(seq->u.str.s, seq->u.str.len, in->u.str.s, in->u.str.len) != NULL;
-    }
-    if (seq->type == TV_LIST) {
-      for (size_t i = 0; i < seq->u.list.n; i++)
-        if (tv_eq(in, seq->u.list.items[i])) return 1;
-      return 0;
-    }
-    if (seq->type == TV_DICT || seq->type == TV_NS) return tv_dict_get(seq, in) != NULL;
-    if (seq->type == TV_UNDEF) return 0;
-    tctx_fail(c, MLXR_ERR_INVALID, "TypeError: argument of type '%s' is not iterable", tv_type_name(seq));
-    return -1;
-  }
-  if (!strcmp(name, "filter") || !strcmp(name, "test")) {
-    if (need_args(c, name, n, 0)) return -1;
-    tctx_fail(c, MLXR_ERR_UNSUPPORTED, "test '%s' is not supported", name);
-    return -1;
+  if (!strcmp(name, "filter") || !strcmp(name, "test")) { /* value in env.filters / env.tests */
+    if (need_args(c, name, n, 0) || !mlxr_tpl_check_hashable(c, in)) return -1;
+    if (t != TV_STR) return 0;
+    return name[0] == 'f' ? mlxr_tpl_filter_exists(in->u.str.s) : mlxr_tpl_test_exists(in->u.str.s);
   }
   tctx_fail(c, MLXR_ERR_INVALID, "TemplateAssertionError: No test named '%s'.", name);
   return -1;

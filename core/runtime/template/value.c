@@ -313,6 +313,23 @@ bool tv_cmp(const tv *a, const tv *b, int *out) {
   return false;
 }
 
+const char *tv_object_type_repr(const tv *v) {
+  switch (v->type) {
+  case TV_UNDEF: return "jinja2.runtime.Undefined object";
+  case TV_NONE: return "None";
+  case TV_BOOL: return "bool object";
+  case TV_INT: return "int object";
+  case TV_FLOAT: return "float object";
+  case TV_STR: return "str object";
+  case TV_LIST: return v->u.list.is_tuple ? "tuple object" : "list object";
+  case TV_DICT: return "dict object";
+  case TV_NS: return "jinja2.utils.Namespace object";
+  case TV_MACRO: return "jinja2.runtime.Macro object";
+  case TV_LOOP: return "jinja2.runtime.LoopContext object";
+  default: return "builtin_function_or_method object";
+  }
+}
+
 const char *tv_type_name(const tv *v) {
   switch (v->type) {
   case TV_UNDEF: return "Undefined";
@@ -554,7 +571,7 @@ static bool write_str_repr(tbuf *b, const char *s, size_t len) {
 bool tv_write_repr(tbuf *b, const tv *v) {
   char num[32];
   switch (v->type) {
-  case TV_UNDEF: return true;
+  case TV_UNDEF: return tbuf_addz(b, "Undefined"); /* repr(Undefined); str() of it is "" */
   case TV_NONE: return tbuf_addz(b, "None");
   case TV_BOOL: return tbuf_addz(b, v->u.b ? "True" : "False");
   case TV_INT:
@@ -592,5 +609,6 @@ bool tv_write_repr(tbuf *b, const tv *v) {
 
 bool tv_write_str(tbuf *b, const tv *v) {
   if (v->type == TV_STR) return tbuf_add(b, v->u.str.s, v->u.str.len);
+  if (v->type == TV_UNDEF) return !b->overflow;
   return tv_write_repr(b, v);
 }

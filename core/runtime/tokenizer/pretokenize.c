@@ -128,7 +128,8 @@ pcre2_code *mlxr_tok_regex_compile(const char *pattern, size_t len, char *err, s
   }
   int ec;
   PCRE2_SIZE eo;
-  pcre2_code *re = pcre2_compile((PCRE2_SPTR)b.s, b.n, PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &ec, &eo, NULL);
+  /* the pattern comes from the model file: PCRE2 checks its UTF-8 (an invalid one is an error) */
+  pcre2_code *re = pcre2_compile((PCRE2_SPTR)b.s, b.n, PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
   if (!re) {
     PCRE2_UCHAR msg[160];
     pcre2_get_error_message(ec, msg, sizeof msg);

@@ -357,9 +357,10 @@ static int load_added_types(mlxr_tokenizer *t) {
     if (t->text_len[i] == 0) continue;
     mlxr_tok_added *a = &t->added[t->n_added++];
     a->id = i;
-    a->content = dup_str(t->text[i]);
+    a->len = t->text_len[i]; /* all of it: a GGUF string may hold a NUL byte */
+    a->content = malloc(a->len + 1);
     if (!a->content) return MLXR_ERR_NOMEM;
-    a->len = t->text_len[i];
+    memcpy(a->content, t->text[i], a->len + 1);
     a->special = t->type[i] == MLXR_TOK_TYPE_CONTROL;
   }
   return MLXR_OK;

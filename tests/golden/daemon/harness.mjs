@@ -1,6 +1,10 @@
 // harness.mjs: shared by tests/golden/test_daemon_*.mjs. Makes the tiny random-weight test model
-// (scripts/make_random_model.py + mlxr convert) in a temp dir, starts build/bin/mlxrd on a free
-// port with its own Unix socket, waits for /health, and stops it (SIGTERM, then SIGKILL) at exit.
+// (scripts/make_random_model.py + mlxr convert) in a temp dir, starts build/bin/mlxrd with --port 0
+// (the kernel picks a free port at bind time; mlxrd prints "mlxrd: listening on 127.0.0.1:PORT" on
+// stdout, which is read here, so no port is guessed and no other process can take it first) and
+// its own Unix socket, and stops it (SIGTERM, then SIGKILL) at exit. Every process started here has
+// a time limit: helpers through execFileSync's timeout, mlxrd under coreutils' timeout(1), so that a
+// daemon outlives a test killed by ctest by DAEMON_LIMIT_S at most.
 // Optionally also serves the random-weight Qwen3 fixture (tests/fixtures/hf/qwen3: its real chat
 // template renders tools and <tool_call>s) as "qwen3", and a copy whose template opens <think> in
 // the generation prompt, as reasoning models' templates do, as "qthink" (every token it writes is
@@ -9,19 +13,22 @@
 import { spawn, execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { skip } from "../suite.mjs";
 
 export const SRC = process.env.MLXR_SRC || process.cwd();
 export const BIN = process.env.MLXR_BIN || path.join(SRC, "build/bin");
+const HELPER_LIMIT_MS = 300000;  // model making and conversion (seconds under ASan)
+const DAEMON_LIMIT_S = 1200;     // mlxrd's own limit: ctest's TIMEOUT for a script test
+const READY_LIMIT_MS = 120000;   // from spawn to the readiness line (models load first)
 
 // name: a package, or a package's subpath export ("@langchain/core/messages").
 export function loadClient(name) {
   const dir = path.join(SRC, "tests/.cache/daemon-clients");
   const pkg = name.split("/").slice(0, name.startsWith("@") ? 2 : 1).join("/");
-  if (!fs.existsSync(path.join(dir, "node_modules", pkg, "package.json")))
-    throw new Error(`npm package ${name} missing: run scripts/fetch_test_deps.sh (scripts/fetch.d/40-clients.sh)`);
+  if (!fs.existsSync(path.join(dir, "node_modules", pkg, "package.json"))) // the reference client
+    skip(`npm package ${name} missing: run scripts/fetch_test_deps.sh (scripts/fetch.d/40-clients.sh)`);
   return createRequire(path.join(dir, "package.json"))(name);
 }
 
@@ -39,9 +46,9 @@ const PYTHON = (() => {
 export function makeModel(tmp) {
   const hf = path.join(tmp, "hf");
   execFileSync(PYTHON, [path.join(SRC, "scripts/make_random_model.py"), "--out", hf, "--hidden", "64",
-    "--intermediate", "128", "--layers", "2", "--heads", "4", "--kv-heads", "2"], { stdio: "ignore" });
+    "--intermediate", "128", "--layers", "2", "--heads", "4", "--kv-heads", "2"], { stdio: "ignore", timeout: HELPER_LIMIT_MS });
   const out = path.join(tmp, "tiny.gguf");
-  execFileSync(path.join(BIN, "mlxr"), ["convert", hf, "-o", out], { stdio: "ignore" });
+  execFileSync(path.join(BIN, "mlxr"), ["convert", hf, "-o", out], { stdio: "ignore", timeout: HELPER_LIMIT_MS });
   return out;
 }
 
@@ -59,16 +66,8 @@ export function makeQwen3(tmp, name, thinking = false) {
     fs.writeFileSync(p, JSON.stringify(cfg));
   }
   const out = path.join(tmp, name + ".gguf");
-  execFileSync(path.join(BIN, "mlxr"), ["convert", hf, "-o", out, "--type", "f32"], { stdio: "ignore" });
+  execFileSync(path.join(BIN, "mlxr"), ["convert", hf, "-o", out, "--type", "f32"], { stdio: "ignore", timeout: HELPER_LIMIT_MS });
   return out;
-}
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
 }
 
 // opts.qwen3 / opts.qthink: also serve those models (see makeQwen3); opts.config: server.yaml text.
@@ -82,12 +81,19 @@ export async function startDaemon(extraArgs = [], env = {}, opts = {}) {
     fs.writeFileSync(path.join(tmp, "server.yaml"), opts.config);
     more.push("--config", path.join(tmp, "server.yaml"));
   }
-  const port = await freePort();
   const sock = path.join(tmp, "mlxr.sock");
   const log = [];
-  const child = spawn(path.join(BIN, "mlxrd"), ["--model", model, "--port", String(port), "--socket", sock,
-    "--threads", "2", ...more, ...extraArgs], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  child.stdout.on("data", (d) => log.push(String(d)));
+  // timeout(1) passes our SIGTERM on to mlxrd and exits with mlxrd's status
+  const child = spawn("timeout", ["-k", "10", String(DAEMON_LIMIT_S), path.join(BIN, "mlxrd"), "--model", model,
+    "--port", "0", "--socket", sock, "--threads", "2", ...more, ...extraArgs],
+    { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "", port = 0;
+  child.stdout.on("data", (d) => {
+    log.push(String(d));
+    stdout += String(d);
+    const m = /^mlxrd: listening on 127\.0\.0\.1:(\d+)$/m.exec(stdout);
+    if (m) port = Number(m[1]);
+  });
   child.stderr.on("data", (d) => log.push(String(d)));
   let exited = null;
   child.on("exit", (code, sig) => { exited = { code, sig }; });
@@ -95,20 +101,27 @@ export async function startDaemon(extraArgs = [], env = {}, opts = {}) {
     if (exited) return;
     try { child.kill("SIGTERM"); } catch {}
   };
-  process.on("exit", () => { if (!exited) try { child.kill("SIGKILL"); } catch {} fs.rmSync(tmp, { recursive: true, force: true }); });
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
+  // timeout(1) leads its own process group (it and mlxrd): a SIGKILL goes to the group, since
+  // timeout cannot pass that one on
+  const kill = () => { try { process.kill(-child.pid, "SIGKILL"); } catch {} };
+  process.on("exit", () => { if (!exited) kill(); fs.rmSync(tmp, { recursive: true, force: true }); });
+  for (const t0 = Date.now(); !port; await new Promise((r) => setTimeout(r, 20))) {
     if (exited) throw new Error("mlxrd exited early: " + log.join(""));
-    try { const r = await fetch(base + "/health"); if (r.ok) break; } catch {}
-    await new Promise((r) => setTimeout(r, 50));
+    if (Date.now() - t0 > READY_LIMIT_MS) {
+      stop();
+      throw new Error(`mlxrd not listening after ${READY_LIMIT_MS / 1000} s: ` + log.join(""));
+    }
   }
+  const base = `http://127.0.0.1:${port}`;
+  const health = await fetch(base + "/health");
+  if (!health.ok) throw new Error(`mlxrd listening on ${port} but /health says ${health.status}: ` + log.join(""));
   return {
     base, port, sock, tmp, child, log,
     alive: () => !exited,
     async stop() {
       stop();
       for (let i = 0; i < 100 && !exited; i++) await new Promise((r) => setTimeout(r, 50));
-      if (!exited) { child.kill("SIGKILL"); return false; }
+      if (!exited) { kill(); return false; }
       return exited.code === 0;
     },
   };
