@@ -25,11 +25,16 @@
 
 static void bench_usage(FILE *f) {
   fprintf(f, "usage: mlxr bench MODEL [-p 512] [-n 128] [-d 0] [-t THREADS] [-r REPS] [--json] [--no-repack]\n"
-             "                  [--device auto|cpu|cuda[:N]] [--no-graphs] [--concurrency 1,8,32,64]\n"
+             "                  [--device auto|cpu|cuda[:N]] [--no-graphs] [--no-pdl] [--no-fold]\n"
+             "                  [--concurrency 1,8,32,64]\n"
              "  -d DEPTH        tokens of context before the timed generation (default 0)\n"
              "  --no-repack     read weights in place from the file (no load-time repacking)\n"
              "  --device D      where to run (default auto: a GPU if there is one)\n"
              "  --no-graphs     CUDA: run every forward op by op (no CUDA graphs)\n"
+             "  --no-pdl        CUDA: no programmatic dependent launch (each kernel waits for the end\n"
+             "                  of the one before)\n"
+             "  --no-fold       CUDA: norms and SwiGLU as kernels of their own, not folded into the\n"
+             "                  quantized products\n"
              "  --gpu-memory-mib N  CUDA: take at most N MiB of GPU memory (beyond: the CPU)\n"
              "  --concurrency L aggregate decode of L sequences at once through the scheduler, for\n"
              "                  each L of the list (prompts of -p tokens, -n generated; defaults 128)\n");
@@ -84,12 +89,15 @@ int mlxr_cmd_bench(int argc, char **argv) {
                                        {"threads", required_argument, NULL, 't'},
                                        {"device", required_argument, NULL, 'D'},
                                        {"no-graphs", no_argument, NULL, 'G'},
+                                       {"no-pdl", no_argument, NULL, 'P'},
+                                       {"no-fold", no_argument, NULL, 'F'},
                                        {"gpu-memory-mib", required_argument, NULL, 'M'},
                                        {"concurrency", required_argument, NULL, 'C'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   long long p = 512, n = 128, d = 0, reps = 5, threads = 0, gpu_mib = 0, v;
-  bool json = false, no_repack = false, no_graphs = false, p_set = false, n_set = false;
+  bool json = false, no_repack = false, no_graphs = false, no_pdl = false, no_fold = false, p_set = false,
+       n_set = false;
   const char *device = NULL;
   int levels[32], n_levels = 0;
   int c;
@@ -105,6 +113,8 @@ int mlxr_cmd_bench(int argc, char **argv) {
     case 'j': json = true; break;
     case 'R': no_repack = true; break;
     case 'G': no_graphs = true; break;
+    case 'P': no_pdl = true; break;
+    case 'F': no_fold = true; break;
     case 'M': ok = mlxr_cli_parse_int(optarg, 1, 1 << 24, &v); gpu_mib = v; break;
     case 'D': {
       mlxr_device_spec spec;
@@ -149,6 +159,8 @@ int mlxr_cmd_bench(int argc, char **argv) {
   ep.load_tokenizer = false;
   ep.backend.cpu.no_repack = no_repack;
   ep.backend.cuda.no_graphs = no_graphs;
+  ep.backend.cuda.no_pdl = no_pdl;
+  ep.backend.cuda.no_fold = no_fold;
   ep.backend.cuda.mem_limit = (size_t)gpu_mib << 20;
   ep.device = device;
   if (n_levels > 0) {

@@ -109,6 +109,33 @@ static int product_add(mlxr_backend *be, const mlxr_weight *w, const float *x, i
   return rc;
 }
 
+/* ys[i] = rms_norm(x) W_i^T: the backend's folded form where it has one for these weights and
+ * rows, else rms_norm into xn, then the products. */
+static int normed_products(mlxr_backend *be, const mlxr_weight *norm, float eps, int n, const mlxr_weight *const *ws,
+                           const mlxr_weight *const *biases, const float *x, int64_t n_rows, int64_t dim, float *xn,
+                           float *const *ys) {
+  const mlxr_backend_iface *op = be->iface;
+  if (op->norm_matmul_multi) {
+    const int rc = op->norm_matmul_multi(be, norm, eps, n, ws, biases, x, n_rows, ys);
+    if (rc != MLXR_ERR_UNSUPPORTED) return rc;
+  }
+  op->rms_norm(be, x, norm, n_rows, dim, eps, xn);
+  return products(be, n, ws, biases, xn, n_rows, ys);
+}
+
+/* y += (silu(gate) * up) W^T: folded where the backend can, else swiglu into gate (in place)
+ * and product_add (tmp as there). */
+static int swiglu_product_add(mlxr_backend *be, const mlxr_weight *w, float *gate, const float *up, int64_t n_rows,
+                              int64_t n_ff, float *y, float *tmp) {
+  const mlxr_backend_iface *op = be->iface;
+  if (op->swiglu_matmul_acc) {
+    const int rc = op->swiglu_matmul_acc(be, w, gate, up, n_rows, y);
+    if (rc != MLXR_ERR_UNSUPPORTED) return rc;
+  }
+  op->swiglu(be, gate, up, gate, n_rows * n_ff);
+  return product_add(be, w, gate, n_rows, y, tmp);
+}
+
 /* The layers: x = embed(tokens) through every block, for n rows whose metadata is uploaded. */
 static int run_layers(mlxr_model *m, const mlxr_kv_view *kv, int32_t n, int32_t max_ctx, char *err,
                       size_t err_len) {
@@ -152,10 +179,10 @@ static int run_layers(mlxr_model *m, const mlxr_kv_view *kv, int32_t n, int32_t 
   for (int32_t l = 0; l < hp->n_layer; l++) {
     const mlxr_layer *L = &m->layers[l];
     /* attention block */
-    op->rms_norm(be, ws->x, &L->attn_norm, n, E, hp->rms_eps, ws->xn);
     const mlxr_weight *qkv[3] = {&L->wq, &L->wk, &L->wv}, *qkv_b[3] = {&L->bq, &L->bk, &L->bv};
     float *qkv_out[3] = {ws->q, ws->k, ws->v};
-    if ((rc = products(be, 3, qkv, qkv_b, ws->xn, n, qkv_out)) != MLXR_OK) {
+    if ((rc = normed_products(be, &L->attn_norm, hp->rms_eps, 3, qkv, qkv_b, ws->x, n, E, ws->xn, qkv_out)) !=
+        MLXR_OK) {
       return mlxr_errf(err, err_len, rc, "layer %d: q/k/v projection failed", (int)l);
     }
     if (L->q_norm.data) {
@@ -183,14 +210,12 @@ static int run_layers(mlxr_model *m, const mlxr_kv_view *kv, int32_t n, int32_t 
     }
 
     /* feed-forward block */
-    op->rms_norm(be, ws->x, &L->ffn_norm, n, E, hp->rms_eps, ws->xn);
     const mlxr_weight *gu[2] = {&L->w_gate, &L->w_up};
     float *gu_out[2] = {ws->ff_gate, ws->ff_up};
-    if ((rc = products(be, 2, gu, NULL, ws->xn, n, gu_out)) != MLXR_OK) {
+    if ((rc = normed_products(be, &L->ffn_norm, hp->rms_eps, 2, gu, NULL, ws->x, n, E, ws->xn, gu_out)) != MLXR_OK) {
       return mlxr_errf(err, err_len, rc, "layer %d: feed-forward failed", (int)l);
     }
-    op->swiglu(be, ws->ff_gate, ws->ff_up, ws->ff_gate, n * hp->n_ff);
-    if ((rc = product_add(be, &L->w_down, ws->ff_gate, n, ws->x, ws->xn)) != MLXR_OK) {
+    if ((rc = swiglu_product_add(be, &L->w_down, ws->ff_gate, ws->ff_up, n, hp->n_ff, ws->x, ws->xn)) != MLXR_OK) {
       return mlxr_errf(err, err_len, rc, "layer %d: feed-forward failed", (int)l);
     }
   }

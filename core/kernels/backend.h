@@ -190,6 +190,17 @@ typedef struct mlxr_backend_iface {
                         int n_head, int n_head_kv, int head_dim, int head_dim_v, int rot_dim,
                         mlxr_rope_mode mode, const float *cos_tab, const float *sin_tab,
                         const int64_t *slots, void *k_pool, void *v_pool, mlxr_dtype kv_type);
+  /* ys[i] = rms_norm(x, norm, eps) W_i^T (+ biases[i]) for i < n, the results of rms_norm then
+   * matmul_multi, without writing the normalized rows anywhere: a layer's input norm folded into
+   * its products. MLXR_ERR_UNSUPPORTED (nothing done) where the backend does not fold for these
+   * weights or this many rows; the caller then runs the two ops. */
+  int (*norm_matmul_multi)(mlxr_backend *be, const mlxr_weight *norm, float eps, int n,
+                           const mlxr_weight *const *ws, const mlxr_weight *const *biases,
+                           const float *x, int64_t n_rows, float *const *ys);
+  /* y += (silu(gate) * up) W^T, the result of swiglu then matmul_acc; gate and up are left as
+   * they are. MLXR_ERR_UNSUPPORTED as above. */
+  int (*swiglu_matmul_acc)(mlxr_backend *be, const mlxr_weight *w, const float *gate,
+                           const float *up, int64_t n_rows, float *y);
 } mlxr_backend_iface;
 
 #define MLXR_MATMUL_MULTI_MAX 3

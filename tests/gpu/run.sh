@@ -10,7 +10,8 @@
 # 1. builds a Release tree with the CUDA backend into build-gpu/ (MLXR_CUDA=ON, sm_90 and sm_80;
 #    MLXR_CUDA_ARCHS overrides). Where pkg-config lacks the libraries (the lent GPU machines have
 #    none of Debian's -dev packages and no network), it uses .devcarry/deps made on a Debian machine
-#    by tests/gpu/pack_deps.sh, and runs everything with that lib/ on LD_LIBRARY_PATH;
+#    by tests/gpu/pack_deps.sh: MLXR's binaries then run with that lib/ on LD_LIBRARY_PATH (through
+#    wrapper scripts in build-gpu/bin; the machine's own tools, curl among them, keep its libraries);
 # 2. test_cuda_ops: every CUDA op against the CPU backend and float64, every weight type, awkward
 #    sizes, CUDA graph capture and replay (tests/gpu/test_cuda_ops.c);
 # 3. test_hf_logits.py on the GPU (MLXR_TEST_DEVICE=cuda): the Hugging Face transformers fixtures of
@@ -59,9 +60,25 @@ deps=$PWD/.devcarry/deps
 if ! pkg-config --exists libmicrohttpd libcjson libpcre2-8 yaml-0.1 libedit libcurl 2>/dev/null && [ -d "$deps" ]; then
   echo "using the packed libraries in $deps"
   export PKG_CONFIG_PATH=$deps/lib/pkgconfig CPATH=$deps/include${CPATH:+:$CPATH}
-  export LIBRARY_PATH=$deps/lib${LIBRARY_PATH:+:$LIBRARY_PATH} LD_LIBRARY_PATH=$deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export LIBRARY_PATH=$deps/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
   linkflags="-Wl,-rpath-link,$deps/lib"
+  libdir=$deps/lib
 fi
+# MLXR's binaries with the packed libraries (libdir), the rest of the machine without them: each
+# binary moves to build-gpu/bin/real/ and a script that sets LD_LIBRARY_PATH and execs it (same
+# pid) takes its place.
+wrap_bins() {
+  [ -n "${libdir:-}" ] || return 0
+  mkdir -p build-gpu/bin/real
+  local b
+  for b in mlxr mlxrd test_cuda_ops; do
+    [ -f "build-gpu/bin/$b" ] || continue
+    if [ "$(head -c 2 "build-gpu/bin/$b")" != "#!" ]; then mv -f "build-gpu/bin/$b" "build-gpu/bin/real/$b"; fi
+    printf '#!/bin/sh\nLD_LIBRARY_PATH=%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} exec %s "$@"\n' \
+      "$libdir" "$PWD/build-gpu/bin/real/$b" >"build-gpu/bin/$b"
+    chmod +x "build-gpu/bin/$b"
+  done
+}
 PY=python3
 $PY -c "import numpy" 2>/dev/null || PY=/usr/bin/python3
 # node and the npm clients, where the machine lacks them (see pack_node.sh)
@@ -96,6 +113,7 @@ if [ "$build" = 1 ]; then
 elif [ -n "$prebuilt" ]; then
   use_prebuilt || exit 1
 fi
+wrap_bins
 
 step "op parity (test_cuda_ops)" "$MLXR_BIN/test_cuda_ops"
 step "transformers fixtures on the GPU (test_hf_logits.py)" env MLXR_TEST_DEVICE=cuda $PY tests/golden/test_hf_logits.py

@@ -19,6 +19,8 @@
  *              against the first largest value found on the host
  *   fused      matmul_multi (q/k/v-like and gate/up-like weights, with biases) against one matmul
  *              per weight on the GPU; matmul_acc (y += x W^T) against the CPU's y + x W^T;
+ *              norm_matmul_multi against the CPU's rms_norm + matmul and the GPU's two ops;
+ *              swiglu_matmul_acc against the CPU's swiglu + y + matmul;
  *              rope_kv_store against rope, rope, kv_store on the GPU, bit for bit
  *
  * Exit status: 0 all passed, 1 a check failed, 77 no usable GPU (reported as such by run.sh).
@@ -550,6 +552,93 @@ static void test_argmax(mlxr_backend *gpu) {
 
 /* ---- fused ops ---- */
 
+/* GPU result a [n] against the reference ref [n] (float), norm-wise. */
+static double rel_err_f(const float *a, const float *ref, size_t n) {
+  double *r = malloc(sizeof(double) * n);
+  to_double(ref, r, n);
+  const double e = rel_err(a, r, n);
+  free(r);
+  return e;
+}
+
+/* The folded ops for weights w (n_in = w[0].n_in; outs[i] rows each; a bias bg on the third) and
+ * n activation rows: norm_matmul_multi against the CPU's rms_norm then matmul (and against the
+ * GPU's own two ops), swiglu_matmul_acc against the CPU's swiglu then y + matmul. Quantized
+ * weights on the decode path (n <= 8 rows) must fold; elsewhere MLXR_ERR_UNSUPPORTED is allowed
+ * (the model then runs the separate ops), any other answer is checked the same way. */
+static void test_folds(mlxr_backend *cpu, mlxr_backend *gpu, mlxr_dtype t, const test_weight *w, const int64_t *outs,
+                       const mlxr_weight *bg, int64_t n) {
+  if (!gpu->iface->norm_matmul_multi || !gpu->iface->swiglu_matmul_acc) {
+    CHECK(false, "the CUDA backend lacks norm_matmul_multi or swiglu_matmul_acc");
+    return;
+  }
+  const int64_t n_in = w[0].cpu.n_in;
+  const bool must = mlxr_dtype_block_size(t) > 1 && n <= 8;
+  const float eps = 1e-5f;
+  float *x = malloc(sizeof(float) * (size_t)(n * n_in)), *up = malloc(sizeof(float) * (size_t)(n * n_in));
+  float *g = malloc(sizeof(float) * (size_t)n_in), *xn = malloc(sizeof(float) * (size_t)(n * n_in));
+  for (int64_t i = 0; i < n * n_in; i++) x[i] = 4 * frand(), up[i] = frand();
+  for (int64_t i = 0; i < n_in; i++) g[i] = 0.25f + (float)urand();
+  mlxr_weight gn = {.type = MLXR_DTYPE_F32, .n_in = n_in, .n_out = 1, .row_bytes = sizeof(float) * (size_t)n_in, .data = g};
+  CHECK(gpu->iface->weight_prepare(gpu, &gn) == MLXR_OK, "norm weight upload");
+  float *dx = dput(gpu, x, sizeof(float) * (size_t)(n * n_in)), *dup = dput(gpu, up, sizeof(float) * (size_t)(n * n_in));
+  float *dxn = dpoison(gpu, (size_t)(n * n_in));
+
+  /* rms_norm, then the products (with the third's bias) */
+  cpu->iface->rms_norm(cpu, x, &gn, n, n_in, eps, xn);
+  const mlxr_weight *ws[3] = {&w[0].gpu, &w[1].gpu, &w[2].gpu}, *bs[3] = {NULL, NULL, bg};
+  float *df[3], *du[3];
+  for (int i = 0; i < 3; i++) df[i] = dpoison(gpu, (size_t)(n * outs[i])), du[i] = dpoison(gpu, (size_t)(n * outs[i]));
+  const int rc = gpu->iface->norm_matmul_multi(gpu, &gn, eps, 3, ws, bs, dx, n, df);
+  CHECK(rc == MLXR_OK || (!must && rc == MLXR_ERR_UNSUPPORTED), "norm_matmul_multi %s rows %lld: status %d",
+        mlxr_dtype_name(t), (long long)n, rc);
+  gpu->iface->rms_norm(gpu, dx, &gn, n, n_in, eps, dxn);
+  CHECK(gpu->iface->matmul_multi(gpu, 3, ws, bs, dxn, n, du) == MLXR_OK, "matmul_multi after rms_norm");
+  for (int i = 0; rc == MLXR_OK && i < 3; i++) {
+    const size_t ny = (size_t)(n * outs[i]);
+    float *a = malloc(sizeof(float) * ny), *b = malloc(sizeof(float) * ny), *yc = malloc(sizeof(float) * ny);
+    CHECK(cpu->iface->matmul(cpu, &w[i].cpu, NULL, xn, n, yc) == MLXR_OK, "cpu matmul");
+    if (i == 2) {
+      for (size_t k = 0; k < ny; k++) yc[k] += ((const float *)bg->data)[k % (size_t)outs[i]];
+    }
+    CHECK(dget(gpu, a, df[i], sizeof(float) * ny) == MLXR_OK && dget(gpu, b, du[i], sizeof(float) * ny) == MLXR_OK,
+          "norm_matmul_multi %s run", mlxr_dtype_name(t));
+    const double e_cpu = rel_err_f(a, yc, ny), e_gpu = rel_err_f(a, b, ny);
+    CHECK(e_cpu <= 2 * matmul_tol(t, n), "norm_matmul_multi %s rows %lld weight %d: %.3g from the CPU's rms_norm + matmul",
+          mlxr_dtype_name(t), (long long)n, i, e_cpu);
+    CHECK(e_gpu <= 2e-3, "norm_matmul_multi %s rows %lld weight %d: %.3g from the GPU's rms_norm + matmul_multi",
+          mlxr_dtype_name(t), (long long)n, i, e_gpu);
+    free(a), free(b), free(yc);
+  }
+
+  /* y += (silu(gate) * up) W0^T, gate = x */
+  const size_t ny = (size_t)(n * outs[0]);
+  float *y0 = malloc(sizeof(float) * ny), *yc = malloc(sizeof(float) * ny), *yg = malloc(sizeof(float) * ny);
+  for (size_t i = 0; i < ny; i++) y0[i] = 3 * frand();
+  float *dy = dput(gpu, y0, sizeof(float) * ny);
+  const int rs = gpu->iface->swiglu_matmul_acc(gpu, &w[0].gpu, dx, dup, n, dy);
+  CHECK(rs == MLXR_OK || (!must && rs == MLXR_ERR_UNSUPPORTED), "swiglu_matmul_acc %s rows %lld: status %d",
+        mlxr_dtype_name(t), (long long)n, rs);
+  if (rs == MLXR_OK) {
+    cpu->iface->swiglu(cpu, x, up, xn, n * n_in);
+    CHECK(cpu->iface->matmul(cpu, &w[0].cpu, NULL, xn, n, yc) == MLXR_OK, "cpu matmul");
+    for (size_t i = 0; i < ny; i++) yc[i] += y0[i];
+    CHECK(dget(gpu, yg, dy, sizeof(float) * ny) == MLXR_OK, "swiglu_matmul_acc run");
+    const double e = rel_err_f(yg, yc, ny);
+    CHECK(e <= 2 * matmul_tol(t, n), "swiglu_matmul_acc %s rows %lld: %.3g from the CPU's swiglu + y + matmul",
+          mlxr_dtype_name(t), (long long)n, e);
+    float *ga = malloc(sizeof(float) * (size_t)(n * n_in));
+    CHECK(dget(gpu, ga, dx, sizeof(float) * (size_t)(n * n_in)) == MLXR_OK &&
+              memcmp(ga, x, sizeof(float) * (size_t)(n * n_in)) == 0,
+          "swiglu_matmul_acc %s changed the gate", mlxr_dtype_name(t));
+    free(ga);
+  }
+  for (int i = 0; i < 3; i++) mlxr_backend_buf_free(gpu, df[i]), mlxr_backend_buf_free(gpu, du[i]);
+  void *bufs[] = {dx, dup, dxn, dy};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mlxr_backend_buf_free(gpu, bufs[i]);
+  free(x), free(up), free(g), free(xn), free(y0), free(yc), free(yg);
+}
+
 static void test_fused(mlxr_backend *cpu, mlxr_backend *gpu) {
   if (!gpu->iface->matmul_multi || !gpu->iface->matmul_acc || !gpu->iface->rope_kv_store) {
     CHECK(false, "the CUDA backend lacks a fused op (matmul_multi %d, matmul_acc %d, rope_kv_store %d)",
@@ -610,6 +699,7 @@ static void test_fused(mlxr_backend *cpu, mlxr_backend *gpu) {
       CHECK(e <= 2 * matmul_tol(t, n), "matmul_acc %s rows %lld: %.3g", mlxr_dtype_name(t), (long long)n, e);
       mlxr_backend_buf_free(gpu, dy), mlxr_backend_buf_free(gpu, dx);
       free(y0), free(yc), free(yg), free(ref), free(x);
+      test_folds(cpu, gpu, t, w, outs, &bg, n);
     }
     for (int i = 0; i < 3; i++) free_weight(&w[i]);
     free(bias);
@@ -655,7 +745,7 @@ static void test_fused(mlxr_backend *cpu, mlxr_backend *gpu) {
     }
     free(q), free(k), free(v), free(ct), free(st);
   }
-  printf("fused: matmul_multi, matmul_acc, rope_kv_store checked\n");
+  printf("fused: matmul_multi, matmul_acc, norm_matmul_multi, swiglu_matmul_acc, rope_kv_store checked\n");
 }
 
 int main(void) {

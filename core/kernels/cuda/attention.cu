@@ -20,7 +20,10 @@
  *
  * At the end the 4 warps' (m, l, o) merge through shared memory; with one split the CTA writes
  * out = o / l, else the partial (m, l, o) of its split goes to scratch and the combine kernel
- * (a warp per (row, head)) merges the splits. The split count depends only on the row count,
+ * (a warp per (row, head)) merges the splits. A split takes at least two tiles of keys, so a
+ * short row (a decode step early in a sequence) has one split with keys: that CTA writes out
+ * itself and the combine kernel passes the row by. The grid is at most one wave of CTAs, which
+ * loop over the work items (most items of a short row are empty splits, done at once). The split count depends only on the row count,
  * the shapes and n_sm in graph mode (plus max_ctx outside it); each row's keys are cut into
  * `splits` chunks of a multiple of KT read from n_ctx on the device, and splits past the end
  * exit at once (the combine kernel recomputes the same cut, so they need write nothing).
@@ -72,7 +75,6 @@ constexpr int DEC_THREADS = DEC_WARPS * 32;
 constexpr int MAX_SPLITS = 64;                   /* splits of one row's keys */
 constexpr int64_t SPLIT_PARTIALS = 65536;        /* partial records scratch always has room for */
 constexpr int DEC_CTAS_PER_SM = 4;               /* decode: aim for this many CTAs per SM */
-constexpr int MIN_SPLIT_KEYS = 256;              /* decode: fewer keys per split is not worth it */
 constexpr int LIST_SPLIT_KEYS = 2048;            /* listed rows of a prompt batch: keys per split */
 constexpr int PROMPT_MIN_ROWS = 16;              /* from this many rows on (not graph): prompt path */
 constexpr int RUN_MIN = 4;                       /* rows of a run that the prompt kernels take */
@@ -138,10 +140,13 @@ __device__ __forceinline__ int64_t key_slot(const int32_t *blocks, int block_siz
   return (int64_t)blocks[t / block_size] * block_size + t % block_size;
 }
 
-/* Keys per split when n keys are cut into `splits` chunks of a multiple of kt (0 when n is 0). */
+/* Keys per split when n keys are cut into `splits` chunks of a multiple of kt, at least two tiles
+ * (a split's fixed costs are not worth less; short contexts then have one split, which writes
+ * the output itself, see decode_item). */
 __host__ __device__ __forceinline__ int split_chunk(int n, int splits, int kt) {
   const int per = (n + splits - 1) / splits;
-  return (per + kt - 1) / kt * kt;
+  const int chunk = (per + kt - 1) / kt * kt;
+  return chunk > 2 * kt ? chunk : 2 * kt;
 }
 
 __device__ __forceinline__ float warp_max(float v, int from) {
@@ -441,6 +446,8 @@ __device__ __forceinline__ void decode_item(const attn_params &p, const dec_list
   const int n = row_keys(p, row);
   const int chunk = split_chunk(n, d.splits, C::KT);
   const int t_begin = split * chunk, t_end = min(n, t_begin + chunk);
+  /* the row's only split with keys writes the output, not a partial (the combine kernel skips it) */
+  const bool lone = d.splits == 1 || n <= chunk;
   if (t_begin >= t_end) { /* no keys: a lone split writes zeros (as the CPU), others nothing */
     if (d.splits == 1) {
       float *dst = p.out + (row * p.n_head + h0) * (int64_t)p.dv;
@@ -540,7 +547,7 @@ __device__ __forceinline__ void decode_item(const attn_params &p, const dec_list
       sum += f * ml.y;
       acc += f * mo[(w * GB + h) * DK + e];
     }
-    if (d.splits == 1) { /* the first key of the item is valid, so sum >= 1 */
+    if (lone) { /* the first key of the item is valid, so sum >= 1 */
       p.out[(row * p.n_head + h0 + h) * (int64_t)p.dv + e] = acc / sum;
     } else {
       const int64_t pi = (li * p.n_head + h0 + h) * d.splits + split;
@@ -552,6 +559,8 @@ __device__ __forceinline__ void decode_item(const attn_params &p, const dec_list
 
 template <typename T, int DK, int GB, bool VEC>
 __global__ void __launch_bounds__(DEC_THREADS, GB <= 4 ? 3 : 2) attn_decode_kernel(attn_params p, dec_list d) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait(); /* q, the KV pools and the list come from the kernels before */
   extern __shared__ __align__(16) unsigned char smem[];
   const int n_list = d.n_dev ? *d.n_dev : (int)d.n_host;
   const int n_items = n_list * p.n_head_kv * d.n_sub * d.splits; /* < 2^31: checked at launch */
@@ -563,6 +572,8 @@ __global__ void __launch_bounds__(DEC_THREADS, GB <= 4 ? 3 : 2) attn_decode_kern
 
 /* Merge the splits of each (list entry, head): a warp per pair. kt: the decode kernel's KT. */
 __global__ void __launch_bounds__(128) attn_combine_kernel(attn_params p, dec_list d, int kt) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait(); /* the decode kernel's partials */
   __shared__ float w_s[4][MAX_SPLITS];
   const int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32;
   const int n_list = d.n_dev ? *d.n_dev : (int)d.n_host;
@@ -574,6 +585,7 @@ __global__ void __launch_bounds__(128) attn_combine_kernel(attn_params p, dec_li
     const int n = row_keys(p, row);
     const int chunk = split_chunk(n, d.splits, kt);
     const int na = n > 0 ? (n + chunk - 1) / chunk : 0; /* splits that had keys */
+    if (na == 1) continue; /* the decode kernel wrote this one (lone split) */
     const int64_t base = (int64_t)item * d.splits;      /* (li * n_head + h) * splits */
     float mx = NEG_INF;
     for (int s = lane; s < na; s += 32) mx = fmaxf(mx, d.part_ml[base + s].x);
@@ -1246,28 +1258,26 @@ cudaError_t allow_smem(F fn, int bytes) {
 /* The decode kernel on `grid` CTAs, then the combine kernel if there are splits (a warp per
  * (row, head), at most combine_max CTAs: they loop over the rest). */
 cudaError_t launch_decode(const dec_kernel &k, const attn_params &p, const dec_list &d, int64_t grid,
-                          int64_t combine_max, cudaStream_t stream) {
+                          int64_t combine_max, cudaStream_t stream, bool pdl) {
   if (grid > INT32_MAX) return cudaErrorInvalidValue;
   cudaError_t e = allow_smem(k.fn, k.smem);
   if (e != cudaSuccess) return e;
-  k.fn<<<(unsigned)grid, DEC_THREADS, (size_t)k.smem, stream>>>(p, d);
-  if (d.splits > 1) {
-    int64_t cgrid = ceil_div(d.n_host * p.n_head, 4);
-    if (cgrid > combine_max) cgrid = combine_max;
-    if (cgrid > INT32_MAX) return cudaErrorInvalidValue;
-    attn_combine_kernel<<<(unsigned)cgrid, 128, 0, stream>>>(p, d, k.kt);
-  }
-  return cudaGetLastError();
+  e = mlxr_cuda_launch(k.fn, dim3((unsigned)grid), dim3(DEC_THREADS), (size_t)k.smem, stream, pdl, p, d);
+  if (e != cudaSuccess || d.splits == 1) return e;
+  int64_t cgrid = ceil_div(d.n_host * p.n_head, 4);
+  if (cgrid > combine_max) cgrid = combine_max;
+  if (cgrid > INT32_MAX) return cudaErrorInvalidValue;
+  return mlxr_cuda_launch(attn_combine_kernel, dim3((unsigned)cgrid), dim3(128), 0, stream, pdl, p, d, k.kt);
 }
 
-/* Splits for n_rows decode rows: enough CTAs to fill the GPU, within the scratch. */
-int decode_splits(int64_t n_rows, int n_head, int64_t items, int n_sm, int32_t max_ctx, bool graph_mode) {
+/* Splits for n_rows decode rows: enough CTAs to fill the GPU, within the scratch. The same in and
+ * out of graph mode (a function of the shapes only): a decode step run op by op (the first of
+ * each row count, before its graph is captured) then sums in the same order as the replays, so
+ * a sequence's tokens do not depend on which of the two computed them. Short contexts are no
+ * slower for it: their splits past the keys are empty items (split_chunk). */
+int decode_splits(int64_t n_rows, int n_head, int64_t items, int n_sm) {
   int64_t s = ceil_div((int64_t)DEC_CTAS_PER_SM * n_sm, items);
   if (s > MAX_SPLITS) s = MAX_SPLITS;
-  if (!graph_mode) {
-    const int64_t by_ctx = ceil_div(max_ctx > 0 ? max_ctx : 1, MIN_SPLIT_KEYS);
-    if (s > by_ctx) s = by_ctx;
-  }
   const int64_t room = partial_capacity(n_rows, n_head) / (n_rows * n_head);
   if (s > room) s = room;
   return s < 1 ? 1 : (int)s;
@@ -1283,7 +1293,7 @@ size_t mlxr_cuda_attention_scratch_bytes(int64_t n_rows, int n_head, int head_di
 }
 
 cudaError_t mlxr_cuda_attention(const mlxr_attn_args *a, bool graph_mode, int n_sm, void *scratch,
-                                cudaStream_t stream) {
+                                cudaStream_t stream, bool pdl) {
   if (!a || a->n_rows < 0 || n_sm <= 0) return cudaErrorInvalidValue;
   if (a->n_head <= 0 || a->n_head_kv <= 0 || a->n_head % a->n_head_kv != 0) return cudaErrorInvalidValue;
   if (a->head_dim_k <= 0 || a->head_dim_k > 256 || a->head_dim_v <= 0 || a->head_dim_v > 256) {
@@ -1346,9 +1356,11 @@ cudaError_t mlxr_cuda_attention(const mlxr_attn_args *a, bool graph_mode, int n_
     const int64_t items = n_rows * a->n_head_kv * n_sub;
     d.rows = nullptr;
     d.n_dev = nullptr;
-    d.splits = decode_splits(n_rows, a->n_head, items, n_sm, a->max_ctx, graph_mode);
+    d.splits = decode_splits(n_rows, a->n_head, items, n_sm);
     if (d.splits > 1 && !sc) return cudaErrorInvalidValue;
-    return launch_decode(dk, p, d, items * d.splits, INT32_MAX, stream);
+    const int64_t wave = (int64_t)n_sm * (dk.gb <= 4 ? 3 : 2); /* the kernel's launch bounds */
+    const int64_t grid = items * d.splits < wave ? items * d.splits : wave;
+    return launch_decode(dk, p, d, grid, INT32_MAX, stream, pdl);
   }
 
   /* prompt: plan, tiles of runs, then the listed rows through the decode kernel */
@@ -1400,5 +1412,5 @@ cudaError_t mlxr_cuda_attention(const mlxr_attn_args *a, bool graph_mode, int n_
   int64_t grid = n_rows * a->n_head_kv * n_sub * d.splits;
   const int64_t most = (int64_t)n_sm * DEC_CTAS_PER_SM;
   if (grid > most) grid = most;
-  return launch_decode(dk, p, d, grid, (int64_t)n_sm * 8, stream);
+  return launch_decode(dk, p, d, grid, (int64_t)n_sm * 8, stream, false);
 }

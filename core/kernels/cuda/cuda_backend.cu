@@ -26,6 +26,17 @@
  * MAX_ROWS (reading the weights once per pass is cheaper than dequantizing them); beyond that,
  * the weights are dequantized to F16 tile by tile into scratch and each tile goes to cuBLAS.
  *
+ * Folded ops. norm_matmul_multi and swiglu_matmul_acc, for quantized weights on the matvec path:
+ * the kernel that quantizes the activations applies the norm weight (and keeps each 32-block's
+ * sum of squares, from which the product scales its sums by 1 / rms) or the SwiGLU, so the
+ * rms_norm and swiglu kernels, and the stores and loads of their outputs, are gone from a decode
+ * step. Float weights and prompt-sized batches answer MLXR_ERR_UNSUPPORTED (the model runs the
+ * separate ops), as does params.no_fold.
+ *
+ * Programmatic dependent launch (cuda_kernels.h): on sm_90 and newer, unless params.no_pdl, the
+ * kernels of a decode step are launched so that each may start during the tail of the one before
+ * (the products load their first weights before waiting for their inputs).
+ *
  * Graphs. A forward marked graph (decode-shaped, padded to graph_rows) runs op by op the first
  * time a row count is seen (that sizes every scratch buffer and warms cuBLAS), is captured into a
  * CUDA graph the second time, and is replayed from then on. Scratch buffers only grow and are
@@ -56,6 +67,8 @@
 #define CUDA_CUBLAS_WS_BYTES ((size_t)32 << 20)
 #define CUDA_DEQ_TILE_BYTES ((size_t)64 << 20)  /* F16 tile of dequantized weights for cuBLAS */
 #define CUDA_MATVEC_PASS_ROWS 64               /* quantized: matvec passes up to this many rows */
+/* Both can be changed for tuning by the environment when a backend opens: MLXR_CUDA_PASS_ROWS
+ * (8..4096) and MLXR_CUDA_TILE_MIB (1..1024). */
 #define CUDA_MAX_GRAPHS 32
 
 typedef struct cuda_weight_copy {
@@ -89,6 +102,9 @@ typedef struct cuda_context {
   size_t n_allocs, allocs_cap;
   int device;
   int n_sm;
+  bool pdl;                /* launch the decode kernels with PDL (sm_90+, not params.no_pdl) */
+  int64_t pass_rows;       /* CUDA_MATVEC_PASS_ROWS or MLXR_CUDA_PASS_ROWS */
+  size_t deq_tile_bytes;   /* CUDA_DEQ_TILE_BYTES or MLXR_CUDA_TILE_MIB */
   cudaStream_t stream;
   mlxr_cublas *blas;
   void *cublas_ws;
@@ -515,7 +531,7 @@ static int matmul_blas_quant(cuda_context *c, const mlxr_weight *w, const float 
   if (fail(c, mlxr_cuda_convert_f32(x, n_rows * w->n_in, MLXR_DTYPE_F16, a, c->stream), "converting activations")) {
     return MLXR_OK;
   }
-  int64_t tile = (int64_t)(CUDA_DEQ_TILE_BYTES / ((size_t)w->n_in * 2));
+  int64_t tile = (int64_t)(c->deq_tile_bytes / ((size_t)w->n_in * 2));
   tile = tile >= 128 ? tile / 128 * 128 : 128;
   if (tile > w->n_out) tile = w->n_out;
   void *deq = scratch(c, &c->deq, (size_t)tile * (size_t)w->n_in * 2);
@@ -540,8 +556,8 @@ static bool is_float_type(mlxr_dtype t) {
 }
 
 /* The matvec kernels take this product (see the top of the file). */
-static bool matvec_path(mlxr_dtype t, int64_t n_rows) {
-  return n_rows <= MLXR_CUDA_MATVEC_MAX_ROWS || (!is_float_type(t) && n_rows <= CUDA_MATVEC_PASS_ROWS);
+static bool matvec_path(const cuda_context *c, mlxr_dtype t, int64_t n_rows) {
+  return n_rows <= MLXR_CUDA_MATVEC_MAX_ROWS || (!is_float_type(t) && n_rows <= c->pass_rows);
 }
 
 /* The bias of a product as a device pointer: NULL for none; false if it does not fit w. */
@@ -556,7 +572,7 @@ static bool bias_of(const mlxr_weight *w, const mlxr_weight *bias, const float *
 /* n products of the same x by the matvec kernels, MAX_ROWS rows per launch (weights all of one type
  * and n_in; n <= MLXR_CUDA_MATVEC_MAX_MATS). */
 static int matvec_passes(cuda_context *c, int n, const mlxr_weight *const *ws, const float *const *bs,
-                         const float *x, int64_t n_rows, float *const *ys, bool acc) {
+                         const mlxr_cuda_mv_in *in, int64_t n_rows, float *const *ys, bool acc) {
   const int64_t pass = MLXR_CUDA_MATVEC_MAX_ROWS, n_in = ws[0]->n_in;
   void *s = scratch(c, &c->mv, mlxr_cuda_matvec_scratch_bytes(ws[0]->type, n_in, pass));
   if (!s && c->err != cudaSuccess) return sticky(c);
@@ -567,7 +583,10 @@ static int matvec_passes(cuda_context *c, int n, const mlxr_weight *const *ws, c
   for (int64_t r0 = 0; r0 < n_rows; r0 += pass) {
     const int64_t nr = n_rows - r0 < pass ? n_rows - r0 : pass;
     for (int i = 0; i < n; i++) yr[i] = ys[i] + r0 * ws[i]->n_out;
-    if (fail(c, mlxr_cuda_matvec_multi(ws[0]->type, n, dev, n_in, outs, x + r0 * n_in, nr, bs, yr, acc, s, c->stream),
+    mlxr_cuda_mv_in part = *in; /* rows r0.. of x (and up) */
+    part.x += r0 * n_in;
+    if (part.up) part.up += r0 * n_in;
+    if (fail(c, mlxr_cuda_matvec_multi(ws[0]->type, n, dev, n_in, outs, &part, nr, bs, yr, acc, s, c->stream, c->pdl),
              "matvec")) {
       break;
     }
@@ -581,7 +600,10 @@ static int matmul_one(cuda_context *c, const mlxr_weight *w, const mlxr_weight *
   if (!w->device || n_rows <= 0) return MLXR_ERR_INVALID;
   const float *b = NULL;
   if (!bias_of(w, bias, &b)) return MLXR_ERR_INVALID;
-  if (matvec_path(w->type, n_rows)) return matvec_passes(c, 1, &w, &b, x, n_rows, &y, acc);
+  if (matvec_path(c, w->type, n_rows)) {
+    const mlxr_cuda_mv_in in = {x, NULL, 0.0f, NULL};
+    return matvec_passes(c, 1, &w, &b, &in, n_rows, &y, acc);
+  }
   const int rc = is_float_type(w->type) ? matmul_blas_float(c, w, x, n_rows, y, acc)
                                         : matmul_blas_quant(c, w, x, n_rows, y, acc);
   if (rc == MLXR_OK && b) fail(c, mlxr_cuda_add_bias(y, b, n_rows, w->n_out, c->stream), "adding a bias");
@@ -607,18 +629,58 @@ static int cuda_matmul_multi(mlxr_backend *be, int n, const mlxr_weight *const *
                              float *const *ys) {
   cuda_context *c = ctx_of(be);
   use_device(c);
-  bool fused = n >= 1 && n <= MLXR_CUDA_MATVEC_MAX_MATS && matvec_path(ws[0]->type, n_rows);
+  bool fused = n >= 1 && n <= MLXR_CUDA_MATVEC_MAX_MATS && matvec_path(c, ws[0]->type, n_rows);
   const float *bs[MLXR_CUDA_MATVEC_MAX_MATS] = {NULL, NULL, NULL};
   for (int i = 0; fused && i < n; i++) {
     fused = ws[i]->device && ws[i]->type == ws[0]->type && ws[i]->n_in == ws[0]->n_in &&
             bias_of(ws[i], biases ? biases[i] : NULL, &bs[i]);
   }
-  if (fused) return matvec_passes(c, n, ws, bs, x, n_rows, ys, false);
+  if (fused) {
+    const mlxr_cuda_mv_in in = {x, NULL, 0.0f, NULL};
+    return matvec_passes(c, n, ws, bs, &in, n_rows, ys, false);
+  }
   for (int i = 0; i < n; i++) {
     const int rc = matmul_one(c, ws[i], biases ? biases[i] : NULL, x, n_rows, ys[i], false);
     if (rc != MLXR_OK) return rc;
   }
   return MLXR_OK;
+}
+
+/* Whether the matvec kernels fold a norm or SwiGLU into these products (see the top of the file). */
+static bool folds(const cuda_context *c, int n, const mlxr_weight *const *ws, int64_t n_rows) {
+  if (c->p.no_fold || n < 1 || n > MLXR_CUDA_MATVEC_MAX_MATS || n_rows < 1) return false;
+  if (!mlxr_cuda_matvec_folds(ws[0]->type) || !matvec_path(c, ws[0]->type, n_rows)) return false;
+  for (int i = 0; i < n; i++) {
+    if (!ws[i]->device || ws[i]->type != ws[0]->type || ws[i]->n_in != ws[0]->n_in) return false;
+  }
+  return true;
+}
+
+static int cuda_norm_matmul_multi(mlxr_backend *be, const mlxr_weight *norm, float eps, int n,
+                                  const mlxr_weight *const *ws, const mlxr_weight *const *biases, const float *x,
+                                  int64_t n_rows, float *const *ys) {
+  cuda_context *c = ctx_of(be);
+  use_device(c);
+  if (!folds(c, n, ws, n_rows) || !norm || !norm->device || norm->type != MLXR_DTYPE_F32 ||
+      norm->n_in != ws[0]->n_in) {
+    return MLXR_ERR_UNSUPPORTED;
+  }
+  const float *bs[MLXR_CUDA_MATVEC_MAX_MATS] = {NULL, NULL, NULL};
+  for (int i = 0; i < n; i++) {
+    if (!bias_of(ws[i], biases ? biases[i] : NULL, &bs[i])) return MLXR_ERR_INVALID;
+  }
+  const mlxr_cuda_mv_in in = {x, (const float *)norm->device, eps, NULL};
+  return matvec_passes(c, n, ws, bs, &in, n_rows, ys, false);
+}
+
+static int cuda_swiglu_matmul_acc(mlxr_backend *be, const mlxr_weight *w, const float *gate, const float *up,
+                                  int64_t n_rows, float *y) {
+  cuda_context *c = ctx_of(be);
+  use_device(c);
+  if (!folds(c, 1, &w, n_rows)) return MLXR_ERR_UNSUPPORTED;
+  const float *b = NULL;
+  const mlxr_cuda_mv_in in = {gate, NULL, 0.0f, up};
+  return matvec_passes(c, 1, &w, &b, &in, n_rows, &y, true);
 }
 
 static int cuda_argmax_rows(mlxr_backend *be, const float *x, int64_t n_rows, int64_t n_cols, int32_t *ids) {
@@ -635,7 +697,7 @@ static void cuda_rope_kv_store(mlxr_backend *be, float *q, float *k, const float
   cuda_context *c = ctx_of(be);
   use_device(c);
   fail(c, mlxr_cuda_rope_kv_store(q, k, v, n_rows, n_head, n_head_kv, head_dim, head_dim_v, rot_dim, mode, cos_tab,
-                                  sin_tab, slots, k_pool, v_pool, kv_type, c->stream),
+                                  sin_tab, slots, k_pool, v_pool, kv_type, c->stream, c->pdl),
        "rope_kv_store");
 }
 
@@ -643,14 +705,14 @@ static void cuda_rms_norm(mlxr_backend *be, const float *x, const mlxr_weight *w
                           float eps, float *y) {
   cuda_context *c = ctx_of(be);
   use_device(c);
-  fail(c, mlxr_cuda_rms_norm(x, (const float *)w->device, n_rows, dim, eps, y, c->stream), "rms_norm");
+  fail(c, mlxr_cuda_rms_norm(x, (const float *)w->device, n_rows, dim, eps, y, c->stream, c->pdl), "rms_norm");
 }
 
 static void cuda_rope_cache(mlxr_backend *be, const int32_t *pos, int64_t n_rows, const double *inv_freq,
                             int half, float linear_scale, float *cos_tab, float *sin_tab) {
   cuda_context *c = ctx_of(be);
   use_device(c);
-  fail(c, mlxr_cuda_rope_cache(pos, n_rows, inv_freq, half, linear_scale, cos_tab, sin_tab, c->stream),
+  fail(c, mlxr_cuda_rope_cache(pos, n_rows, inv_freq, half, linear_scale, cos_tab, sin_tab, c->stream, c->pdl),
        "rope tables");
 }
 
@@ -664,13 +726,13 @@ static void cuda_rope(mlxr_backend *be, float *x, int64_t n_rows, int n_heads, i
 static void cuda_swiglu(mlxr_backend *be, const float *gate, const float *up, float *out, int64_t n) {
   cuda_context *c = ctx_of(be);
   use_device(c);
-  fail(c, mlxr_cuda_swiglu(gate, up, out, n, c->stream), "swiglu");
+  fail(c, mlxr_cuda_swiglu(gate, up, out, n, c->stream, c->pdl), "swiglu");
 }
 
 static void cuda_add(mlxr_backend *be, float *y, const float *x, int64_t n) {
   cuda_context *c = ctx_of(be);
   use_device(c);
-  fail(c, mlxr_cuda_add(y, x, n, c->stream), "add");
+  fail(c, mlxr_cuda_add(y, x, n, c->stream, c->pdl), "add");
 }
 
 static void cuda_kv_store(mlxr_backend *be, const float *k, const float *v, int64_t n_rows, int64_t dim_k,
@@ -687,7 +749,7 @@ static int cuda_attention(mlxr_backend *be, const mlxr_attn_args *a) {
   if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv != 0) return MLXR_ERR_INVALID;
   void *s = scratch(c, &c->attn, mlxr_cuda_attention_scratch_bytes(a->n_rows, a->n_head, a->head_dim_v));
   if (!s) return sticky(c);
-  fail(c, mlxr_cuda_attention(a, c->capturing != NULL, c->n_sm, s, c->stream), "attention");
+  fail(c, mlxr_cuda_attention(a, c->capturing != NULL, c->n_sm, s, c->stream, c->pdl), "attention");
   return MLXR_OK;
 }
 
@@ -745,7 +807,18 @@ static const mlxr_backend_iface cuda_iface = {
     .matmul_multi = cuda_matmul_multi,
     .matmul_acc = cuda_matmul_acc,
     .rope_kv_store = cuda_rope_kv_store,
+    .norm_matmul_multi = cuda_norm_matmul_multi,
+    .swiglu_matmul_acc = cuda_swiglu_matmul_acc,
 };
+
+/* A tuning knob from the environment: its value when it is an integer in [lo, hi], else def. */
+static int64_t env_int(const char *name, int64_t lo, int64_t hi, int64_t def) {
+  const char *v = getenv(name);
+  if (!v || !*v) return def;
+  char *end = NULL;
+  const long long x = strtoll(v, &end, 10);
+  return *end == '\0' && x >= lo && x <= hi ? (int64_t)x : def;
+}
 
 bool mlxr_cuda_device_describe(int index, char *buf, size_t len) {
   cudaDeviceProp prop;
@@ -790,6 +863,9 @@ int mlxr_cuda_backend_new(const mlxr_cuda_backend_params *params, mlxr_backend *
   c->p = *params;
   c->device = params->device;
   c->n_sm = prop.multiProcessorCount;
+  c->pdl = prop.major >= 9 && !params->no_pdl;
+  c->pass_rows = env_int("MLXR_CUDA_PASS_ROWS", MLXR_CUDA_MATVEC_MAX_ROWS, 4096, CUDA_MATVEC_PASS_ROWS);
+  c->deq_tile_bytes = (size_t)env_int("MLXR_CUDA_TILE_MIB", 1, 1024, (int64_t)(CUDA_DEQ_TILE_BYTES >> 20)) << 20;
   use_device(c);
   const char *step = NULL;
   if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) step = "creating a stream";

@@ -21,6 +21,8 @@
 typedef struct mlxr_cuda_backend_params {
   int device;             /* CUDA device index */
   bool no_graphs;         /* never capture forwards as CUDA graphs (A/B timing, debugging) */
+  bool no_pdl;            /* no programmatic dependent launch (A/B timing, debugging) */
+  bool no_fold;           /* no norm / SwiGLU folded into products (A/B timing, debugging) */
   int32_t max_graph_rows; /* largest decode batch captured as a graph; <= 0: 256 */
   size_t mem_limit;       /* > 0: device memory this backend may take in all (weights, KV,
                              scratch); beyond it allocations fail as out of memory (leave room for
@@ -28,7 +30,8 @@ typedef struct mlxr_cuda_backend_params {
 } mlxr_cuda_backend_params;
 
 static inline mlxr_cuda_backend_params mlxr_cuda_backend_default_params(void) {
-  mlxr_cuda_backend_params p = {.device = 0, .no_graphs = false, .max_graph_rows = 0, .mem_limit = 0};
+  mlxr_cuda_backend_params p = {.device = 0, .no_graphs = false, .no_pdl = false, .no_fold = false,
+                                .max_graph_rows = 0, .mem_limit = 0};
   return p;
 }
 

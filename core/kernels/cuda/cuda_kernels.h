@@ -13,6 +13,19 @@
  * Conventions: every launcher enqueues on `stream` and returns cudaGetLastError() of its launches
  * (no synchronization, no allocation: scratch comes from the caller), so it is safe inside CUDA
  * graph capture. Pointers are device memory. Activations are float32, row-major.
+ *
+ * Programmatic dependent launch (PDL, sm_90 and newer). The launchers of the decode step's kernels
+ * take `pdl`: true launches their kernels with cudaLaunchAttributeProgrammaticStreamSerialization,
+ * so a kernel may start while the previous kernel on the stream is still finishing (its last
+ * wave), instead of after its end and memory flush. Every such kernel calls mlxr_pdl_trigger()
+ * first (its own successor may then be scheduled as soon as all of its CTAs run) and
+ * mlxr_pdl_wait() before it reads or writes anything another kernel writes or reads: the wait
+ * returns once the previous grid has completed with its memory visible. What a kernel may do
+ * before the wait is read memory no kernel writes: the matvec kernels load their first weights
+ * there, which hides the launch and ramp-up of each product behind the tail of the one before.
+ * Launched without the attribute (pdl false, or a device older than sm_90, where both calls
+ * compile to nothing) the kernels behave as ordinary stream-ordered launches. Captured in a
+ * graph, the attribute becomes a programmatic edge between the two kernel nodes.
  */
 #ifndef MLXR_KERNELS_CUDA_KERNELS_H
 #define MLXR_KERNELS_CUDA_KERNELS_H
@@ -23,6 +36,51 @@
 
 #include "core/common/dtype.h"
 #include "core/kernels/backend.h"
+
+/* ---- programmatic dependent launch (see the top of the file) ---- */
+
+#ifdef __CUDACC__
+/* Wait until the previous kernel on the stream has completed and its writes are visible (a no-op
+ * when this kernel was launched without PDL, and before sm_90). */
+__device__ __forceinline__ void mlxr_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+/* Let the next kernel on the stream be scheduled once every CTA of this one has called this (or
+ * exited). It changes no ordering of memory: the next kernel still waits for this one's end in its
+ * mlxr_pdl_wait(). */
+__device__ __forceinline__ void mlxr_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+/* silu(g) * u, the one expression swiglu and the products that fold it in share (bit-identical
+ * results either way). */
+__device__ __forceinline__ float mlxr_silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
+/* kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when pdl; returns the
+ * launch's error (and clears it from cudaGetLastError, as the <<<>>> launchers do). */
+template <typename... Params, typename... Args>
+static inline cudaError_t mlxr_cuda_launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                                           cudaStream_t stream, bool pdl, Args... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, args...);
+  const cudaError_t last = cudaGetLastError();
+  return e != cudaSuccess ? e : last;
+}
+#endif
 
 /* ---- weights.cu ---- */
 
@@ -60,30 +118,47 @@ cudaError_t mlxr_cuda_matvec(mlxr_dtype t, const void *w, int64_t n_in, int64_t 
                              const float *x, int64_t n_rows, const float *bias, float *y,
                              void *scratch, cudaStream_t stream);
 
+/* The activations of a product: x itself, or, for the quantized weight types (the transform is
+ * applied while quantizing), a function of it that the model would otherwise compute in a kernel
+ * of its own and store:
+ *   norm != NULL   rms_norm(x) * norm, eps as the rms_norm op (the layer's input norm)
+ *   up != NULL     silu(x) * up (the feed-forward's SwiGLU, x being the gate)
+ * (not both). */
+typedef struct mlxr_cuda_mv_in {
+  const float *x;    /* [n_rows][n_in] */
+  const float *norm; /* [n_in] rms_norm weight, or NULL */
+  float eps;
+  const float *up;   /* [n_rows][n_in], or NULL */
+} mlxr_cuda_mv_in;
+
+/* Whether the matvec kernels can fold a transform (norm or up) into products of type t. */
+bool mlxr_cuda_matvec_folds(mlxr_dtype t);
+
 /* Several matrices of one type and one n_in against the same activations, in ONE launch (q/k/v,
  * gate/up of a decode step): for m < n_mats (1..MLXR_CUDA_MATVEC_MAX_MATS), ys[m][r][o] =
- * sum_k ws[m][o][k] * x[r][k] (+ biases[m][o] if biases && biases[m]) for o < n_outs[m]; with
- * accumulate, ys[m][r][o] += that instead of =. Same rows and precision as mlxr_cuda_matvec; the
- * activations are read / quantized once for all matrices. scratch: matvec_scratch_bytes. */
+ * sum_k ws[m][o][k] * x[r][k] (+ biases[m][o] if biases && biases[m]) for o < n_outs[m], x being
+ * the activations `in` describes; with accumulate, ys[m][r][o] += that instead of =. Same rows and
+ * precision as mlxr_cuda_matvec; the activations are read / quantized once for all matrices.
+ * scratch: matvec_scratch_bytes. pdl: see the top of the file. */
 #define MLXR_CUDA_MATVEC_MAX_MATS 3
 cudaError_t mlxr_cuda_matvec_multi(mlxr_dtype t, int n_mats, const void *const *ws, int64_t n_in,
-                                   const int64_t *n_outs, const float *x, int64_t n_rows,
+                                   const int64_t *n_outs, const mlxr_cuda_mv_in *in, int64_t n_rows,
                                    const float *const *biases, float *const *ys, bool accumulate,
-                                   void *scratch, cudaStream_t stream);
+                                   void *scratch, cudaStream_t stream, bool pdl = false);
 
 /* ---- elementwise.cu ---- */
 
 cudaError_t mlxr_cuda_rms_norm(const float *x, const float *w, int64_t n_rows, int64_t dim,
-                               float eps, float *y, cudaStream_t stream);
+                               float eps, float *y, cudaStream_t stream, bool pdl = false);
 cudaError_t mlxr_cuda_rope_cache(const int32_t *pos, int64_t n_rows, const double *inv_freq,
                                  int half, float linear_scale, float *cos_tab, float *sin_tab,
-                                 cudaStream_t stream);
+                                 cudaStream_t stream, bool pdl = false);
 cudaError_t mlxr_cuda_rope(float *x, int64_t n_rows, int n_heads, int head_dim, int rot_dim,
                            mlxr_rope_mode mode, const float *cos_tab, const float *sin_tab,
                            cudaStream_t stream);
 cudaError_t mlxr_cuda_swiglu(const float *gate, const float *up, float *out, int64_t n,
-                             cudaStream_t stream);
-cudaError_t mlxr_cuda_add(float *y, const float *x, int64_t n, cudaStream_t stream);
+                             cudaStream_t stream, bool pdl = false);
+cudaError_t mlxr_cuda_add(float *y, const float *x, int64_t n, cudaStream_t stream, bool pdl = false);
 /* y[r][c] += bias[c] for r < n_rows, c < n_cols (the bias of a cuBLAS product) */
 cudaError_t mlxr_cuda_add_bias(float *y, const float *bias, int64_t n_rows, int64_t n_cols,
                                cudaStream_t stream);
@@ -94,7 +169,8 @@ cudaError_t mlxr_cuda_rope_kv_store(float *q, float *k, const float *v, int64_t 
                                     int n_head_kv, int head_dim, int head_dim_v, int rot_dim,
                                     mlxr_rope_mode mode, const float *cos_tab,
                                     const float *sin_tab, const int64_t *slots, void *k_pool,
-                                    void *v_pool, mlxr_dtype kv_type, cudaStream_t stream);
+                                    void *v_pool, mlxr_dtype kv_type, cudaStream_t stream,
+                                    bool pdl = false);
 cudaError_t mlxr_cuda_kv_store(const float *k, const float *v, int64_t n_rows, int64_t dim_k,
                                int64_t dim_v, const int64_t *slots, void *k_pool, void *v_pool,
                                mlxr_dtype kv_type, cudaStream_t stream);
@@ -110,7 +186,7 @@ size_t mlxr_cuda_attention_scratch_bytes(int64_t n_rows, int n_head, int head_di
  * depend only on n_rows and the shapes (not on max_ctx or the host-side batch structure), because
  * the launch is captured once and replayed with other contexts. n_sm: multiprocessors. */
 cudaError_t mlxr_cuda_attention(const mlxr_attn_args *a, bool graph_mode, int n_sm, void *scratch,
-                                cudaStream_t stream);
+                                cudaStream_t stream, bool pdl = false);
 
 /* ---- sample.cu ---- */
 

@@ -60,6 +60,8 @@ template <int TPR>
 __global__ void __launch_bounds__(EW_THREADS) rms_norm_kernel(const float *x, const float *w,
                                                                int64_t n_rows, int64_t dim, float eps,
                                                                float *y) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
   constexpr int RPB = EW_THREADS / TPR; /* rows per block */
   __shared__ double part[EW_THREADS / 32];
   const int lane = threadIdx.x % TPR;
@@ -96,6 +98,8 @@ constexpr int RMS_WIDE_THREADS = 512;
 template <int NV>
 __global__ void __launch_bounds__(RMS_WIDE_THREADS) rms_norm_wide_kernel(const float *x, const float *w,
                                                                          int64_t dim, float eps, float *y) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
   const int64_t row = blockIdx.x;
   const int64_t n4 = dim / 4;
   const float4 *xr = reinterpret_cast<const float4 *>(x + row * dim);
@@ -136,6 +140,8 @@ __global__ void __launch_bounds__(RMS_WIDE_THREADS) rms_norm_wide_kernel(const f
 
 __global__ void rope_cache_kernel(const int32_t *pos, int64_t n_rows, const double *inv_freq, int half,
                                   float linear_scale, float *cos_tab, float *sin_tab) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
   const int64_t n = n_rows * half;
   for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n;
        idx += (int64_t)gridDim.x * blockDim.x) {
@@ -166,6 +172,8 @@ __device__ __forceinline__ void rope_pair(float *v, int i, int half, bool neox, 
 /* One thread per rotated pair (row r, head h, i < half); table entry r * half + i. */
 __global__ void rope_kernel(float *x, int64_t n_rows, int n_heads, int head_dim, int half, bool neox,
                             const float *cos_tab, const float *sin_tab) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
   const int64_t n = n_rows * n_heads * half;
   for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n;
        idx += (int64_t)gridDim.x * blockDim.x) {
@@ -181,12 +189,12 @@ __global__ void rope_kernel(float *x, int64_t n_rows, int n_heads, int head_dim,
 
 /* ---- swiglu, add, add_bias ---- */
 
-__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
-
 /* out[i] = silu(gate[i]) * up[i]; VEC: float4 over the first n / 4 * 4 elements. out may alias
  * gate or up (each element is read before it is written by the same thread). */
 template <bool VEC>
 __global__ void swiglu_kernel(const float *gate, const float *up, float *out, int64_t n) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
   const int64_t first = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   int64_t done = 0;
@@ -195,18 +203,20 @@ __global__ void swiglu_kernel(const float *gate, const float *up, float *out, in
     for (int64_t i = first; i < n4; i += stride) {
       const float4 g = reinterpret_cast<const float4 *>(gate)[i];
       const float4 u = reinterpret_cast<const float4 *>(up)[i];
-      const float4 o = make_float4(silu_mul(g.x, u.x), silu_mul(g.y, u.y), silu_mul(g.z, u.z),
-                                   silu_mul(g.w, u.w));
+      const float4 o = make_float4(mlxr_silu_mul(g.x, u.x), mlxr_silu_mul(g.y, u.y), mlxr_silu_mul(g.z, u.z),
+                                   mlxr_silu_mul(g.w, u.w));
       reinterpret_cast<float4 *>(out)[i] = o;
     }
     done = n4 * 4;
   }
-  for (int64_t i = done + first; i < n; i += stride) out[i] = silu_mul(gate[i], up[i]);
+  for (int64_t i = done + first; i < n; i += stride) out[i] = mlxr_silu_mul(gate[i], up[i]);
 }
 
 /* y[i] += x[i] */
 template <bool VEC>
 __global__ void add_kernel(float *y, const float *x, int64_t n) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
   const int64_t first = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   int64_t done = 0;
@@ -228,6 +238,8 @@ __global__ void add_kernel(float *y, const float *x, int64_t n) {
 
 /* y[r][c] += bias[c] over n_rows x n_cols */
 __global__ void add_bias_kernel(float *y, const float *bias, int64_t n_rows, int64_t n_cols) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
   const int64_t n = n_rows * n_cols;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x) {
@@ -255,6 +267,8 @@ __device__ __forceinline__ void store_kv(void *pool, bool f16, int64_t i, float 
 __global__ void kv_store_kernel(const float *k, const float *v, int64_t n_rows, int64_t dim_k,
                                 int64_t dim_v, const int64_t *slots, void *k_pool, void *v_pool,
                                 bool f16) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
   const int64_t width = dim_k + dim_v;
   const int64_t n = n_rows * width;
   for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n;
@@ -284,6 +298,8 @@ __global__ void rope_kv_store_kernel(float *q, float *k, const float *v, int64_t
                                      int n_head_kv, int head_dim, int head_dim_v, int half,
                                      bool neox, const float *cos_tab, const float *sin_tab,
                                      const int64_t *slots, void *k_pool, void *v_pool, bool f16) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
   const int kw = head_dim - half;
   const int n_q = n_head * half, n_k = n_head_kv * kw, n_v = n_head_kv * head_dim_v;
   const int width = n_q + n_k + n_v;
@@ -320,6 +336,8 @@ __global__ void rope_kv_store_kernel(float *q, float *k, const float *v, int64_t
 
 /* dst[i] = x[i] as f16 (to_bf16 false) or bf16 bits */
 __global__ void convert_f32_kernel(const float *x, int64_t n, bool to_bf16, uint16_t *dst) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x) {
     dst[i] = to_bf16 ? f32_to_bf16_bits(x[i]) : __half_as_ushort(__float2half_rn(x[i]));
@@ -331,7 +349,7 @@ __global__ void convert_f32_kernel(const float *x, int64_t n, bool to_bf16, uint
 /* ---- launchers ---- */
 
 cudaError_t mlxr_cuda_rms_norm(const float *x, const float *w, int64_t n_rows, int64_t dim, float eps,
-                               float *y, cudaStream_t stream) {
+                               float *y, cudaStream_t stream, bool pdl) {
   if (n_rows < 0 || dim <= 0) return cudaErrorInvalidValue;
   if (n_rows == 0) return cudaSuccess;
   if (!x || !w || !y) return cudaErrorInvalidValue;
@@ -339,26 +357,27 @@ cudaError_t mlxr_cuda_rms_norm(const float *x, const float *w, int64_t n_rows, i
                     ((uintptr_t)x % 16) == 0 && ((uintptr_t)w % 16) == 0 && ((uintptr_t)y % 16) == 0;
   if (wide) {
     const unsigned rows = (unsigned)n_rows;
-    if (dim <= 4 * RMS_WIDE_THREADS) rms_norm_wide_kernel<1><<<rows, RMS_WIDE_THREADS, 0, stream>>>(x, w, dim, eps, y);
-    else if (dim <= 8 * RMS_WIDE_THREADS) rms_norm_wide_kernel<2><<<rows, RMS_WIDE_THREADS, 0, stream>>>(x, w, dim, eps, y);
-    else rms_norm_wide_kernel<4><<<rows, RMS_WIDE_THREADS, 0, stream>>>(x, w, dim, eps, y);
-  } else if (dim >= RMS_BLOCK_ROW_DIM) {
-    rms_norm_kernel<EW_THREADS><<<blocks_for(n_rows, 1), EW_THREADS, 0, stream>>>(x, w, n_rows, dim, eps, y);
-  } else {
-    rms_norm_kernel<32><<<blocks_for(n_rows, EW_THREADS / 32), EW_THREADS, 0, stream>>>(x, w, n_rows, dim,
-                                                                                      eps, y);
+    const auto kernel = dim <= 4 * RMS_WIDE_THREADS   ? rms_norm_wide_kernel<1>
+                        : dim <= 8 * RMS_WIDE_THREADS ? rms_norm_wide_kernel<2>
+                                                      : rms_norm_wide_kernel<4>;
+    return mlxr_cuda_launch(kernel, dim3(rows), dim3(RMS_WIDE_THREADS), 0, stream, pdl, x, w, dim, eps, y);
   }
-  return cudaGetLastError();
+  if (dim >= RMS_BLOCK_ROW_DIM) {
+    return mlxr_cuda_launch(rms_norm_kernel<EW_THREADS>, dim3(blocks_for(n_rows, 1)), dim3(EW_THREADS), 0, stream,
+                            pdl, x, w, n_rows, dim, eps, y);
+  }
+  return mlxr_cuda_launch(rms_norm_kernel<32>, dim3(blocks_for(n_rows, EW_THREADS / 32)), dim3(EW_THREADS), 0,
+                          stream, pdl, x, w, n_rows, dim, eps, y);
 }
 
 cudaError_t mlxr_cuda_rope_cache(const int32_t *pos, int64_t n_rows, const double *inv_freq, int half,
-                                 float linear_scale, float *cos_tab, float *sin_tab, cudaStream_t stream) {
+                                 float linear_scale, float *cos_tab, float *sin_tab, cudaStream_t stream,
+                                 bool pdl) {
   if (n_rows < 0 || half <= 0 || !(linear_scale != 0.0f)) return cudaErrorInvalidValue;
   if (n_rows == 0) return cudaSuccess;
   if (!pos || !inv_freq || !cos_tab || !sin_tab) return cudaErrorInvalidValue;
-  rope_cache_kernel<<<blocks_for(n_rows * half, EW_THREADS), EW_THREADS, 0, stream>>>(
-      pos, n_rows, inv_freq, half, linear_scale, cos_tab, sin_tab);
-  return cudaGetLastError();
+  return mlxr_cuda_launch(rope_cache_kernel, dim3(blocks_for(n_rows * half, EW_THREADS)), dim3(EW_THREADS), 0,
+                          stream, pdl, pos, n_rows, inv_freq, half, linear_scale, cos_tab, sin_tab);
 }
 
 cudaError_t mlxr_cuda_rope(float *x, int64_t n_rows, int n_heads, int head_dim, int rot_dim,
@@ -376,28 +395,29 @@ cudaError_t mlxr_cuda_rope(float *x, int64_t n_rows, int n_heads, int head_dim, 
   return cudaGetLastError();
 }
 
-cudaError_t mlxr_cuda_swiglu(const float *gate, const float *up, float *out, int64_t n, cudaStream_t stream) {
+cudaError_t mlxr_cuda_swiglu(const float *gate, const float *up, float *out, int64_t n, cudaStream_t stream,
+                             bool pdl) {
   if (n < 0) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   if (!gate || !up || !out) return cudaErrorInvalidValue;
   if (aligned16(gate) && aligned16(up) && aligned16(out)) {
-    swiglu_kernel<true><<<blocks_for(n / 4 + 1, EW_THREADS), EW_THREADS, 0, stream>>>(gate, up, out, n);
-  } else {
-    swiglu_kernel<false><<<blocks_for(n, EW_THREADS), EW_THREADS, 0, stream>>>(gate, up, out, n);
+    return mlxr_cuda_launch(swiglu_kernel<true>, dim3(blocks_for(n / 4 + 1, EW_THREADS)), dim3(EW_THREADS), 0,
+                            stream, pdl, gate, up, out, n);
   }
-  return cudaGetLastError();
+  return mlxr_cuda_launch(swiglu_kernel<false>, dim3(blocks_for(n, EW_THREADS)), dim3(EW_THREADS), 0, stream, pdl,
+                          gate, up, out, n);
 }
 
-cudaError_t mlxr_cuda_add(float *y, const float *x, int64_t n, cudaStream_t stream) {
+cudaError_t mlxr_cuda_add(float *y, const float *x, int64_t n, cudaStream_t stream, bool pdl) {
   if (n < 0) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   if (!y || !x) return cudaErrorInvalidValue;
   if (aligned16(y) && aligned16(x)) {
-    add_kernel<true><<<blocks_for(n / 4 + 1, EW_THREADS), EW_THREADS, 0, stream>>>(y, x, n);
-  } else {
-    add_kernel<false><<<blocks_for(n, EW_THREADS), EW_THREADS, 0, stream>>>(y, x, n);
+    return mlxr_cuda_launch(add_kernel<true>, dim3(blocks_for(n / 4 + 1, EW_THREADS)), dim3(EW_THREADS), 0, stream,
+                            pdl, y, x, n);
   }
-  return cudaGetLastError();
+  return mlxr_cuda_launch(add_kernel<false>, dim3(blocks_for(n, EW_THREADS)), dim3(EW_THREADS), 0, stream, pdl, y,
+                          x, n);
 }
 
 cudaError_t mlxr_cuda_add_bias(float *y, const float *bias, int64_t n_rows, int64_t n_cols,
@@ -425,7 +445,7 @@ cudaError_t mlxr_cuda_rope_kv_store(float *q, float *k, const float *v, int64_t 
                                     int n_head_kv, int head_dim, int head_dim_v, int rot_dim,
                                     mlxr_rope_mode mode, const float *cos_tab,
                                     const float *sin_tab, const int64_t *slots, void *k_pool,
-                                    void *v_pool, mlxr_dtype kv_type, cudaStream_t stream) {
+                                    void *v_pool, mlxr_dtype kv_type, cudaStream_t stream, bool pdl) {
   if (n_rows < 0 || n_head <= 0 || n_head_kv <= 0 || head_dim <= 0 || head_dim_v <= 0 ||
       rot_dim < 0 || rot_dim > head_dim || rot_dim % 2 != 0) {
     return cudaErrorInvalidValue;
@@ -442,10 +462,9 @@ cudaError_t mlxr_cuda_rope_kv_store(float *q, float *k, const float *v, int64_t 
   if (half > 0 && (!cos_tab || !sin_tab)) return cudaErrorInvalidValue;
   const dim3 grid(blocks_for(width, EW_THREADS),
                   (unsigned)(n_rows < ROPE_KV_MAX_GRID_Y ? n_rows : ROPE_KV_MAX_GRID_Y));
-  rope_kv_store_kernel<<<grid, EW_THREADS, 0, stream>>>(
-      q, k, v, n_rows, n_head, n_head_kv, head_dim, head_dim_v, half, mode == MLXR_ROPE_NEOX,
-      cos_tab, sin_tab, slots, k_pool, v_pool, kv_type == MLXR_DTYPE_F16);
-  return cudaGetLastError();
+  return mlxr_cuda_launch(rope_kv_store_kernel, grid, dim3(EW_THREADS), 0, stream, pdl, q, k, v, n_rows, n_head,
+                          n_head_kv, head_dim, head_dim_v, half, mode == MLXR_ROPE_NEOX, cos_tab, sin_tab, slots,
+                          k_pool, v_pool, kv_type == MLXR_DTYPE_F16);
 }
 
 cudaError_t mlxr_cuda_convert_f32(const float *x, int64_t n, mlxr_dtype out_type, void *dst,

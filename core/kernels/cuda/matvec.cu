@@ -26,6 +26,16 @@
  * activations for the legacy types, Q8_K for the K-quants), with a float scale per 32 elements
  * instead of f16 per 32 or f32 per 256.
  *
+ * Folded transforms (mlxr_cuda_mv_in, quantized types): the quantize kernel may quantize
+ * silu(x) * up instead of x (the feed-forward's SwiGLU), or x * norm, the rms_norm of x without
+ * its 1 / rms, writing each 32-block's sum of squares of x beside it; the product then scales each
+ * sum by the row's 1 / rms (each warp adds the row's block sums itself in its epilogue, no CTA
+ * barrier), before the bias. Quantization commutes with that positive scale up to rounding.
+ *
+ * Programmatic dependent launch (cuda_kernels.h): the main kernel issues its first batch of weight
+ * loads, then triggers its successor and waits for its inputs; the quantize kernel triggers and
+ * waits first.
+ *
  * F32 / F16 / BF16: weights converted to float32 and multiplied by the float32 activations with
  * fp32 fused multiply-adds (no TF32, no half arithmetic). Rows whose length is not a whole
  * number of 16-byte vectors, or unaligned pointers, take a simple one-warp-per-row kernel.
@@ -122,10 +132,13 @@ struct MvArgs {
   bool fused;              /* quantize x into shared memory (quantized types, NR <= 2) */
   bool x_vec;              /* x is 16-byte aligned */
   bool accumulate;         /* y += result instead of y = result */
+  bool norm;               /* x is rms_norm'ed: results scaled by each row's 1 / rms (below) */
+  float eps;               /* the norm's epsilon */
   int64_t n_in;
   const float *x;          /* [NR][n_in] float activations */
   const int8_t *xq;        /* [NR][n_in] quantized activations in scratch (not fused) */
   const uint2 *aux;        /* [NR][n_in / 32] their block data (not fused) */
+  const float *ss;         /* [NR][n_in / 32] sums of squares of x's blocks (norm) */
 };
 
 /* The index of this CTA's matrix in a.mat: the last whose cta0 <= blockIdx.x (unused entries
@@ -557,6 +570,19 @@ __host__ __device__ constexpr int units_in_flight(int loads, int r) { return r =
 /* log2 of the power of two >= v (v <= 32) */
 __host__ __device__ constexpr int log2_ceil(int v) { return v <= 1 ? 0 : 1 + log2_ceil((v + 1) / 2); }
 
+/* The scale of activation row r of a normed product, 1 / sqrt(mean(x^2) + eps), from the blocks'
+ * sums of squares (summed in double, as rms_norm does), in every lane of the calling warp: each
+ * warp reads the row's n_in / 32 sums itself (from L2: a few hundred bytes), so the CTA needs no
+ * barrier for it. */
+__device__ __forceinline__ float norm_scale(const MvArgs &a, int r) {
+  const int nb = (int)(a.n_in / 32);
+  double s = 0.0;
+  for (int b = (int)(threadIdx.x & 31); b < nb; b += 32) s += (double)a.ss[(int64_t)r * nb + b];
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+  return (float)(1.0 / sqrt(s / (double)a.n_in + (double)a.eps));
+}
+
 /* Sum acc over the k threads of the row group and store (or add to) y (+ bias) of the CTA's
  * matrix. Every thread of the CTA must call it (it may synchronize the CTA). */
 template <int NR, int R>
@@ -592,6 +618,15 @@ __device__ __forceinline__ void reduce_store(const MvArgs &a, const float (&acc)
   for (int off = 16 >> S; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
   const int j = lane >> (5 - S);
   const bool holder = (lane & ((32 >> S) - 1)) == 0; /* one lane per sum */
+  if (a.norm) { /* uniform: every lane takes part in the warp's reductions */
+    float scale = 1.0f;
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+      const float sr = norm_scale(a, r);
+      if (j % NR == r) scale = sr;
+    }
+    sum *= scale; /* a partial sum scales as well: the parts are added below */
+  }
 
   if (a.tk > 32) { /* uniform over the CTA */
     __shared__ float part[kThreads / 32][32];
@@ -617,22 +652,26 @@ __device__ __forceinline__ void reduce_store(const MvArgs &a, const float (&acc)
 
 /* ---------------------------------------------------------------- activation quantization */
 
-/* One block of 32 activations x (any alignment unless vec) to int8 q[32] (16-byte aligned) and
- * aux = {d, s_lo | s_hi << 16}: d = amax / 127, q = round-to-nearest-even(x / d) (by adding
- * 1.5 * 2^23 in a fused multiply-add: the low byte of the sum's bits is q), |q| <= 127. q and
- * aux may point to global or shared memory. */
-__device__ __forceinline__ void quantize_block32(const float *x, bool vec, int8_t *q, uint2 *aux) {
-  float v[32];
+/* The 32 floats at x (16-byte aligned when vec) into v. kLdg: through the read-only path (only
+ * for memory no kernel of the same launch writes). */
+template <bool kLdg>
+__device__ __forceinline__ void load32(const float *x, bool vec, float (&v)[32]) {
   if (vec) {
 #pragma unroll
     for (int i = 0; i < 8; i++) {
-      const float4 t = __ldg((const float4 *)x + i);
+      const float4 t = kLdg ? __ldg((const float4 *)x + i) : ((const float4 *)x)[i];
       v[4 * i] = t.x, v[4 * i + 1] = t.y, v[4 * i + 2] = t.z, v[4 * i + 3] = t.w;
     }
   } else {
 #pragma unroll
-    for (int i = 0; i < 32; i++) v[i] = __ldg(x + i);
+    for (int i = 0; i < 32; i++) v[i] = kLdg ? __ldg(x + i) : x[i];
   }
+}
+
+/* 32 activations v to int8 q[32] (16-byte aligned) and aux = {d, s_lo | s_hi << 16}: d = amax /
+ * 127, q = round-to-nearest-even(v / d) (by adding 1.5 * 2^23 in a fused multiply-add: the low
+ * byte of the sum's bits is q), |q| <= 127. q and aux may point to global or shared memory. */
+__device__ __forceinline__ void quantize_values(const float (&v)[32], int8_t *q, uint2 *aux) {
   float amax = 0.0f;
 #pragma unroll
   for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(v[i]));
@@ -657,11 +696,48 @@ __device__ __forceinline__ void quantize_block32(const float *x, bool vec, int8_
   *aux = make_uint2(__float_as_uint(d), ((uint32_t)s_lo & 0xffffu) | (uint32_t)s_hi << 16);
 }
 
-/* Blocks [0, n_blocks) of x (rows back to back, n_in % 32 == 0) into q / aux: one thread each. */
-__global__ void quantize_kernel(const float *x, int64_t n_blocks, bool vec, int8_t *q, uint2 *aux) {
-  const int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (b < n_blocks) quantize_block32(x + 32 * b, vec, q + 32 * b, aux + b);
+/* One block of 32 activations x (any alignment unless vec): quantize_values of them. */
+__device__ __forceinline__ void quantize_block32(const float *x, bool vec, int8_t *q, uint2 *aux) {
+  float v[32];
+  load32<true>(x, vec, v);
+  quantize_values(v, q, aux);
 }
+
+/* What quantize_kernel quantizes (mlxr_cuda_mv_in): x; rms_norm(x) * norm without the 1 / rms,
+ * which the product applies (x * norm, and each block's sum of squares of x into ss); or
+ * silu(x) * up. */
+enum QuantMode { kQuantPlain, kQuantNorm, kQuantSwiglu };
+
+/* Blocks [0, n_blocks) of the activations (rows of n_in back to back, n_in % 32 == 0) into q /
+ * aux (/ ss): one thread each. The activations were written by the kernel before: plain loads,
+ * after the PDL wait. */
+template <QuantMode kMode>
+__global__ void quantize_kernel(const float *x, const float *aux_in, int64_t n_in, int64_t n_blocks,
+                                bool vec, int8_t *q, uint2 *aux, float *ss) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
+  const int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (b >= n_blocks) return;
+  float v[32];
+  load32<false>(x + 32 * b, vec, v);
+  if constexpr (kMode == kQuantNorm) {
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 32; i++) s = fmaf(v[i], v[i], s);
+    ss[b] = s;
+    float g[32];
+    load32<true>(aux_in + (32 * b) % n_in, vec, g); /* the norm weight: constant */
+#pragma unroll
+    for (int i = 0; i < 32; i++) v[i] *= g[i];
+  } else if constexpr (kMode == kQuantSwiglu) {
+    float u[32];
+    load32<false>(aux_in + 32 * b, vec, u);
+#pragma unroll
+    for (int i = 0; i < 32; i++) v[i] = mlxr_silu_mul(v[i], u[i]);
+  }
+  quantize_values(v, q + 32 * b, aux + b);
+}
+
 
 /* ---------------------------------------------------------------- the main kernel */
 
@@ -715,11 +791,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
   /* the CTA's first row in its matrix */
   int64_t pass_row0 = (int64_t)(blockIdx.x - cta0) * a.passes * rows_per_pass;
 
-  /* fused: the first weight loads go out before the quantization, to overlap it */
+  /* The first weight loads go out before anything else: before the wait for the previous kernel
+   * (weights are constant; see the PDL notes in cuda_kernels.h) and, fused, before the
+   * quantization, to overlap them. */
   typename Tr::Raw w[U][R];
   int64_t rows[R];
   group_rows(n_out, pass_row0 + group * R, rows);
-  if constexpr (kFused) load_batch<Tr, U, R>(a, m, rows, kt, w);
+  load_batch<Tr, U, R>(a, m, rows, kt, w);
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
 
   Act<kFused> act = {a.x, a.xq, a.aux, a.n_in};
   if constexpr (kFused) {
@@ -745,7 +825,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
     }
     for (int u0 = kt; u0 < a.n_units; u0 += U * tk) {
       /* all loads of a batch go out before its arithmetic */
-      if (!kFused || pass > 0 || u0 != kt) load_batch<Tr, U, R>(a, m, rows, u0, w);
+      if (pass > 0 || u0 != kt) load_batch<Tr, U, R>(a, m, rows, u0, w);
       compute_batch<Tr, NR, U, R>(a, act, u0, w, acc);
     }
     reduce_store<NR, R>(a, acc, pass_row0 + group * R);
@@ -765,6 +845,8 @@ __device__ __forceinline__ float load_elem(const void *w, int64_t i) {
  * the CTAs split over the matrices as in the main kernel (plane[0] is the matrix). */
 template <mlxr_dtype T>
 __global__ void matvec_float_slow(const __grid_constant__ MvArgs a, int n_rows) {
+  mlxr_pdl_trigger();
+  mlxr_pdl_wait();
   const MvMat &mat = a.mat[cta_mat(a)];
   const int64_t o = (int64_t)(blockIdx.x - mat.cta0) * kSlowWarps + threadIdx.x / 32;
   const int lane = threadIdx.x & 31;
@@ -853,7 +935,7 @@ int64_t number_ctas(MvArgs *a, int n_mats, int64_t rows_per_cta) {
 /* tk and passes are chosen for the whole grid (all matrices together), so a small matrix next to
  * a big one keeps narrow row groups: what matters is that the launch fills the GPU. */
 template <class Tr, int NR>
-cudaError_t launch_main(MvArgs a, int n_mats, cudaStream_t stream) {
+cudaError_t launch_main(MvArgs a, int n_mats, cudaStream_t stream, bool pdl) {
   constexpr int64_t R = rows_per_group(NR);
   int tk = 32;
   while (tk < kThreads && a.n_units > 4 * tk) tk *= 2;
@@ -873,35 +955,41 @@ cudaError_t launch_main(MvArgs a, int n_mats, cudaStream_t stream) {
   if (ctas < 0) return cudaErrorInvalidValue;
   if constexpr (Tr::kQuantized && NR <= kMaxFusedRows) {
     if (a.fused) {
-      matvec_kernel<Tr, NR, true><<<(unsigned)ctas, kThreads, fused_smem_bytes(NR, a.n_in), stream>>>(a);
-      return cudaGetLastError();
+      return mlxr_cuda_launch(matvec_kernel<Tr, NR, true>, dim3((unsigned)ctas), dim3(kThreads),
+                              fused_smem_bytes(NR, a.n_in), stream, pdl, a);
     }
   }
-  matvec_kernel<Tr, NR, false><<<(unsigned)ctas, kThreads, 0, stream>>>(a);
-  return cudaGetLastError();
+  return mlxr_cuda_launch(matvec_kernel<Tr, NR, false>, dim3((unsigned)ctas), dim3(kThreads), 0, stream, pdl, a);
 }
 
 template <class Tr>
-cudaError_t launch_rows(const MvArgs &a, int n_mats, int n_rows, cudaStream_t stream) {
+cudaError_t launch_rows(const MvArgs &a, int n_mats, int n_rows, cudaStream_t stream, bool pdl) {
   switch (n_rows) {
-    case 1: return launch_main<Tr, 1>(a, n_mats, stream);
-    case 2: return launch_main<Tr, 2>(a, n_mats, stream);
-    case 3: return launch_main<Tr, 3>(a, n_mats, stream);
-    case 4: return launch_main<Tr, 4>(a, n_mats, stream);
-    case 5: return launch_main<Tr, 5>(a, n_mats, stream);
-    case 6: return launch_main<Tr, 6>(a, n_mats, stream);
-    case 7: return launch_main<Tr, 7>(a, n_mats, stream);
-    case 8: return launch_main<Tr, 8>(a, n_mats, stream);
+    case 1: return launch_main<Tr, 1>(a, n_mats, stream, pdl);
+    case 2: return launch_main<Tr, 2>(a, n_mats, stream, pdl);
+    case 3: return launch_main<Tr, 3>(a, n_mats, stream, pdl);
+    case 4: return launch_main<Tr, 4>(a, n_mats, stream, pdl);
+    case 5: return launch_main<Tr, 5>(a, n_mats, stream, pdl);
+    case 6: return launch_main<Tr, 6>(a, n_mats, stream, pdl);
+    case 7: return launch_main<Tr, 7>(a, n_mats, stream, pdl);
+    case 8: return launch_main<Tr, 8>(a, n_mats, stream, pdl);
     default: return cudaErrorInvalidValue;
   }
 }
 
 template <mlxr_dtype T>
-cudaError_t launch_slow(MvArgs a, int n_mats, int n_rows, cudaStream_t stream) {
+cudaError_t launch_slow(MvArgs a, int n_mats, int n_rows, cudaStream_t stream, bool pdl) {
   const int64_t ctas = number_ctas(&a, n_mats, kSlowWarps);
   if (ctas < 0) return cudaErrorInvalidValue;
-  matvec_float_slow<T><<<(unsigned)ctas, 32 * kSlowWarps, 0, stream>>>(a, n_rows);
-  return cudaGetLastError();
+  return mlxr_cuda_launch(matvec_float_slow<T>, dim3((unsigned)ctas), dim3(32 * kSlowWarps), 0, stream, pdl, a,
+                          n_rows);
+}
+
+/* Scratch of the quantized activations: q [n_rows][n_in], then aux [n_rows][n_in / 32] and ss
+ * [n_rows][n_in / 32], each from a 256-byte boundary. */
+size_t aux_offset(int64_t n_in, int64_t n_rows) { return align256((size_t)(n_rows * n_in)); }
+size_t ss_offset(int64_t n_in, int64_t n_rows) {
+  return aux_offset(n_in, n_rows) + align256((size_t)(n_rows * (n_in / 32)) * sizeof(uint2));
 }
 
 } /* namespace */
@@ -909,24 +997,33 @@ cudaError_t launch_slow(MvArgs a, int n_mats, int n_rows, cudaStream_t stream) {
 size_t mlxr_cuda_matvec_scratch_bytes(mlxr_dtype t, int64_t n_in, int64_t n_rows) {
   Layout l;
   if (!layout_of(t, &l) || l.block == 1 || n_in < 1 || n_rows < 1) return 0;
-  return align256((size_t)(n_rows * n_in)) + (size_t)(n_rows * (n_in / 32)) * sizeof(uint2);
+  return ss_offset(n_in, n_rows) + (size_t)(n_rows * (n_in / 32)) * sizeof(float);
+}
+
+bool mlxr_cuda_matvec_folds(mlxr_dtype t) {
+  Layout l;
+  return layout_of(t, &l) && l.block > 1;
 }
 
 cudaError_t mlxr_cuda_matvec(mlxr_dtype t, const void *w, int64_t n_in, int64_t n_out,
                              const float *x, int64_t n_rows, const float *bias, float *y,
                              void *scratch, cudaStream_t stream) {
-  return mlxr_cuda_matvec_multi(t, 1, &w, n_in, &n_out, x, n_rows, &bias, &y, false, scratch,
+  const mlxr_cuda_mv_in in = {x, nullptr, 0.0f, nullptr};
+  return mlxr_cuda_matvec_multi(t, 1, &w, n_in, &n_out, &in, n_rows, &bias, &y, false, scratch,
                                 stream);
 }
 
 cudaError_t mlxr_cuda_matvec_multi(mlxr_dtype t, int n_mats, const void *const *ws, int64_t n_in,
-                                   const int64_t *n_outs, const float *x, int64_t n_rows,
+                                   const int64_t *n_outs, const mlxr_cuda_mv_in *in, int64_t n_rows,
                                    const float *const *biases, float *const *ys, bool accumulate,
-                                   void *scratch, cudaStream_t stream) {
+                                   void *scratch, cudaStream_t stream, bool pdl) {
   Layout l;
-  if (!layout_of(t, &l) || n_mats < 1 || n_mats > kMaxMats || !ws || !n_outs || !x || !ys) {
+  if (!layout_of(t, &l) || n_mats < 1 || n_mats > kMaxMats || !ws || !n_outs || !in || !in->x || !ys) {
     return cudaErrorInvalidValue;
   }
+  const float *x = in->x;
+  const bool fold = in->norm || in->up;
+  if ((in->norm && in->up) || (fold && l.block == 1)) return cudaErrorInvalidValue;
   if (n_in < 1 || n_in % l.block != 0 || n_in > ((int64_t)1 << 30)) return cudaErrorInvalidValue;
   if (n_rows < 1 || n_rows > MLXR_CUDA_MATVEC_MAX_ROWS) return cudaErrorInvalidValue;
   const int nr = (int)n_rows;
@@ -958,42 +1055,54 @@ cudaError_t mlxr_cuda_matvec_multi(mlxr_dtype t, int n_mats, const void *const *
     a.n_units = (int)(n_in / elems);
     switch (t) {
       case MLXR_DTYPE_F32:
-        return fast ? launch_rows<FloatTraits<MLXR_DTYPE_F32>>(a, n_mats, nr, stream)
-                    : launch_slow<MLXR_DTYPE_F32>(a, n_mats, nr, stream);
+        return fast ? launch_rows<FloatTraits<MLXR_DTYPE_F32>>(a, n_mats, nr, stream, pdl)
+                    : launch_slow<MLXR_DTYPE_F32>(a, n_mats, nr, stream, pdl);
       case MLXR_DTYPE_F16:
-        return fast ? launch_rows<FloatTraits<MLXR_DTYPE_F16>>(a, n_mats, nr, stream)
-                    : launch_slow<MLXR_DTYPE_F16>(a, n_mats, nr, stream);
+        return fast ? launch_rows<FloatTraits<MLXR_DTYPE_F16>>(a, n_mats, nr, stream, pdl)
+                    : launch_slow<MLXR_DTYPE_F16>(a, n_mats, nr, stream, pdl);
       default:
-        return fast ? launch_rows<FloatTraits<MLXR_DTYPE_BF16>>(a, n_mats, nr, stream)
-                    : launch_slow<MLXR_DTYPE_BF16>(a, n_mats, nr, stream);
+        return fast ? launch_rows<FloatTraits<MLXR_DTYPE_BF16>>(a, n_mats, nr, stream, pdl)
+                    : launch_slow<MLXR_DTYPE_BF16>(a, n_mats, nr, stream, pdl);
     }
   }
 
   /* quantized: activations to int8 first, once for all matrices: inside the product (few rows,
    * every CTA) or by its own kernel */
   if (!w_aligned) return cudaErrorInvalidValue;
-  a.x_vec = aligned16(x);
-  a.fused = nr <= kMaxFusedRows && fused_smem_bytes(nr, n_in) <= kMaxFusedSmem;
+  const float *aux_in = in->norm ? in->norm : in->up; /* the transform's second operand */
+  a.x_vec = aligned16(x) && (!aux_in || aligned16(aux_in));
+  a.fused = !fold && nr <= kMaxFusedRows && fused_smem_bytes(nr, n_in) <= kMaxFusedSmem;
   a.n_units = (int)(n_in / (t == MLXR_DTYPE_Q8_0 ? 16 : 32));
+  a.norm = in->norm != nullptr;
+  a.eps = in->eps;
   if (!a.fused) {
     if (!scratch || !aligned16(scratch)) return cudaErrorInvalidValue;
     int8_t *q = (int8_t *)scratch;
-    uint2 *aux = (uint2 *)((uint8_t *)scratch + align256((size_t)(n_rows * n_in)));
+    uint2 *aux = (uint2 *)((uint8_t *)scratch + aux_offset(n_in, n_rows));
+    float *ss = (float *)((uint8_t *)scratch + ss_offset(n_in, n_rows));
     const int64_t n_blocks = n_rows * n_in / 32;
-    quantize_kernel<<<(unsigned)ceil_div(n_blocks, kQuantThreads), kQuantThreads, 0, stream>>>(
-        x, n_blocks, a.x_vec, q, aux);
+    const dim3 grid((unsigned)ceil_div(n_blocks, kQuantThreads)), block(kQuantThreads);
+    const cudaError_t e =
+        in->norm ? mlxr_cuda_launch(quantize_kernel<kQuantNorm>, grid, block, 0, stream, pdl, x, aux_in, n_in,
+                                    n_blocks, a.x_vec, q, aux, ss)
+        : in->up ? mlxr_cuda_launch(quantize_kernel<kQuantSwiglu>, grid, block, 0, stream, pdl, x, aux_in, n_in,
+                                    n_blocks, a.x_vec, q, aux, ss)
+                 : mlxr_cuda_launch(quantize_kernel<kQuantPlain>, grid, block, 0, stream, pdl, x, aux_in, n_in,
+                                    n_blocks, a.x_vec, q, aux, ss);
+    if (e != cudaSuccess) return e;
     a.xq = q;
     a.aux = aux;
+    a.ss = ss;
   }
   switch (t) {
-    case MLXR_DTYPE_Q4_0: return launch_rows<LegacyTraits<MLXR_DTYPE_Q4_0>>(a, n_mats, nr, stream);
-    case MLXR_DTYPE_Q4_1: return launch_rows<LegacyTraits<MLXR_DTYPE_Q4_1>>(a, n_mats, nr, stream);
-    case MLXR_DTYPE_Q5_0: return launch_rows<LegacyTraits<MLXR_DTYPE_Q5_0>>(a, n_mats, nr, stream);
-    case MLXR_DTYPE_Q5_1: return launch_rows<LegacyTraits<MLXR_DTYPE_Q5_1>>(a, n_mats, nr, stream);
-    case MLXR_DTYPE_Q8_0: return launch_rows<Q8_0Traits>(a, n_mats, nr, stream);
-    case MLXR_DTYPE_Q4_K: return launch_rows<K4Traits<MLXR_DTYPE_Q4_K>>(a, n_mats, nr, stream);
-    case MLXR_DTYPE_Q5_K: return launch_rows<K4Traits<MLXR_DTYPE_Q5_K>>(a, n_mats, nr, stream);
-    case MLXR_DTYPE_Q6_K: return launch_rows<Q6KTraits>(a, n_mats, nr, stream);
+    case MLXR_DTYPE_Q4_0: return launch_rows<LegacyTraits<MLXR_DTYPE_Q4_0>>(a, n_mats, nr, stream, pdl);
+    case MLXR_DTYPE_Q4_1: return launch_rows<LegacyTraits<MLXR_DTYPE_Q4_1>>(a, n_mats, nr, stream, pdl);
+    case MLXR_DTYPE_Q5_0: return launch_rows<LegacyTraits<MLXR_DTYPE_Q5_0>>(a, n_mats, nr, stream, pdl);
+    case MLXR_DTYPE_Q5_1: return launch_rows<LegacyTraits<MLXR_DTYPE_Q5_1>>(a, n_mats, nr, stream, pdl);
+    case MLXR_DTYPE_Q8_0: return launch_rows<Q8_0Traits>(a, n_mats, nr, stream, pdl);
+    case MLXR_DTYPE_Q4_K: return launch_rows<K4Traits<MLXR_DTYPE_Q4_K>>(a, n_mats, nr, stream, pdl);
+    case MLXR_DTYPE_Q5_K: return launch_rows<K4Traits<MLXR_DTYPE_Q5_K>>(a, n_mats, nr, stream, pdl);
+    case MLXR_DTYPE_Q6_K: return launch_rows<Q6KTraits>(a, n_mats, nr, stream, pdl);
     default: return cudaErrorInvalidValue;
   }
 }
