@@ -92,9 +92,10 @@ summary() {
   local done_line execs
   done_line="$(grep -E '^#[0-9]+[[:space:]]+DONE' "$dir/log" | tail -1 || true)"
   execs="$(grep -E '^stat::number_of_executed_units:' "$dir/log" | awk '{print $2}' | tail -1 || true)"
-  if [ -z "$done_line" ]; then # fork mode: its last status line, "#N: cov: .. ft: .. corp: .."
-    done_line="$(grep -E '^#[0-9]+: cov:' "$dir/log" | tail -1 || true)"
-    execs="$(sed -nE 's/^#([0-9]+):.*/\1/p' <<<"$done_line")"
+  if [ -z "$done_line" ]; then # stopped by a finding, or fork mode: the last status line
+    # ("#N\tNEW cov: .. ft: .. corp: ..", fork mode "#N: cov: ..")
+    done_line="$(grep -E '^#[0-9]+:?[[:space:]].*cov: ' "$dir/log" | tail -1 || true)"
+    [ -n "$execs" ] || execs="$(sed -nE 's/^#([0-9]+).*/\1/p' <<<"$done_line")"
   fi
   local cov ft corp found
   cov="$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$done_line")"

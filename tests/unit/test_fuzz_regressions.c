@@ -15,6 +15,7 @@
 #include "core/common/status.h"
 #include "core/formats/gguf.h"
 #include "core/runtime/grammar/grammar.h"
+#include "core/runtime/template/template.h"
 #include "core/runtime/tokenizer/tokenizer.h"
 #include "core/runtime/tokenizer/tokenizer_impl.h"
 #include "tests/unit/check.h"
@@ -179,8 +180,36 @@ static void left_recursive_ref(void) {
   free(gbnf);
 }
 
+/* fuzz_template: raise_exception() built its message in a 400-byte buffer, and a longer message
+ * (one string appended whole, or not at all) came out as an empty error. The message is kept
+ * now (cut to the error buffer), and an empty one is named. */
+static void long_raise_message(void) {
+  char src[700], want[64];
+  memset(want, 'm', sizeof want - 1);
+  want[sizeof want - 1] = '\0';
+  int n = snprintf(src, sizeof src, "{{ raise_exception('");
+  memset(src + n, 'm', 600);
+  snprintf(src + n + 600, sizeof src - (size_t)n - 600, "') }}");
+  static const char *const srcs[2] = {NULL, "{{ raise_exception('') }}"};
+  for (int i = 0; i < 2; i++) {
+    const char *s = i == 0 ? src : srcs[i];
+    mlxr_template *t = NULL;
+    char err[512] = "", *out = NULL;
+    size_t out_len = 0;
+    int rc = mlxr_template_new(s, strlen(s), &t, err, sizeof err);
+    mlxr_template_params p;
+    mlxr_template_default_params(&p);
+    if (rc == MLXR_OK) rc = mlxr_template_render_json(t, "{}", 2, &p, &out, &out_len, err, sizeof err);
+    CHECK(rc == MLXR_ERR_INVALID && (i == 0 ? strncmp(err, want, sizeof want - 1) == 0 : strstr(err, "empty message") != NULL),
+          "raise_exception %d: rc %d, error '%.80s'", i, rc, err);
+    free(out);
+    mlxr_template_free(t);
+  }
+}
+
 int main(void) {
   schema_not_utf8();
+  long_raise_message();
   huge_counts();
   left_recursive_ref();
   gbnf_error_at_end();

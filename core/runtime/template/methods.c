@@ -906,11 +906,13 @@ tv *mlxr_tpl_call_builtin(tctx *c, tv *fn, tv **args, size_t n, const char **kwn
   case F_RANGE: return g_range(c, args, n, nkw);
   case F_DICT: return g_dict(c, false, args, n, kwn, kwv, nkw);
   case F_NAMESPACE: return g_dict(c, true, args, n, kwn, kwv, nkw);
-  case F_RAISE: {
+  case F_RAISE: { /* the message as given (cut to the error buffer's size), never an empty error */
     tbuf b;
-    tbuf_init(&b, 400);
+    tbuf_init(&b, sizeof(c->msg) * 8); /* a longer message used to come out empty (fuzz_template) */
     for (size_t i = 0; i < n; i++) tv_write_str(&b, args[i]);
-    tctx_fail(c, MLXR_ERR_INVALID, "%s", b.s ? b.s : "");
+    if (b.len > 0) tctx_fail(c, MLXR_ERR_INVALID, "%.*s", (int)b.len, b.s);
+    else if (b.overflow) tctx_fail(c, MLXR_ERR_INVALID, "raise_exception() with a message over %zu bytes", b.max);
+    else tctx_fail(c, MLXR_ERR_INVALID, "raise_exception() with an empty message");
     tbuf_free(&b);
     return NULL;
   }
