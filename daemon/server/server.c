@@ -3,11 +3,20 @@
  * of mode 0600) in thread-per-connection mode, sharing one request handler.
  *
  * A request's life: MHD calls on_request first with only the headers (we allocate the mlxr_req,
- * check Host, Origin and the API key, and refuse a declared body over the cap with 413 before
- * reading it), then with pieces of the body (accumulated up to the cap; past it the rest is read
- * and dropped), then once more with no data: dispatch to the routes. MHD's completion notice
- * records the request in the metrics (streamed responses record their own at the stream's end)
- * and frees it.
+ * check Host, Origin, the API key and the declared body size: refuse_body_on_headers), then with
+ * pieces of the body (accumulated up to the cap; past it the rest is read and dropped), then once
+ * more with no data: dispatch to the routes (a body over the cap gets its 413 there). MHD's
+ * completion notice records the request in the metrics (streamed responses record their own at
+ * the stream's end) and frees it.
+ *
+ * Why a body over the cap is read before the 413: answering on the headers makes MHD close the
+ * connection with the body still arriving, and closing a socket with unread data makes the kernel
+ * send a reset, so a client still sending gets EPIPE or ECONNRESET instead of the 413 (nothing
+ * like lingering close is available). So the body is read and thrown away, up to twice the cap
+ * (drain_cap), and the 413 goes out with the connection intact. A declared body past that, or one
+ * from a client that sent Expect: 100-continue (it waits for the go-ahead, so it sends nothing
+ * before the 413 and the 413 spares it the upload), is refused on the headers; a chunked body
+ * past the drain cap is cut off (connection closed).
  *
  * Readiness: once every listener is up (models are loaded before), the TCP port actually bound
  * (the kernel's choice under --port 0) is printed on stdout as "mlxrd: listening on HOST:PORT" and
@@ -109,10 +118,35 @@ static enum MHD_Result dispatch(mlxr_req *r) {
   return mlxr_http_error(r, 404, NULL, NULL, NULL, "no route for %s %.200s", r->method, path);
 }
 
+/* How much of a body over the cap is read and thrown away so that its 413 reaches the client
+ * (the top of this file says why): twice the cap. */
+static uint64_t drain_cap(const mlxr_server *s) { return 2 * (uint64_t)s->cfg->max_body_bytes; }
+
+/* On the headers: true to refuse the body with 413 now, before reading any of it: a Content-Length
+ * that does not parse, or one over the cap from a client waiting for 100 Continue, or one past the
+ * drain cap. A declared body over the cap otherwise is marked body_too_big: read, dropped, and
+ * answered 413 by dispatch, as a chunked body over the cap is. */
+static bool refuse_body_on_headers(mlxr_req *r, const char *version) {
+  const mlxr_server *s = r->srv;
+  const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+  if (!cl) return false;
+  char *end = NULL;
+  errno = 0;
+  unsigned long long n = strtoull(cl, &end, 10);
+  if (errno || end == cl) return true;
+  if (n <= s->cfg->max_body_bytes) return false;
+  /* MHD sends 100 Continue only to HTTP/1.1 clients that ask for it (MHD's need_100_continue) */
+  const char *expect = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Expect");
+  bool waits = expect && strcasecmp(expect, "100-continue") == 0 && version &&
+               strcasecmp(version, MHD_HTTP_VERSION_1_1) == 0;
+  if (waits || n > drain_cap(s)) return true;
+  r->body_too_big = true;
+  return false;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls) {
-  (void)version;
   listener *L = cls;
   mlxr_server *s = L->srv;
   mlxr_req *r = *con_cls;
@@ -146,14 +180,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       return mlxr_http_error(r, 401, "authentication_error", "invalid_api_key", NULL,
                              "a valid API key is required (Authorization: Bearer KEY or X-Api-Key)");
     r->key_slot = mlxr_auth_key_slot(s, c);
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    if (cl) {
-      char *end = NULL;
-      errno = 0;
-      unsigned long long n = strtoull(cl, &end, 10);
-      if (errno || end == cl || n > s->cfg->max_body_bytes)
-        return mlxr_http_error(r, 413, NULL, NULL, NULL, "request body larger than %zu bytes", s->cfg->max_body_bytes);
-    }
+    if (refuse_body_on_headers(r, version))
+      return mlxr_http_error(r, 413, NULL, NULL, NULL, "request body larger than %zu bytes", s->cfg->max_body_bytes);
     return MHD_YES;
   }
   if (r->status) { /* answered early: drop whatever body arrives */
@@ -161,15 +189,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
   }
   if (*upload_size) {
-    if (!r->body_too_big) {
-      if (r->body.len + *upload_size > s->cfg->max_body_bytes) {
-        r->body_too_big = true;
-        mlxr_buf_free(&r->body);
-      } else {
-        mlxr_buf_add(&r->body, upload, *upload_size);
-        if (r->body.oom) return MHD_NO;
-      }
+    if (!r->body_too_big && r->body.len + *upload_size > s->cfg->max_body_bytes) {
+      r->body_too_big = true;
+      r->body_dropped = r->body.len;
+      mlxr_buf_free(&r->body);
     }
+    if (r->body_too_big) {
+      r->body_dropped += *upload_size;
+      *upload_size = 0;
+      /* only a chunked body gets past the drain cap (a declared one was refused on its headers);
+       * MHD takes no response while the body arrives, so all that is left is to close */
+      return r->body_dropped > drain_cap(s) ? MHD_NO : MHD_YES;
+    }
+    mlxr_buf_add(&r->body, upload, *upload_size);
+    if (r->body.oom) return MHD_NO;
     *upload_size = 0;
     return MHD_YES;
   }

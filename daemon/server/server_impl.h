@@ -202,7 +202,8 @@ typedef struct mlxr_req {
   const char *method;
   const char *url;
   mlxr_buf body;
-  bool body_too_big;
+  bool body_too_big;      /* over max_body_bytes: read and dropped, answered 413 */
+  uint64_t body_dropped;  /* bytes of such a body read and dropped (closed past server.c's drain_cap) */
   bool via_unix;
   bool is_head;
   const char *origin;     /* allowed Origin to echo in CORS headers, or NULL */
