@@ -65,7 +65,7 @@ static void fail_unless_error(int rc, const char *err) {
 static void exercise(const mlxr_tokenizer *t) {
   static const char *texts[] = {"Hello world! I'm here, aren't you?", "  lead\n\n\ttab 1234567 x",
                                 "<s>[INST] hi [/INST]</s> <|im_start|>user\nhi<|im_end|>",
-                                "\xe4\xbd\xa0\xe5\xa5\xbd \xc3\xa7" "a va \xf0\x9f\x98\x80", "bad \xff\xc3 bytes", ""};
+                                "\xe4\xbd\xa0\xe5\xa5\xbd \xc3\xa7\x61 va \xf0\x9f\x98\x80", "bad \xff\xc3 bytes", ""};
   const int32_t n_vocab = mlxr_tokenizer_n_vocab(t);
   if (n_vocab <= 0) abort();
   for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
