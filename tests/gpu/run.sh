@@ -13,7 +13,8 @@
 #    by tests/gpu/pack_deps.sh: MLXR's binaries then run with that lib/ on LD_LIBRARY_PATH (through
 #    wrapper scripts in build-gpu/bin; the machine's own tools, curl among them, keep its libraries);
 # 2. test_cuda_ops: every CUDA op against the CPU backend and float64, every weight type, awkward
-#    sizes, CUDA graph capture and replay (tests/gpu/test_cuda_ops.c);
+#    sizes, CUDA graph capture and replay (tests/gpu/test_cuda_ops.c); again with
+#    MLXR_CUDA_SPLIT_MERGE=1 (the in-kernel merge of decode attention splits, off by default);
 # 3. test_hf_logits.py on the GPU (MLXR_TEST_DEVICE=cuda): the Hugging Face transformers fixtures of
 #    tests/fixtures/hf, f32/f16/bf16/q8_0 within the CPU's bounds, f32 greedy = transformers;
 # 4. compare_devices.py: whole models of every weight type, CUDA against CPU logits (200- and
@@ -116,6 +117,7 @@ fi
 wrap_bins
 
 step "op parity (test_cuda_ops)" "$MLXR_BIN/test_cuda_ops"
+step "op parity, decode splits merged in-kernel (MLXR_CUDA_SPLIT_MERGE=1)" env MLXR_CUDA_SPLIT_MERGE=1 "$MLXR_BIN/test_cuda_ops"
 step "transformers fixtures on the GPU (test_hf_logits.py)" env MLXR_TEST_DEVICE=cuda $PY tests/golden/test_hf_logits.py
 if [ "$quick" = 0 ]; then
   step "whole models, CUDA vs CPU (compare_devices.py)" $PY tests/gpu/compare_devices.py

@@ -441,6 +441,21 @@ static void test_attention_case(mlxr_backend *cpu, mlxr_backend *gpu, attn_shape
   if (!(e <= *worst)) *worst = e;
   CHECK(e <= tol, "attention heads %d/%d hd %d bs %d kv %s prompt %d from %d: max error %.3g > %.3g", sh.n_head,
         sh.n_kv, sh.hd, sh.bs, mlxr_dtype_name(kvt), prompt_len, prompt_start, e, tol);
+  /* the same batch with no keys for row p1: zeros there (as the CPU), whoever writes them */
+  int32_t *n_ctx0 = malloc(sizeof(int32_t) * (size_t)n_rows);
+  memcpy(n_ctx0, n_ctx, sizeof(int32_t) * (size_t)n_rows);
+  n_ctx0[p1] = 0;
+  a.n_ctx = n_ctx0;
+  CHECK(cpu->iface->attention(cpu, &a) == MLXR_OK, "cpu attention");
+  mlxr_backend_buf_free(gpu, (void *)ag.n_ctx), mlxr_backend_buf_free(gpu, ag.out);
+  ag.n_ctx = dput(gpu, n_ctx0, sizeof(int32_t) * (size_t)n_rows);
+  ag.out = dpoison(gpu, nq);
+  CHECK(gpu->iface->attention(gpu, &ag) == MLXR_OK, "gpu attention call");
+  CHECK(dget(gpu, og, ag.out, sizeof(float) * nq) == MLXR_OK, "gpu attention run");
+  const double e0 = max_abs_err(og, oc, nq);
+  CHECK(e0 <= tol, "attention heads %d/%d hd %d kv %s prompt %d from %d, a row without keys: max error %.3g > %.3g",
+        sh.n_head, sh.n_kv, sh.hd, mlxr_dtype_name(kvt), prompt_len, prompt_start, e0, tol);
+  free(n_ctx0);
   mlxr_backend_buf_free(gpu, (void *)ag.q), mlxr_backend_buf_free(gpu, ag.out);
   mlxr_backend_buf_free(gpu, (void *)ag.block_tables), mlxr_backend_buf_free(gpu, (void *)ag.row_table);
   mlxr_backend_buf_free(gpu, (void *)ag.n_ctx), mlxr_backend_buf_free(gpu, kg), mlxr_backend_buf_free(gpu, vg);

@@ -20,7 +20,10 @@
  *
  * At the end the 4 warps' (m, l, o) merge through shared memory; with one split the CTA writes
  * out = o / l, else the partial (m, l, o) of its split goes to scratch and the combine kernel
- * (a warp per (row, head)) merges the splits. A split takes at least two tiles of keys, so a
+ * (a warp per (row, head)) merges the splits. With split_merge (off by default: not yet run on a
+ * GPU, see mlxr_cuda_attention), in the decode path the last split of each (row, kv head,
+ * subgroup) to finish merges them instead (a ticket counter per group in scratch, taken after a
+ * __threadfence; the last one resets it to zero), so a decode step is one launch. A split takes at least two tiles of keys, so a
  * short row (a decode step early in a sequence) has one split with keys: that CTA writes out
  * itself and the combine kernel passes the row by. The grid is at most one wave of CTAs, which
  * loop over the work items (most items of a short row are empty splits, done at once). The split count depends only on the row count,
@@ -110,6 +113,9 @@ struct dec_list {
   int splits;           /* splits of each row's keys */
   float2 *part_ml;      /* [n][n_head][splits] (max, sum) of each split (splits > 1) */
   float *part_o;        /* [n][n_head][splits][dv] weighted V sums of each split, relative to max */
+  int *tickets;         /* [n][n_head_kv][n_sub] splits done so far, zero between launches; NULL:
+                           the combine kernel merges the splits, else the last split of each
+                           (row, kv head, subgroup) does (merge_splits) */
 };
 
 /* The tiling of a prompt launch. */
@@ -422,6 +428,40 @@ __device__ __forceinline__ void decode_tile(const attn_params &p, const unsigned
   __syncwarp();
 }
 
+/* The last split of a work group to finish merges the group's na split partials for its nh heads
+ * (h0..) into out, as the combine kernel would: weights exp(m_s - max) per (head, split) in
+ * shared memory `wgt` ([GB][MAX_SPLITS] floats, then [GB] sums), then a thread per output
+ * element. The partials are read past L1 (__ldcg): other CTAs wrote them. */
+template <int GB>
+__device__ __forceinline__ void merge_splits(const attn_params &p, const dec_list &d, int64_t li, int64_t row, int h0,
+                                             int nh, int na, float *wgt) {
+  const int tid = (int)threadIdx.x, warp = tid / 32, lane = tid % 32;
+  float *sums = wgt + GB * MAX_SPLITS;
+  for (int h = warp; h < nh; h += DEC_WARPS) {
+    const int64_t base = (li * p.n_head + h0 + h) * d.splits;
+    float mx = NEG_INF;
+    for (int sp = lane; sp < na; sp += 32) mx = fmaxf(mx, __ldcg(&d.part_ml[base + sp]).x);
+    mx = warp_max(mx, 16);
+    float sum = 0.0f;
+    for (int sp = lane; sp < na; sp += 32) {
+      const float2 ml = __ldcg(&d.part_ml[base + sp]);
+      const float f = expf(ml.x - mx);
+      wgt[h * MAX_SPLITS + sp] = f;
+      sum += f * ml.y;
+    }
+    sum = warp_sum(sum, 16);
+    if (lane == 0) sums[h] = sum;
+  }
+  __syncthreads();
+  for (int idx = tid; idx < nh * p.dv; idx += DEC_THREADS) {
+    const int h = idx / p.dv, e = idx % p.dv;
+    const int64_t base = (li * p.n_head + h0 + h) * d.splits;
+    float acc = 0.0f;
+    for (int sp = 0; sp < na; sp++) acc = fmaf(wgt[h * MAX_SPLITS + sp], __ldcg(&d.part_o[(base + sp) * p.dv + e]), acc);
+    p.out[(row * p.n_head + h0 + h) * (int64_t)p.dv + e] = acc / sums[h];
+  }
+}
+
 /* Work item `item` of a decode launch: (list entry, kv head, head subgroup, split). */
 template <typename T, int DK, int GB, bool VEC>
 __device__ __forceinline__ void decode_item(const attn_params &p, const dec_list &d, int item,
@@ -448,8 +488,11 @@ __device__ __forceinline__ void decode_item(const attn_params &p, const dec_list
   const int t_begin = split * chunk, t_end = min(n, t_begin + chunk);
   /* the row's only split with keys writes the output, not a partial (the combine kernel skips it) */
   const bool lone = d.splits == 1 || n <= chunk;
-  if (t_begin >= t_end) { /* no keys: a lone split writes zeros (as the CPU), others nothing */
-    if (d.splits == 1) {
+  if (t_begin >= t_end) {
+    /* A row without keys gets zeros (as the CPU): written by its first split where no combine
+     * kernel follows (one split, or the splits merge themselves), else by the combine kernel.
+     * Other empty splits write nothing. */
+    if (n == 0 && split == 0 && (d.splits == 1 || d.tickets)) {
       float *dst = p.out + (row * p.n_head + h0) * (int64_t)p.dv;
       for (int idx = tid; idx < nh * p.dv; idx += DEC_THREADS) dst[idx] = 0.0f;
     }
@@ -555,6 +598,19 @@ __device__ __forceinline__ void decode_item(const attn_params &p, const dec_list
       if (e == 0) d.part_ml[pi] = make_float2(mx, sum);
     }
   }
+  if (lone || !d.tickets) return;
+  /* the last of the group's na splits with keys to get here merges them (threadFenceReduction) */
+  const int na = (n + chunk - 1) / chunk;
+  int *ticket = d.tickets + item / d.splits;
+  __shared__ int last;
+  __threadfence(); /* this CTA's partials are visible before its ticket */
+  __syncthreads(); /* every thread has written and fenced; the merge area is free */
+  if (tid == 0) last = atomicAdd(ticket, 1) == na - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  merge_splits<GB>(p, d, li, row, h0, nh, na, reinterpret_cast<float *>(kv_s));
+  if (tid == 0) *ticket = 0; /* zero again for the next launch */
 }
 
 template <typename T, int DK, int GB, bool VEC>
@@ -1196,7 +1252,7 @@ int64_t partial_capacity(int64_t n_rows, int n_head) {
 
 /* Byte offsets of the scratch regions for a call with n_rows rows (each grows with n_rows). */
 struct scratch_layout {
-  size_t part_ml, part_o, run_row, list, n_list, total;
+  size_t part_ml, part_o, run_row, list, n_list, tickets, total;
 };
 scratch_layout scratch_layout_of(int64_t n_rows, int n_head, int dv) {
   const size_t cap = (size_t)partial_capacity(n_rows, n_head);
@@ -1212,6 +1268,8 @@ scratch_layout scratch_layout_of(int64_t n_rows, int n_head, int dv) {
   off += round_up((size_t)n_rows * sizeof(int32_t), 256);
   s.n_list = off;
   off += 256;
+  s.tickets = off; /* one per (row, head) at most: (row, kv head, subgroup) */
+  off += round_up((size_t)n_rows * (size_t)n_head * sizeof(int), 256);
   s.total = off;
   return s;
 }
@@ -1263,7 +1321,7 @@ cudaError_t launch_decode(const dec_kernel &k, const attn_params &p, const dec_l
   cudaError_t e = allow_smem(k.fn, k.smem);
   if (e != cudaSuccess) return e;
   e = mlxr_cuda_launch(k.fn, dim3((unsigned)grid), dim3(DEC_THREADS), (size_t)k.smem, stream, pdl, p, d);
-  if (e != cudaSuccess || d.splits == 1) return e;
+  if (e != cudaSuccess || d.splits == 1 || d.tickets) return e;
   int64_t cgrid = ceil_div(d.n_host * p.n_head, 4);
   if (cgrid > combine_max) cgrid = combine_max;
   if (cgrid > INT32_MAX) return cudaErrorInvalidValue;
@@ -1293,7 +1351,7 @@ size_t mlxr_cuda_attention_scratch_bytes(int64_t n_rows, int n_head, int head_di
 }
 
 cudaError_t mlxr_cuda_attention(const mlxr_attn_args *a, bool graph_mode, int n_sm, void *scratch,
-                                cudaStream_t stream, bool pdl) {
+                                cudaStream_t stream, bool pdl, bool split_merge) {
   if (!a || a->n_rows < 0 || n_sm <= 0) return cudaErrorInvalidValue;
   if (a->n_head <= 0 || a->n_head_kv <= 0 || a->n_head % a->n_head_kv != 0) return cudaErrorInvalidValue;
   if (a->head_dim_k <= 0 || a->head_dim_k > 256 || a->head_dim_v <= 0 || a->head_dim_v > 256) {
@@ -1348,6 +1406,7 @@ cudaError_t mlxr_cuda_attention(const mlxr_attn_args *a, bool graph_mode, int n_
   d.n_sub = n_sub;
   d.part_ml = sc ? reinterpret_cast<float2 *>(sc + sl.part_ml) : nullptr;
   d.part_o = sc ? reinterpret_cast<float *>(sc + sl.part_o) : nullptr;
+  d.tickets = nullptr;
   d.n_host = n_rows;
   const int64_t room = partial_capacity(n_rows, a->n_head) / (n_rows * a->n_head);
 
@@ -1358,6 +1417,7 @@ cudaError_t mlxr_cuda_attention(const mlxr_attn_args *a, bool graph_mode, int n_
     d.n_dev = nullptr;
     d.splits = decode_splits(n_rows, a->n_head, items, n_sm);
     if (d.splits > 1 && !sc) return cudaErrorInvalidValue;
+    if (split_merge && sc) d.tickets = reinterpret_cast<int *>(sc + sl.tickets); /* no combine kernel */
     const int64_t wave = (int64_t)n_sm * (dk.gb <= 4 ? 3 : 2); /* the kernel's launch bounds */
     const int64_t grid = items * d.splits < wave ? items * d.splits : wave;
     return launch_decode(dk, p, d, grid, INT32_MAX, stream, pdl);

@@ -68,7 +68,7 @@
 #define CUDA_DEQ_TILE_BYTES ((size_t)64 << 20)  /* F16 tile of dequantized weights for cuBLAS */
 #define CUDA_MATVEC_PASS_ROWS 64               /* quantized: matvec passes up to this many rows */
 /* Both can be changed for tuning by the environment when a backend opens: MLXR_CUDA_PASS_ROWS
- * (8..4096) and MLXR_CUDA_TILE_MIB (1..1024). */
+ * (8..4096) and MLXR_CUDA_TILE_MIB (1..1024); likewise MLXR_CUDA_SPLIT_MERGE=1 (cuda_kernels.h). */
 #define CUDA_MAX_GRAPHS 32
 
 typedef struct cuda_weight_copy {
@@ -105,6 +105,7 @@ typedef struct cuda_context {
   bool pdl;                /* launch the decode kernels with PDL (sm_90+, not params.no_pdl) */
   int64_t pass_rows;       /* CUDA_MATVEC_PASS_ROWS or MLXR_CUDA_PASS_ROWS */
   size_t deq_tile_bytes;   /* CUDA_DEQ_TILE_BYTES or MLXR_CUDA_TILE_MIB */
+  bool split_merge;        /* MLXR_CUDA_SPLIT_MERGE=1: see mlxr_cuda_attention */
   cudaStream_t stream;
   mlxr_cublas *blas;
   void *cublas_ws;
@@ -299,6 +300,11 @@ static void *scratch(cuda_context *c, cuda_scratch *s, size_t need) {
   const size_t cap = need + need / 4 + 4096;
   void *p = NULL;
   if (fail(c, dev_malloc(c, &p, cap), "allocating scratch")) return NULL;
+  /* zero-filled (attention's ticket counters expect it) */
+  if (fail(c, cudaMemsetAsync(p, 0, cap, c->stream), "clearing scratch")) {
+    dev_free(c, p);
+    return NULL;
+  }
   if (s->ptr) {
     if (c->any_graph || c->capturing) {
       if (c->n_retired == c->retired_cap) {
@@ -749,7 +755,7 @@ static int cuda_attention(mlxr_backend *be, const mlxr_attn_args *a) {
   if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv != 0) return MLXR_ERR_INVALID;
   void *s = scratch(c, &c->attn, mlxr_cuda_attention_scratch_bytes(a->n_rows, a->n_head, a->head_dim_v));
   if (!s) return sticky(c);
-  fail(c, mlxr_cuda_attention(a, c->capturing != NULL, c->n_sm, s, c->stream, c->pdl), "attention");
+  fail(c, mlxr_cuda_attention(a, c->capturing != NULL, c->n_sm, s, c->stream, c->pdl, c->split_merge), "attention");
   return MLXR_OK;
 }
 
@@ -866,6 +872,7 @@ int mlxr_cuda_backend_new(const mlxr_cuda_backend_params *params, mlxr_backend *
   c->pdl = prop.major >= 9 && !params->no_pdl;
   c->pass_rows = env_int("MLXR_CUDA_PASS_ROWS", MLXR_CUDA_MATVEC_MAX_ROWS, 4096, CUDA_MATVEC_PASS_ROWS);
   c->deq_tile_bytes = (size_t)env_int("MLXR_CUDA_TILE_MIB", 1, 1024, (int64_t)(CUDA_DEQ_TILE_BYTES >> 20)) << 20;
+  c->split_merge = env_int("MLXR_CUDA_SPLIT_MERGE", 0, 1, 0) == 1;
   use_device(c);
   const char *step = NULL;
   if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) step = "creating a stream";

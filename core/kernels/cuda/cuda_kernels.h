@@ -180,13 +180,18 @@ cudaError_t mlxr_cuda_convert_f32(const float *x, int64_t n, mlxr_dtype out_type
 
 /* ---- attention.cu ---- */
 
-/* Scratch bytes attention needs for up to n_rows rows (split-K partial results). */
+/* Scratch bytes attention needs for up to n_rows rows (split-K partial results, ticket counters).
+ * The scratch must be zero-filled when first handed to mlxr_cuda_attention (the counters; every
+ * launch leaves them zero again). */
 size_t mlxr_cuda_attention_scratch_bytes(int64_t n_rows, int n_head, int head_dim_v);
 /* Paged attention as backend.h's mlxr_attn_args says. graph_mode: the launch configuration may
  * depend only on n_rows and the shapes (not on max_ctx or the host-side batch structure), because
  * the launch is captured once and replayed with other contexts. n_sm: multiprocessors. */
 cudaError_t mlxr_cuda_attention(const mlxr_attn_args *a, bool graph_mode, int n_sm, void *scratch,
-                                cudaStream_t stream, bool pdl = false);
+                                cudaStream_t stream, bool pdl = false, bool split_merge = false);
+/* split_merge: decode splits merged by their last CTA instead of a combine kernel (one launch
+ * fewer per layer). Written 2026-12-07 but not yet run on a GPU: off unless MLXR_CUDA_SPLIT_MERGE=1
+ * (tests/gpu/run.sh runs the op parity both ways); make it the default once that passes. */
 
 /* ---- sample.cu ---- */
 
