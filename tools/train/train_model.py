@@ -16,7 +16,7 @@ loss is measured at every position 0..seq_len-1 of a 4096-token context; the rep
 the loss per quarter of the positions (a model that uses its long context has a lower loss in
 the last quarter than in the first).
 
-Models (LlamaForCausalLM, SwiGLU, RMSNorm, RoPE theta 10000, max_position_embeddings = seq_len):
+Models (LlamaForCausalLM, SwiGLU, RMSNorm, RoPE theta 10000 (the default), max_position_embeddings = seq_len):
   target: hidden 512, 8 layers, 8 heads (4 KV heads, head_dim 64), intermediate 1536, tied
           embeddings, vocab 8192: 29.4M parameters (25.2M in the layers, 4.2M embeddings)
   draft:  hidden 256, 4 layers, 4 heads (2 KV heads, head_dim 64), intermediate 768, tied: 5.2M
@@ -96,7 +96,7 @@ def make_config(p, vocab, seq_len):
     from transformers import LlamaConfig
     return LlamaConfig(vocab_size=vocab, hidden_size=p["hidden"], intermediate_size=p["intermediate"],
                        num_hidden_layers=p["layers"], num_attention_heads=p["heads"],
-                       num_key_value_heads=p["kv_heads"], max_position_embeddings=seq_len, rope_theta=10000.0,
+                       num_key_value_heads=p["kv_heads"], max_position_embeddings=seq_len,
                        rms_norm_eps=1e-5, hidden_act="silu", tie_word_embeddings=p["tie"], attention_bias=False,
                        mlp_bias=False, bos_token_id=0, eos_token_id=1, pad_token_id=2, initializer_range=0.02)
 
@@ -228,7 +228,7 @@ def cmd_train(args):
 def load(path, dev):
     import torch
     from transformers import LlamaForCausalLM
-    return LlamaForCausalLM.from_pretrained(path, torch_dtype=torch.float32).to(dev).eval()
+    return LlamaForCausalLM.from_pretrained(path).float().to(dev).eval()  # bf16 on disk, f32 here
 
 
 def cmd_eval(args):
