@@ -6,6 +6,9 @@
 # Usage: bash scripts/fuzz.sh SECONDS [HARNESS...]      (default: every harness, one after another)
 #        bash scripts/fuzz.sh 0                          (build the harnesses only; scripts/test.sh)
 #   MLXR_FUZZ_JOBS=N    run N harnesses at once (default 1)
+#   MLXR_FUZZ_SEED=N    libFuzzer's -seed (default: a random one per run). With a fixed seed every
+#                       run mutates in the same order, so a short run explores the same inputs each
+#                       time (the suite's test_fuzz_smoke: a pass stays a pass on the same code)
 #   MLXR_FUZZ_WORK=DIR  keep each harness's grown corpus and log in DIR/<harness>/ (default: a
 #                       temporary directory, removed at the end)
 #   MLXR_FUZZ_KEEP_GOING=1  for long campaigns: libFuzzer's fork mode, which records a crash, leak,
@@ -77,6 +80,7 @@ run_one() {
               -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$h-")
   [ -f "tests/fuzz/dict/$h.dict" ] && args+=(-dict="tests/fuzz/dict/$h.dict")
   [ -n "${MLXR_FUZZ_KEEP_GOING:-}" ] && args+=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
+  [ -n "${MLXR_FUZZ_SEED:-}" ] && args+=(-seed="$MLXR_FUZZ_SEED")
   local seeds=()
   [ -d "tests/fuzz/corpus/$h" ] && seeds+=("tests/fuzz/corpus/$h")
   local rc=0
