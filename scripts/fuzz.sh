@@ -6,9 +6,13 @@
 # Usage: bash scripts/fuzz.sh SECONDS [HARNESS...]      (default: every harness, one after another)
 #        bash scripts/fuzz.sh 0                          (build the harnesses only; scripts/test.sh)
 #   MLXR_FUZZ_JOBS=N    run N harnesses at once (default 1)
-#   MLXR_FUZZ_SEED=N    libFuzzer's -seed (default: a random one per run). With a fixed seed every
-#                       run mutates in the same order, so a short run explores the same inputs each
-#                       time (the suite's test_fuzz_smoke: a pass stays a pass on the same code)
+#   MLXR_FUZZ_SEED=N    libFuzzer's -seed (default: a random one per run)
+#   MLXR_FUZZ_RUNS=N    stop each harness after a fixed number of executions (libFuzzer's -runs):
+#                       N for the slow harnesses (grammar, schema, template, tokenizer), 10 N for
+#                       the others; SECONDS stays the cap. With a fixed seed too, a run executes the
+#                       same inputs whatever the machine's speed or load, so a pass stays a pass on
+#                       the same code (the suite's test_fuzz_smoke; a time limit alone is not enough:
+#                       a faster or idler machine goes further and can find what a slower one missed)
 #   MLXR_FUZZ_WORK=DIR  keep each harness's grown corpus and log in DIR/<harness>/ (default: a
 #                       temporary directory, removed at the end)
 #   MLXR_FUZZ_KEEP_GOING=1  for long campaigns: libFuzzer's fork mode, which records a crash, leak,
@@ -32,6 +36,10 @@ fi
 seconds="$1"
 shift
 jobs="${MLXR_FUZZ_JOBS:-1}"
+if [ -n "${MLXR_FUZZ_RUNS:-}" ] && ! [[ "$MLXR_FUZZ_RUNS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "fuzz.sh: MLXR_FUZZ_RUNS must be a positive number of executions" >&2
+  exit 2
+fi
 
 if ! command -v clang >/dev/null 2>&1; then
   echo "fuzz.sh: SKIP: clang is not installed (scripts/setup.sh installs clang and libfuzzer-14-dev)" >&2
@@ -73,6 +81,15 @@ max_len() {
   esac
 }
 
+# Executions for MLXR_FUZZ_RUNS: the slow harnesses (about 1,000 executions a second on one core)
+# get N, the fast ones (10,000 to 30,000 a second) ten times as many.
+runs_for() {
+  case "$1" in
+    fuzz_gbnf | fuzz_json_schema | fuzz_template | fuzz_tokenizer_json) echo "$MLXR_FUZZ_RUNS" ;;
+    *) echo $((MLXR_FUZZ_RUNS * 10)) ;;
+  esac
+}
+
 run_one() {
   local h="$1" dir="$work/$1"
   mkdir -p "$dir/corpus"
@@ -81,6 +98,7 @@ run_one() {
   [ -f "tests/fuzz/dict/$h.dict" ] && args+=(-dict="tests/fuzz/dict/$h.dict")
   [ -n "${MLXR_FUZZ_KEEP_GOING:-}" ] && args+=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
   [ -n "${MLXR_FUZZ_SEED:-}" ] && args+=(-seed="$MLXR_FUZZ_SEED")
+  [ -n "${MLXR_FUZZ_RUNS:-}" ] && args+=(-runs="$(runs_for "$h")")
   local seeds=()
   [ -d "tests/fuzz/corpus/$h" ] && seeds+=("tests/fuzz/corpus/$h")
   local rc=0

@@ -2,7 +2,7 @@
 # test.sh: the whole test suite. Fetches the reference packages the golden tests compare against
 # (npm), builds the Release tree (build/) and a Debug + AddressSanitizer + UndefinedBehaviorSanitizer
 # tree (build-asan/) and the libFuzzer harnesses (build-fuzz/, scripts/fuzz.sh), and runs every ctest
-# test in both trees (build-asan/ also fuzzes every harness for 30 s: test_fuzz_smoke). Output ends
+# test in both trees (build-asan/ also fuzzes every harness for a fixed number of executions: test_fuzz_smoke). Output ends
 # with a summary: ctest's verdict per tree, the skips, and the wall time of every phase (fetch,
 # configure + build of each tree, each ctest run) and of the whole run.
 #
@@ -78,7 +78,7 @@ run_ctest() { # run_ctest TREE: ctest in TREE, then what it skipped and why
 phase "fetch test dependencies" bash scripts/fetch_test_deps.sh
 phase "configure + build build/" build_tree build -DCMAKE_BUILD_TYPE=Release
 phase "configure + build build-asan/" build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DMLXR_SANITIZE=ON
-# the libFuzzer harnesses (clang; test_fuzz_smoke in build-asan/ fuzzes each for 30 s), built here so
+# the libFuzzer harnesses (clang; test_fuzz_smoke in build-asan/ fuzzes each for a fixed number of executions), built here so
 # that their build time is a phase of its own; without clang/libFuzzer fuzz.sh exits 77 and the
 # smoke test reports the skip
 fuzz_rc=0

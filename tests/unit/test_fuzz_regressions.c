@@ -207,7 +207,32 @@ static void long_raise_message(void) {
   }
 }
 
+/* fuzz_json_schema (finding 9): a fault of the schema itself (an unresolvable $ref, a pattern
+ * PCRE2 cannot compile, a subschema that is not an object) met inside anyOf/oneOf/not, where the
+ * validator keeps quiet about the instance's failures, came back as an error status with no
+ * message (or with an anyOf message that blamed the instance). */
+static void schema_fault_in_probe(void) {
+  static const struct {
+    const char *schema, *instance, *needle;
+    int want;
+  } cases[] = {
+      {"{\"oneOf\":[{},{\"$ref\":\"#/nowhere\"}]}", "0", "$ref #/nowhere cannot be resolved", MLXR_ERR_UNSUPPORTED},
+      {"{\"anyOf\":[{\"$ref\":\"#/nowhere\"},{}]}", "0", "$ref #/nowhere cannot be resolved", MLXR_ERR_UNSUPPORTED},
+      {"{\"not\":{\"pattern\":\"(\"}}", "\"a\"", "pattern ( cannot be checked", MLXR_ERR_UNSUPPORTED},
+      {"{\"oneOf\":[{\"type\":\"string\"},7]}", "0", "the schema is not an object", MLXR_ERR_INVALID},
+      {"{\"properties\":{\"a\":{\"$ref\":\"#/nowhere\"}}}", "{\"a\":1}", "/a: $ref #/nowhere", MLXR_ERR_UNSUPPORTED},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char why[256] = "";
+    int rc = mlxr_json_schema_validate_text(cases[i].schema, strlen(cases[i].schema), cases[i].instance,
+                                            strlen(cases[i].instance), why, sizeof why);
+    CHECK(rc == cases[i].want && strstr(why, cases[i].needle), "schema %s on %s: got rc %d '%s', want %d '%s'",
+          cases[i].schema, cases[i].instance, rc, why, cases[i].want, cases[i].needle);
+  }
+}
+
 int main(void) {
+  schema_fault_in_probe();
   schema_not_utf8();
   long_raise_message();
   huge_counts();

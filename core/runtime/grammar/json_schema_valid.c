@@ -55,6 +55,22 @@ static bool vfail(vctx *v, const char *fmt, ...) {
   return false;
 }
 
+/* A fault of the schema, not of the instance: the first one sets v->rc and its message replaces
+ * any earlier one, even inside a probe (anyOf/oneOf/not), so the caller always learns why. */
+static bool verror(vctx *v, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool verror(vctx *v, int rc, const char *fmt, ...) {
+  if (v->rc != MLXR_OK) return false;
+  v->rc = rc;
+  if (!v->why || !v->why_len) return false;
+  char msg[384];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  snprintf(v->why, v->why_len, "%s: %s", v->path[0] ? v->path : "/", msg);
+  return false;
+}
+
 static bool node(vctx *v, const cJSON *s, const cJSON *x);
 
 /* Validate x against s without messages (a probe). */
@@ -105,8 +121,7 @@ static bool regex_match(vctx *v, const char *re, const char *subject) {
   pcre2_code *code = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_ALT_BSUX | PCRE2_DOLLAR_ENDONLY,
                                    &ec, &eo, NULL);
   if (!code) {
-    v->rc = MLXR_ERR_UNSUPPORTED;
-    vfail(v, "pattern %.80s cannot be checked", re);
+    verror(v, MLXR_ERR_UNSUPPORTED, "pattern %.80s cannot be checked", re);
     return false;
   }
   pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
@@ -300,21 +315,18 @@ static bool node(vctx *v, const cJSON *s, const cJSON *x) {
   if (cJSON_IsTrue(s)) return true;
   if (cJSON_IsFalse(s)) return vfail(v, "no value is allowed here");
   if (!cJSON_IsObject(s)) {
-    v->rc = MLXR_ERR_INVALID;
-    return vfail(v, "the schema is not an object");
+    return verror(v, MLXR_ERR_INVALID, "the schema is not an object");
   }
   if (++v->depth > 256) {
-    v->rc = MLXR_ERR_RANGE;
     v->depth--;
-    return vfail(v, "the schema recurses too deeply");
+    return verror(v, MLXR_ERR_RANGE, "the schema recurses too deeply");
   }
   bool ok = true;
   const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
   if (cJSON_IsString(ref)) {
     const cJSON *t = js_resolve_pointer(v->root, ref->valuestring);
     if (!t) {
-      v->rc = MLXR_ERR_UNSUPPORTED;
-      ok = vfail(v, "$ref %.80s cannot be resolved", ref->valuestring);
+      ok = verror(v, MLXR_ERR_UNSUPPORTED, "$ref %.80s cannot be resolved", ref->valuestring);
     } else {
       ok = node(v, t, x);
     }
