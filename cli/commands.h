@@ -16,5 +16,6 @@ int mlxr_cmd_convert(int argc, char **argv);    /* cmd_convert.c */
 int mlxr_cmd_quantize(int argc, char **argv);   /* cmd_quantize.c */
 int mlxr_cmd_serve(int argc, char **argv);      /* cmd_serve.c */
 int mlxr_cmd_render_template(int argc, char **argv); /* cmd_render_template.c */
+int mlxr_cmd_devices(int argc, char **argv);    /* cmd_devices.c */
 
 #endif

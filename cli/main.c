@@ -23,6 +23,7 @@ static const subcommand commands[] = {
     {"quantize", mlxr_cmd_quantize, "requantize a GGUF: quantize IN.gguf OUT.gguf TYPE"},
     {"serve", mlxr_cmd_serve, "run the OpenAI/Ollama API daemon: serve --model PATH [--port P]"},
     {"render-template", mlxr_cmd_render_template, "chat template + JSON variables -> prompt text"},
+    {"devices", mlxr_cmd_devices, "the CPU and GPUs models can run on: devices [--json]"},
 };
 
 static void usage(FILE *f) {

@@ -2,9 +2,10 @@
 # test.sh: the whole test suite. Fetches the reference packages the golden tests compare against
 # (npm), builds the Release tree (build/) and a Debug + AddressSanitizer + UndefinedBehaviorSanitizer
 # tree (build-asan/) and the libFuzzer harnesses (build-fuzz/, scripts/fuzz.sh), and runs every ctest
-# test in both trees (build-asan/ also fuzzes every harness for a fixed number of executions: test_fuzz_smoke). Output ends
-# with a summary: ctest's verdict per tree, the skips, and the wall time of every phase (fetch,
-# configure + build of each tree, each ctest run) and of the whole run.
+# test in both trees (build-asan/ also fuzzes every harness for a fixed number of executions:
+# test_fuzz_smoke), then build/'s tests again on the kernels of lower x86 levels (run_cpu_variant
+# below). Output ends with a summary: ctest's verdict per tree and variant, the skips, and the wall
+# time of every phase (fetch, configure + build of each tree, each ctest run) and of the whole run.
 #
 # Skips: a test exits 77 (ctest's SKIP_RETURN_CODE) when a reference or tool it needs is missing or
 # this CPU lacks a feature, and prints why ("SKIP: ..." or "SKIP (CPU lacks: amx_int8): ...";
@@ -47,32 +48,67 @@ verdicts=()
 skip_report=()
 cpu_lacks=()
 status=0
-run_ctest() { # run_ctest TREE: ctest in TREE, then what it skipped and why
-  local tree=$1 out rc=0 t line reason
+run_ctest() { # run_ctest TREE [LABEL [CTEST ARGS...]]: ctest in TREE, then what it skipped and why
+  local tree=$1 label=${2:-$1} out rc=0 t line reason
+  shift $(($# < 2 ? $# : 2))
   out="$tree/Testing/ctest-output.log"
   mkdir -p "$tree/Testing"
-  ctest --test-dir "$tree" --output-on-failure -j"$jobs" 2>&1 | tee "$out" || rc=$?
-  verdicts+=("  $tree: $(grep -E '^[0-9]+% tests passed' "$out" || echo "ctest exited $rc")")
+  ctest --test-dir "$tree" --output-on-failure -j"$jobs" "$@" 2>&1 | tee "$out" || rc=$?
+  verdicts+=("  $label: $(grep -E '^[0-9]+% tests passed' "$out" || echo "ctest exited $rc")")
   while IFS=$'\t' read -r t line; do
     case $line in
       "SKIP (CPU lacks: "*)
         reason=${line#SKIP (CPU lacks: }
         cpu_lacks+=("${reason%%)*}")
-        skip_report+=("  $tree $t: $line") ;;
-      *) skip_report+=("  $tree $t: $line") ;;
+        skip_report+=("  $label $t: $line") ;;
+      *) skip_report+=("  $label $t: $line") ;;
     esac
   done < <(skip_lines "$tree")
   # ctest's own list of skipped tests: under MLXR_REQUIRE_ALL only a missing CPU feature may skip
   for t in $(sed -n 's/^[[:space:]]*[0-9]* - \(.*\) (Skipped)$/\1/p' "$out"); do
     if ! skip_lines "$tree" | grep -q "^$t"$'\t'"SKIP (CPU lacks: "; then
-      skip_report+=("  $tree $t: skipped (exit 77), not for a missing CPU feature")
+      skip_report+=("  $label $t: skipped (exit 77), not for a missing CPU feature")
       if [ "$require_all" = 1 ]; then
-        echo "test.sh: $t was skipped in $tree, and MLXR_REQUIRE_ALL=1 allows only missing CPU features"
+        echo "test.sh: $t was skipped in $label, and MLXR_REQUIRE_ALL=1 allows only missing CPU features"
         rc=1
       fi
     fi
   done
   return "$rc"
+}
+
+# The CPU variants of other machines (issue 11): build/'s tests again with MLXR's kernels pinned to
+# a lower x86 level (MLXR_CPU_ISA, core/kernels/types.h) and llama.cpp's golden runs pinned to the
+# ggml CPU variant such a machine loads (MLXR_GGML_CPU_VARIANT, tests/golden/llamacpp/nlc.mjs):
+# AVX2 only (a 2013-2016 Intel or a Zen 1-3: ggml's haswell), AVX-512 without VNNI (Skylake-X),
+# AVX-512 with VNNI and no AMX (an AMD EPYC Zen 4: ggml's zen4; Ice Lake: icelake). The unpinned
+# run above is this machine's own best (AMX here). A level this CPU does not have is listed as a
+# missing CPU feature, not run (`mlxr devices` must report the pinned kernels). The arm64 qemu test
+# does not depend on the x86 level and is left out.
+cpu_variants=("avx2:haswell" "avx512:skylakex" "avx512_vnni:zen4,icelake,cascadelake")
+run_cpu_variant() { # run_cpu_variant ISA:GGML[,GGML...]
+  local isa=${1%%:*} candidates=${1#*:} got ggml="" v
+  got=$(MLXR_CPU_ISA=$isa build/bin/mlxr devices --json | sed -nE 's/.*"device": "cpu"[^}]*"isa": "([a-z0-9_]+)".*/\1/p')
+  if [ "$got" != "$isa" ]; then
+    echo "test.sh: this CPU has no $isa kernels to pin (mlxr devices: ${got:-?})"
+    cpu_lacks+=("$isa")
+    skip_report+=("  build/ with MLXR_CPU_ISA=$isa: SKIP (CPU lacks: $isa)")
+    return 0
+  fi
+  for v in ${candidates//,/ }; do
+    if [ "$(MLXR_GGML_CPU_VARIANT=$v node tests/golden/llamacpp/cpu_variant.mjs)" = "$v" ]; then
+      ggml=$v
+      break
+    fi
+  done
+  if [ -z "$ggml" ]; then
+    echo "test.sh: no ggml CPU variant of $candidates loads on this CPU"
+    cpu_lacks+=("ggml-$candidates")
+    skip_report+=("  build/ with MLXR_CPU_ISA=$isa: SKIP (CPU lacks: what ggml's $candidates need)")
+    return 0
+  fi
+  MLXR_CPU_ISA=$isa MLXR_GGML_CPU_VARIANT=$ggml \
+    run_ctest build "build/ (MLXR_CPU_ISA=$isa, ggml $ggml)" -E '^test_arm64_qemu'
 }
 
 phase "fetch test dependencies" bash scripts/fetch_test_deps.sh
@@ -91,6 +127,10 @@ echo "== sanitizer build (build-asan) =="
 phase "ctest build-asan/" run_ctest build-asan || status=1
 echo "== release build (build) =="
 phase "ctest build/" run_ctest build || status=1
+for variant in "${cpu_variants[@]}"; do
+  echo "== release build, CPU variant ${variant%%:*} =="
+  phase "ctest build/ ${variant%%:*}" run_cpu_variant "$variant" || status=1
+done
 
 total=$(($(date +%s) - t_start))
 echo

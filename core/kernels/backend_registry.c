@@ -85,10 +85,16 @@ int mlxr_backend_open(const mlxr_device_spec *spec, const mlxr_backend_options *
                       mlxr_backend **out, char *err, size_t err_len) {
   *out = NULL;
   switch (spec->kind) {
-  case MLXR_DEVICE_CPU:
+  case MLXR_DEVICE_CPU: {
+    const char *bad_isa = NULL;
+    (void)mlxr_cpu_isa_cap(&bad_isa);
+    if (bad_isa)
+      return mlxr_errf(err, err_len, MLXR_ERR_INVALID,
+                       "MLXR_CPU_ISA='%.40s' is not one of scalar, avx2, avx512, avx512_vnni, amx", bad_isa);
     *out = mlxr_cpu_backend_new(opts->cpu);
     if (!*out) return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "cannot start the CPU backend");
     return MLXR_OK;
+  }
   case MLXR_DEVICE_CUDA: {
 #ifdef MLXR_HAVE_CUDA
     mlxr_cuda_backend_params p = opts->cuda;

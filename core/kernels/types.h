@@ -53,7 +53,26 @@ typedef struct mlxr_type_traits {
   mlxr_gemm_fn gemm;          /* NULL where not written: callers loop over vec_dot */
 } mlxr_type_traits;
 
-/* The CPU's best level, by cpuid (x86) or compile target (Arm). */
+/* The most of the CPU's instruction sets the kernel dispatch may use, from the environment
+ * variable MLXR_CPU_ISA, so that the kernels of a lower level (and the machines that only have it)
+ * can be run and tested on a CPU that has more:
+ *   scalar        no SIMD kernels
+ *   avx2          AVX2 + FMA + F16C (an x86 CPU of 2013-2016, or AMD Zen 1-3)
+ *   avx512        AVX-512 F/BW/VL/DQ without VNNI (Skylake-X)
+ *   avx512_vnni   AVX-512 with VNNI, no AMX (Cascade Lake, Ice Lake, AMD Zen 4/5)
+ *   amx           everything (AMX-INT8 included); the default, as is an unset or empty variable
+ * A cap never adds what the CPU lacks. Unknown values count as the default and make
+ * mlxr_cpu_isa_cap() report them through *bad (the CPU backend warns). */
+typedef enum mlxr_cpu_isa {
+  MLXR_ISA_SCALAR = 0,
+  MLXR_ISA_AVX2,
+  MLXR_ISA_AVX512,
+  MLXR_ISA_AVX512_VNNI,
+  MLXR_ISA_ALL,
+} mlxr_cpu_isa;
+mlxr_cpu_isa mlxr_cpu_isa_cap(const char **bad);
+
+/* The CPU's best level, by cpuid (x86) or compile target (Arm), within MLXR_CPU_ISA's cap. */
 mlxr_simd_level mlxr_cpu_detect_simd(void);
 const char *mlxr_simd_level_name(mlxr_simd_level level);
 

@@ -135,7 +135,8 @@ static void describe_device(mlxr_engine *e, const mlxr_device_spec *spec) {
   char name[32];
   mlxr_device_format(spec, name, sizeof name);
   if (spec->kind == MLXR_DEVICE_CPU) {
-    snprintf(e->device, sizeof e->device, "cpu (%d threads)", e->p.backend.cpu.n_threads);
+    snprintf(e->device, sizeof e->device, "cpu (%d threads, %s kernels)", e->p.backend.cpu.n_threads,
+             mlxr_cpu_backend_isa(e->be));
     return;
   }
   char what[120] = "";

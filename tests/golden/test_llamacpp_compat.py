@@ -146,6 +146,17 @@ def mlxr_logits(model, tokens, out):
     return a.reshape(len(tokens), -1), ""
 
 
+def check_ggml_variant(seen):
+    """The ggml CPU variant(s) logits.mjs ran: printed, and equal to MLXR_GGML_CPU_VARIANT when that
+    pins one (tests/golden/llamacpp/nlc.mjs), so a pinned run cannot silently use another."""
+    seen = sorted(v or "unknown" for v in seen)
+    if not seen:
+        return
+    pinned = os.environ.get("MLXR_GGML_CPU_VARIANT")
+    check("llama.cpp CPU variant" + (f" pinned to {pinned}" if pinned else ""),
+          seen == [pinned] if pinned else "unknown" not in seen, "ran " + ", ".join(seen))
+
+
 def llamacpp_logits(jobs, tmp):
     """jobs: list of (key, model, tokens). Returns {key: array or error string}."""
     spec = [{"model": m, "tokens": list(map(int, t)), "out": os.path.join(tmp, f"lc_{k}.f32")}
@@ -155,6 +166,7 @@ def llamacpp_logits(jobs, tmp):
         json.dump(spec, f)
     r = run(["node", os.path.join(HELPERS, "logits.mjs"), "--jobs", path, "--kv", "f32"])
     lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    check_ggml_variant({res.get("ggml_cpu") for res in lines if "error" not in res})
     out = {}
     for (k, _, t), s, res in zip(jobs, spec, lines + [None] * (len(jobs) - len(lines))):
         if res is None:

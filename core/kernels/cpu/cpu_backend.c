@@ -70,6 +70,7 @@ typedef struct cpu_pack {
 
 typedef struct cpu_context {
   mlxr_simd_level level;
+  const char *isa;           /* mlxr_cpu_backend_isa */
   mlxr_r16_gemm_fn r16_gemm; /* NULL: no repacking (no VNNI, or disabled) */
   bool p32;                  /* F16 matrices are repacked into P32 panels (AVX-512F) */
   cpu_pack *packs;
@@ -897,6 +898,16 @@ mlxr_cpu_backend_params mlxr_cpu_backend_default_params(void) {
   return p;
 }
 
+const char *mlxr_cpu_backend_isa(const mlxr_backend *be) {
+  const cpu_context *c = be->context;
+  return c->isa;
+}
+
+int mlxr_cpu_backend_threads(const mlxr_backend *be) {
+  const cpu_context *c = be->context;
+  return mlxr_threadpool_n_threads(c->pool);
+}
+
 mlxr_backend *mlxr_cpu_backend_new(mlxr_cpu_backend_params params) {
   int n = params.n_threads;
   if (n <= 0) {
@@ -917,7 +928,10 @@ mlxr_backend *mlxr_cpu_backend_new(mlxr_cpu_backend_params params) {
                                                                        : (mlxr_simd_level)params.simd_level;
   for (int t = 0; t < MLXR_DTYPE_COUNT; t++) c->traits[t] = mlxr_type_traits_get((mlxr_dtype)t, c->level);
   const bool repack = !params.no_repack;
+  c->isa = mlxr_simd_level_name(c->level);
 #if MLXR_QUANTS_X86
+  if (c->level == MLXR_SIMD_AVX512) /* as mlxr_type_traits_get chooses */
+    c->isa = mlxr_quant_cpu_amx_enable() ? "amx" : mlxr_quant_cpu_has_avx512_vnni() ? "avx512_vnni" : "avx512";
   if (repack && c->level == MLXR_SIMD_AVX512 && mlxr_quant_cpu_has_avx512_vnni()) {
     c->r16_gemm = mlxr_quant_cpu_amx_enable() ? mlxr_quant_r16_gemm_amx : mlxr_quant_r16_gemm_avx512vnni;
   }

@@ -20,5 +20,10 @@ typedef struct mlxr_cpu_backend_params {
 mlxr_cpu_backend_params mlxr_cpu_backend_default_params(void);
 /* NULL on failure (out of memory, thread creation). */
 mlxr_backend *mlxr_cpu_backend_new(mlxr_cpu_backend_params params);
+/* The instruction set its kernels use, in MLXR_CPU_ISA's names (types.h: "scalar", "avx2",
+ * "avx512", "avx512_vnni", "amx"; "neon" on Arm): what the CPU has, within MLXR_CPU_ISA's cap. */
+const char *mlxr_cpu_backend_isa(const mlxr_backend *be);
+/* Threads its heavy ops run on. */
+int mlxr_cpu_backend_threads(const mlxr_backend *be);
 
 #endif

@@ -10,8 +10,39 @@
  * On AArch64 the level is NEON, unless the NEON kernels were built with the dotprod extension and
  * the CPU lacks it (see below); on other Arm targets it is fixed by the compile target. Stateless;
  * any thread may call these.
+ *
+ * MLXR_CPU_ISA (types.h) caps the answer: detect_simd() here, and the AVX512-VNNI and AMX queries
+ * (gemm_avx512.c, gemm_amx.c) ask mlxr_cpu_isa_cap() before CPUID, so a test run can pin the
+ * kernels of a lower level on a CPU that has more.
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "core/kernels/types.h"
+
+mlxr_cpu_isa mlxr_cpu_isa_cap(const char **bad) {
+  static const struct {
+    const char *name;
+    mlxr_cpu_isa isa;
+  } names[] = {{"scalar", MLXR_ISA_SCALAR},           {"avx2", MLXR_ISA_AVX2}, {"avx512", MLXR_ISA_AVX512},
+               {"avx512_vnni", MLXR_ISA_AVX512_VNNI}, {"amx", MLXR_ISA_ALL}};
+  if (bad) *bad = NULL;
+  const char *v = getenv("MLXR_CPU_ISA");
+  if (!v || !*v) return MLXR_ISA_ALL;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    if (strcmp(v, names[i].name) == 0) return names[i].isa;
+  }
+  if (bad) *bad = v;
+  return MLXR_ISA_ALL;
+}
+
+/* The detected level within the cap. */
+static mlxr_simd_level capped(mlxr_simd_level detected) {
+  const mlxr_cpu_isa cap = mlxr_cpu_isa_cap(NULL);
+  if (cap == MLXR_ISA_SCALAR) return MLXR_SIMD_SCALAR;
+  if (cap == MLXR_ISA_AVX2 && detected == MLXR_SIMD_AVX512) return MLXR_SIMD_AVX2;
+  return detected;
+}
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -22,7 +53,7 @@ static uint64_t read_xcr0(void) {
   return (uint64_t)hi << 32 | lo;
 }
 
-mlxr_simd_level mlxr_cpu_detect_simd(void) {
+static mlxr_simd_level detect_uncapped(void) {
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return MLXR_SIMD_SCALAR;
   const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
@@ -50,7 +81,7 @@ mlxr_simd_level mlxr_cpu_detect_simd(void) {
  * with the dotprod extension (SDOT, Armv8.2+ optional, Armv8.4+ mandatory); on Linux the kernel
  * reports it as HWCAP_ASIMDDP, and a CPU without it (Cortex-A53/A57/A72) gets the scalar kernels
  * instead of an illegal-instruction fault. Elsewhere (macOS: every Apple core has it) it is assumed. */
-mlxr_simd_level mlxr_cpu_detect_simd(void) {
+static mlxr_simd_level detect_uncapped(void) {
 #if defined(__linux__)
   if (mlxr_quant_neon_dotprod() && !(getauxval(AT_HWCAP) & HWCAP_ASIMDDP)) return MLXR_SIMD_SCALAR;
 #endif
@@ -59,7 +90,7 @@ mlxr_simd_level mlxr_cpu_detect_simd(void) {
 
 #else
 
-mlxr_simd_level mlxr_cpu_detect_simd(void) {
+static mlxr_simd_level detect_uncapped(void) {
 #if defined(__ARM_NEON) || defined(__ARM_NEON__)
   return MLXR_SIMD_NEON;
 #else
@@ -68,6 +99,8 @@ mlxr_simd_level mlxr_cpu_detect_simd(void) {
 }
 
 #endif
+
+mlxr_simd_level mlxr_cpu_detect_simd(void) { return capped(detect_uncapped()); }
 
 const char *mlxr_simd_level_name(mlxr_simd_level level) {
   switch (level) {

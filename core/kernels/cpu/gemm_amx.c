@@ -28,6 +28,7 @@
 #define MAX_BLOCKS 256 /* rows up to 8192 elements */
 
 bool mlxr_quant_cpu_amx_enable(void) {
+  if (mlxr_cpu_isa_cap(NULL) < MLXR_ISA_ALL) return false; /* MLXR_CPU_ISA pins a lower level */
   unsigned a, b, c, d;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
   const bool amx = (d >> 24) & 1u && (d >> 25) & 1u, vnni = (c >> 11) & 1u;

@@ -26,6 +26,7 @@
 #include <immintrin.h>
 
 bool mlxr_quant_cpu_has_avx512_vnni(void) {
+  if (mlxr_cpu_isa_cap(NULL) < MLXR_ISA_AVX512_VNNI) return false;
   unsigned a, b, c, d;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
   return (c >> 11) & 1u;

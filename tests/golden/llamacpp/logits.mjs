@@ -10,7 +10,7 @@
 //
 // Writes raw little-endian float32 [n][n_vocab]: row i is llama.cpp's LOG-PROBABILITY of every
 // vocabulary token after tokens[0..i], and prints {"n", "n_vocab", "values": "logprob",
-// "underflow"} as JSON on stdout.
+// "underflow", "ggml_cpu"} as JSON on stdout (ggml_cpu: the CPU variant llama.cpp ran, nlc.mjs).
 //
 // How it works: node-llama-cpp 3.21.1 exposes no raw-logits call, but
 // LlamaContextSequence.controlledEvaluate() can ask, per input token, for "probabilities": the
@@ -27,7 +27,7 @@
 // default so attention is not rounded through f16: this reference should be as exact as
 // llama.cpp's CPU path allows).
 import fs from "node:fs";
-import {getCpuLlama, loadModel, parseArgs, parseTokenList, vocabSize} from "./nlc.mjs";
+import {getCpuLlama, loadedGgmlCpuVariant, loadModel, parseArgs, parseTokenList, vocabSize} from "./nlc.mjs";
 
 function usage(msg) {
   if (msg) process.stderr.write(`logits.mjs: ${msg}\n`);
@@ -100,7 +100,7 @@ async function runJob({model: modelPath, tokens, out: outPath}) {
   fs.writeFileSync(outPath, Buffer.from(out.buffer, out.byteOffset, out.byteLength));
   await context.dispose();
   await model.dispose();
-  return {model: modelPath, n, n_vocab: vocab, values: "logprob", underflow};
+  return {model: modelPath, n, n_vocab: vocab, values: "logprob", underflow, ggml_cpu: loadedGgmlCpuVariant()};
 }
 
 let failed = false;

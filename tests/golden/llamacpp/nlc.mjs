@@ -6,8 +6,17 @@
 // imported by absolute file URL. getCpuLlama() only ever loads the prebuilt CPU binaries
 // (gpu: false, build: "never"): no download, no compile, no GPU probing.
 //
+// Which CPU variant: the prebuilt package holds one libggml-cpu-<variant>.so per x86 level
+// (haswell, skylakex, icelake, zen4, sapphirerapids, ...) and ggml loads the best one this CPU
+// runs. MLXR_GGML_CPU_VARIANT=<variant> pins one, so the tests can meet the variants of other
+// machines (an AVX2-only laptop: haswell; an AMD EPYC with AVX-512 and no AMX: zen4): the modules
+// are mirrored once into tests/.cache/llamacpp-pinned-<variant>/ (hard links) with every other
+// libggml-cpu-*.so left out. loadedGgmlCpuVariant() says which one the process really loaded.
+//
 // Exports: repoRoot, cacheDir, quantizeBin, isInstalled(), loadNodeLlamaCpp(), getCpuLlama(opts),
-// loadModel(llama, path), vocabSize(model), parseArgs(argv, spec), parseTokenList(s).
+// loadedGgmlCpuVariant(), loadModel(llama, path), vocabSize(model), parseArgs(argv, spec),
+// parseTokenList(s).
+import {execFileSync} from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import {fileURLToPath, pathToFileURL} from "node:url";
@@ -15,7 +24,40 @@ import {fileURLToPath, pathToFileURL} from "node:url";
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const cacheDir = path.join(repoRoot, "tests/.cache/llamacpp");
 export const quantizeBin = path.join(cacheDir, "bin/llamacpp-quantize");
-const entry = path.join(cacheDir, "node_modules/node-llama-cpp/dist/index.js");
+const binsSubdir = "node_modules/@node-llama-cpp/linux-x64/bins/linux-x64";
+const cpuLib = /^libggml-cpu-(.+)\.so$/;
+
+/** node_modules holding only the pinned ggml CPU variant (made once, atomically). */
+function pinnedModules(variant) {
+  if (!/^[a-z0-9_]+$/.test(variant)) throw new Error(`MLXR_GGML_CPU_VARIANT='${variant}' is not a variant name`);
+  const have = fs.readdirSync(path.join(cacheDir, binsSubdir))
+    .map((f) => f.match(cpuLib)?.[1]).filter(Boolean).sort();
+  if (!have.includes(variant))
+    throw new Error(`MLXR_GGML_CPU_VARIANT: no ggml CPU variant '${variant}' (the package has: ${have.join(", ")})`);
+  const dir = path.join(repoRoot, `tests/.cache/llamacpp-pinned-${variant}`);
+  if (!fs.existsSync(dir)) {
+    const tmp = `${dir}.tmp-${process.pid}`;
+    fs.rmSync(tmp, {recursive: true, force: true});
+    fs.mkdirSync(tmp);
+    execFileSync("cp", ["-al", path.join(cacheDir, "node_modules"), path.join(tmp, "node_modules")]);
+    for (const f of fs.readdirSync(path.join(tmp, binsSubdir))) {
+      const m = f.match(cpuLib);
+      if (m && m[1] !== variant) fs.rmSync(path.join(tmp, binsSubdir, f));
+    }
+    try {
+      fs.renameSync(tmp, dir);
+    } catch (e) { // another process made it first
+      fs.rmSync(tmp, {recursive: true, force: true});
+      if (!fs.existsSync(dir)) throw e;
+    }
+  }
+  return path.join(dir, "node_modules");
+}
+
+const pinnedVariant = process.env.MLXR_GGML_CPU_VARIANT || null;
+const modulesDir = () => (pinnedVariant ? pinnedModules(pinnedVariant) : path.join(cacheDir, "node_modules"));
+const entryIn = (modules) => path.join(modules, "node-llama-cpp/dist/index.js");
+const entry = entryIn(path.join(cacheDir, "node_modules"));
 
 /** True when the fetch script has installed node-llama-cpp. */
 export function isInstalled() {
@@ -26,7 +68,14 @@ export function isInstalled() {
 export async function loadNodeLlamaCpp() {
   if (!isInstalled())
     throw new Error(`node-llama-cpp is not installed in ${cacheDir}: run scripts/fetch_test_deps.sh`);
-  return import(pathToFileURL(entry).href);
+  return import(pathToFileURL(entryIn(modulesDir())).href);
+}
+
+/** The ggml CPU variant this process has loaded ("haswell", "zen4", ...), or null before any. */
+export function loadedGgmlCpuVariant() {
+  const maps = fs.readFileSync("/proc/self/maps", "utf8");
+  const m = maps.match(/libggml-cpu-([A-Za-z0-9_]+)\.so/);
+  return m ? m[1] : null;
 }
 
 /** A Llama instance on the prebuilt CPU backend. threads: maximum threads (default: all cores). */
