@@ -10,7 +10,9 @@ APT_PACKAGES=(build-essential cmake pkg-config git libpcre2-dev libcjson-dev lib
   python3-jinja2 python3-sentencepiece ca-certificates
   valgrind prometheus  # the tests: valgrind round of test_concurrency.py; promtool (test_daemon_wire.sh)
   clang libfuzzer-14-dev  # scripts/fuzz.sh: libFuzzer harnesses (tests/fuzz)
-  libmicrohttpd-dev libyaml-dev curl gcc-aarch64-linux-gnu qemu-user-static)
+  libmicrohttpd-dev libyaml-dev curl gcc-aarch64-linux-gnu qemu-user-static
+  libsqlite3-dev libssl-dev  # daemon/registry: the SQLite catalog, SHA-256 of blobs (libcrypto)
+  coreutils)  # sha256sum: the registry tests' independent digest reference
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
