@@ -4,9 +4,9 @@
  *   1. under the lock: admit waiting requests into free running slots (a KV sequence each), take
  *      the pending embedding jobs, finish cancelled requests;
  *   2. embeddings: each job runs on a sequence of its own, then frees it;
- *   3. build one batch under max_batch_tokens: one row per decoding sequence first (its last
- *      sampled token), then prompt chunks of prefilling sequences (chunked prefill), logits only for
- *      rows that end a prompt or decode;
+ *   3. build one batch under max_batch_tokens: the step's plan (step_plan.h: one row per decoding
+ *      sequence, prompt chunks of prefilling ones (chunked prefill), preemptions) is made from
+ *      plain data and then carried out; logits only for rows that end a prompt or decode;
  *   4. one forward (mlxr_engine_decode), then for each row with logits: logprobs if asked, sample,
  *      detokenize, stop strings, limits; events to the request's callback.
  *
@@ -16,9 +16,9 @@
  * sizes a CPU decode step is dominated by streaming the weights once, so it hardly depends on the
  * number of rows), and P, the marginal time per prefill row, measured on steps with at least 16
  * prefill rows as (step time - D if it also decoded) / prefill rows. When a step will decode and P
- * is known, its prefill rows are capped at (target - D) / P, but never below one KV block (16
- * rows), so waiting prompts still advance (no starvation) and chunks stay block-aligned. A step
- * with no decode rows prefills up to max_batch_tokens: nobody is waiting on it.
+ * is known, the planner (step_plan.c) caps its prefill rows at (target - D) / P, but never below
+ * one KV block (16 rows), so waiting prompts still advance (no starvation) and chunks stay
+ * block-aligned. A step with no decode rows prefills up to max_batch_tokens: nobody is waiting.
  *
  * KV pool size: engine.kv_blocks if set; else kv_bytes (from server.yaml's kv_cache_mib) divided by
  * the bytes of one block, computed from the model's metadata (layers, KV heads, head sizes, block
@@ -42,6 +42,7 @@
 #include "core/common/status.h"
 #include "core/runtime/grammar/grammar.h"
 #include "core/formats/gguf.h"
+#include "daemon/scheduler/step_plan.h"
 #include "daemon/scheduler/stop_text.h"
 
 typedef enum req_state { REQ_WAITING, REQ_RUNNING, REQ_DONE } req_state;
@@ -122,6 +123,9 @@ struct mlxr_sched {
   mlxr_engine_row *rows;    /* [max_batch_tokens] */
   mlxr_gen_handle **row_req;/* [max_batch_tokens] request of each row that wants logits */
   mlxr_gen_handle **order;  /* [max_running] running requests by admission, this step */
+  mlxr_plan_seq *plan_seqs; /* [max_running] the planner's view of order[] */
+  mlxr_plan_item *plan_items; /* [max_running] */
+  int32_t *plan_preempt;    /* [max_running] */
   float *logits;            /* [max_running][n_vocab] */
   int32_t *ids;             /* [max_running] argmax of greedy rows found by the backend, or -1 */
   mlxr_grammar_vocab *gvocab; /* every token's bytes, built at the first constrained request */
@@ -476,20 +480,34 @@ static void preempt(mlxr_sched *s, mlxr_gen_handle *h) {
   pthread_mutex_unlock(&s->lock);
 }
 
-/* Prefill rows allowed in a step under the latency target (see the top of the file); 0: no cap. */
-static int32_t prefill_row_cap(const mlxr_sched *s, int32_t n_order) {
-  if (s->p.target_latency_ms <= 0 || s->ema_prefill_row_ns <= 0) return 0;
-  bool decodes = false;
-  for (int32_t i = 0; i < n_order && !decodes; i++) {
-    decodes = s->order[i]->n_prefilled >= s->order[i]->prefill_target;
+/* Describe the running requests (s->order[0..n_order), oldest first) to the step planner and plan
+ * this step into out (its arrays are the scheduler's plan buffers). */
+static void plan_step(mlxr_sched *s, int32_t n_order, mlxr_plan *out) {
+  const mlxr_kv_cache *kv = mlxr_engine_kv(s->engine);
+  for (int32_t i = 0; i < n_order; i++) {
+    const mlxr_gen_handle *h = s->order[i];
+    s->plan_seqs[i] = (mlxr_plan_seq){
+        .decoding = h->n_prefilled >= h->prefill_target,
+        .n_prefilled = h->n_prefilled,
+        .prefill_target = h->prefill_target,
+        .decode_end = h->n_prompt + h->n_generated,
+        .kv_tokens = mlxr_kv_seq_len(kv, h->seq),
+        .exclusive_blocks = mlxr_kv_seq_n_exclusive_blocks(kv, h->seq),
+    };
   }
-  if (!decodes) return 0;
-  const int32_t min_rows = mlxr_kv_cache_params(mlxr_engine_kv(s->engine))->block_size;
-  const double room = (double)s->p.target_latency_ms * 1e6 - s->ema_decode_ns;
-  double rows = room / s->ema_prefill_row_ns;
-  if (!(rows >= min_rows)) rows = min_rows; /* also catches NaN */
-  if (rows > s->p.max_batch_tokens) rows = s->p.max_batch_tokens;
-  return (int32_t)rows;
+  const mlxr_plan_input in = {
+      .seqs = s->plan_seqs,
+      .n_seqs = n_order,
+      .max_batch_tokens = s->p.max_batch_tokens,
+      .block_size = mlxr_kv_cache_params(kv)->block_size,
+      .free_blocks = mlxr_kv_cache_n_free_blocks(kv),
+      .target_latency_ms = s->p.target_latency_ms,
+      .ema_decode_ns = s->ema_decode_ns,
+      .ema_prefill_row_ns = s->ema_prefill_row_ns,
+  };
+  out->items = s->plan_items;
+  out->preempt = s->plan_preempt;
+  mlxr_step_plan_build(&in, out);
 }
 
 /* Fold one forward's duration into the step-cost estimates. */
@@ -557,9 +575,8 @@ static void *worker_main(void *arg) {
       if (h && atomic_load(&h->cancelled)) finish(s, h, MLXR_FINISH_CANCELLED, NULL);
     }
 
-    /* 2. one batch, oldest request first: a decode row for each decoding sequence, prompt chunks
-     * for prefilling ones, under the token budget; KV blocks reserved as we go, preempting the
-     * newest requests (not yet placed in this batch) when the pool runs out */
+    /* 2. one batch, oldest request first (step_plan.h: decode rows, prompt chunks under the token
+     * budget and the latency target, preemptions when KV blocks run out), then carried out */
     int32_t n_order = 0;
     for (int32_t i = 0; i < s->p.max_running; i++) {
       if (s->running[i]) s->order[n_order++] = s->running[i];
@@ -570,51 +587,38 @@ static void *worker_main(void *arg) {
       for (; j > 0 && s->order[j - 1]->admit_order > h->admit_order; j--) s->order[j] = s->order[j - 1];
       s->order[j] = h;
     }
-    int32_t n_rows = 0, n_want = 0, n_decode = 0, budget = s->p.max_batch_tokens;
-    const int32_t prefill_cap = prefill_row_cap(s, n_order);
-    int32_t prefill_budget = prefill_cap > 0 ? prefill_cap : s->p.max_batch_tokens;
-    for (int32_t oi = 0; oi < n_order && budget > 0; oi++) {
-      mlxr_gen_handle *h = s->order[oi];
-      const bool decoding = h->n_prefilled >= h->prefill_target;
-      int32_t take = decoding ? 1 : h->prefill_target - h->n_prefilled;
-      if (take > budget) take = budget;
-      if (!decoding && take > prefill_budget) take = prefill_budget;
-      if (take <= 0) continue; /* this step's prefill allowance is spent */
-      const int32_t end = decoding ? h->n_prompt + h->n_generated : h->n_prefilled + take;
-      int rc_r;
-      while ((rc_r = mlxr_kv_seq_reserve(mlxr_engine_kv(s->engine), h->seq, end)) == MLXR_ERR_NO_SPACE &&
-             n_order - 1 > oi) {
-        preempt(s, s->order[--n_order]); /* the newest request not yet in this batch */
+    mlxr_plan plan;
+    plan_step(s, n_order, &plan);
+    for (int32_t i = 0; i < plan.n_preempt; i++) preempt(s, s->order[plan.preempt[i]]);
+    if (plan.fail >= 0) finish(s, s->order[plan.fail], MLXR_FINISH_NONE, "the KV cache is too small for this request");
+    int32_t n_rows = 0, n_want = 0, n_decode = 0;
+    n_order = 0; /* from here: the requests in this step's batch */
+    for (int32_t it = 0; it < plan.n_items; it++) {
+      const mlxr_plan_item *pi = &plan.items[it];
+      mlxr_gen_handle *h = s->order[pi->seq];
+      if (mlxr_kv_seq_reserve(mlxr_engine_kv(s->engine), h->seq, pi->start + pi->n) != MLXR_OK) {
+        preempt(s, h); /* the plan counts blocks conservatively; this is a safety net only */
+        continue;
       }
-      if (rc_r != MLXR_OK) {
-        if (oi == 0) { /* alone, and still does not fit: it never will */
-          finish(s, h, MLXR_FINISH_NONE, "the KV cache is too small for this request");
-        } else {
-          preempt(s, h);
-        }
-        n_order = oi; /* nothing after it runs this step */
-        break;
-      }
-      h->n_computed = end;
-      if (decoding) {
-        const int32_t pos = h->n_prompt + h->n_generated - 1;
-        h->prompt[pos] = h->last_token;
-        s->rows[n_rows++] = (mlxr_engine_row){h->seq, pos, h->last_token, true, wants_argmax_only(h)};
+      s->order[n_order++] = h;
+      h->n_computed = pi->start + pi->n;
+      if (pi->decode) {
+        h->prompt[pi->start] = h->last_token;
+        s->rows[n_rows++] = (mlxr_engine_row){h->seq, pi->start, h->last_token, true, wants_argmax_only(h)};
         s->row_req[n_want++] = h;
         n_decode++;
       } else {
-        for (int32_t k = 0; k < take; k++) {
-          const int32_t pos = h->n_prefilled + k;
+        for (int32_t k = 0; k < pi->n; k++) {
+          const int32_t pos = pi->start + k;
           /* the last prompt position of a fresh request gives the first token's logits */
           const bool last = h->n_generated == 0 && pos == h->n_prompt - 1;
           s->rows[n_rows++] = (mlxr_engine_row){h->seq, pos, h->prompt[pos], last, last && wants_argmax_only(h)};
           if (last) s->row_req[n_want++] = h;
         }
-        h->n_prefilled += take;
-        prefill_budget -= take;
+        h->n_prefilled += pi->n;
       }
-      budget -= take;
     }
+    const int32_t prefill_cap = plan.prefill_cap;
     if (n_rows == 0) continue;
 
     /* 3. forward, then sample every sequence that got logits */
@@ -673,6 +677,21 @@ static void *worker_main(void *arg) {
 }
 
 /* ---- public API ---- */
+
+/* The worker's buffers (mlxr_sched_open allocates them; any may be NULL). */
+static void free_buffers(mlxr_sched *s) {
+  free(s->running);
+  free(s->rows);
+  free(s->row_req);
+  free(s->order);
+  free(s->plan_seqs);
+  free(s->plan_items);
+  free(s->plan_preempt);
+  free(s->logits);
+  free(s->ids);
+  free(s->top);
+  free(s->text);
+}
 
 /* Bytes of one KV block of the model at path, from its metadata (0 if it cannot be told). The
  * engine's choice of KV type is mirrored: F32 for F32 weights, else F16, unless one is forced. */
@@ -750,14 +769,18 @@ int mlxr_sched_open(const char *gguf_path, const mlxr_sched_params *params, mlxr
   s->rows = malloc((size_t)s->p.max_batch_tokens * sizeof(*s->rows));
   s->row_req = malloc((size_t)s->p.max_batch_tokens * sizeof(*s->row_req));
   s->order = malloc((size_t)s->p.max_running * sizeof(*s->order));
+  s->plan_seqs = malloc((size_t)s->p.max_running * sizeof(*s->plan_seqs));
+  s->plan_items = malloc((size_t)s->p.max_running * sizeof(*s->plan_items));
+  s->plan_preempt = malloc((size_t)s->p.max_running * sizeof(*s->plan_preempt));
   s->logits = malloc((size_t)s->p.max_running * (size_t)s->n_vocab * sizeof(float));
   s->ids = malloc((size_t)s->p.max_running * sizeof(int32_t));
   s->top = malloc(MLXR_MAX_TOP_LOGPROBS * sizeof(*s->top));
   s->text_cap = 4096;
   s->text = malloc(s->text_cap);
-  if (!s->running || !s->rows || !s->row_req || !s->order || !s->logits || !s->ids || !s->top || !s->text) {
+  if (!s->running || !s->rows || !s->row_req || !s->order || !s->plan_seqs || !s->plan_items || !s->plan_preempt ||
+      !s->logits || !s->ids || !s->top || !s->text) {
     mlxr_engine_close(s->engine);
-    free(s->running); free(s->rows); free(s->row_req); free(s->order); free(s->logits); free(s->ids); free(s->top); free(s->text);
+    free_buffers(s);
     free(s);
     return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "out of memory");
   }
@@ -766,7 +789,7 @@ int mlxr_sched_open(const char *gguf_path, const mlxr_sched_params *params, mlxr
   pthread_cond_init(&s->done_cond, NULL);
   if (pthread_create(&s->worker, NULL, worker_main, s) != 0) {
     mlxr_engine_close(s->engine);
-    free(s->running); free(s->rows); free(s->row_req); free(s->order); free(s->logits); free(s->ids); free(s->top); free(s->text);
+    free_buffers(s);
     free(s);
     return mlxr_errf(err, err_len, MLXR_ERR_NOMEM, "cannot start the scheduler thread");
   }
@@ -787,7 +810,7 @@ void mlxr_sched_close(mlxr_sched *s) {
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->wake);
   pthread_cond_destroy(&s->done_cond);
-  free(s->running); free(s->rows); free(s->row_req); free(s->order); free(s->logits); free(s->ids); free(s->top); free(s->text);
+  free_buffers(s);
   free(s);
 }
 

@@ -409,6 +409,14 @@ int32_t mlxr_kv_seq_len(const mlxr_kv_cache *kv, int seq) {
   return s ? s->n_tokens : 0;
 }
 
+int32_t mlxr_kv_seq_n_exclusive_blocks(const mlxr_kv_cache *kv, int seq) {
+  const kv_seq *s = seq_get(kv, seq);
+  if (!s) return 0;
+  int32_t n = 0;
+  for (int32_t i = 0; i < s->n_blocks; i++) n += kv->refcount[s->table[i]] == 1;
+  return n;
+}
+
 const int32_t *mlxr_kv_seq_block_table(const mlxr_kv_cache *kv, int seq) {
   const kv_seq *s = seq_get(kv, seq);
   return s ? s->table : NULL;

@@ -88,6 +88,9 @@ int32_t mlxr_kv_cache_n_cached_blocks(const mlxr_kv_cache *kv);
 
 /* Positions reserved for seq (its length as far as the cache is concerned). */
 int32_t mlxr_kv_seq_len(const mlxr_kv_cache *kv, int seq);
+/* Blocks of seq no other sequence holds: what freeing seq gives back to the pool (as plain free
+ * or evictable cached blocks). */
+int32_t mlxr_kv_seq_n_exclusive_blocks(const mlxr_kv_cache *kv, int seq);
 /* The block table of seq (valid until the next reserve/truncate/free of that seq). */
 const int32_t *mlxr_kv_seq_block_table(const mlxr_kv_cache *kv, int seq);
 /* The slot of position pos of seq (pos < reserved length), for mlxr_batch.slots. */
