@@ -42,6 +42,7 @@
 #include "core/common/status.h"
 #include "core/runtime/grammar/grammar.h"
 #include "core/formats/gguf.h"
+#include "daemon/scheduler/ngram_draft.h"
 #include "daemon/scheduler/step_plan.h"
 #include "daemon/scheduler/stop_text.h"
 
@@ -75,6 +76,11 @@ struct mlxr_gen_handle {
   int32_t n_generated;
   int32_t last_token;    /* sampled, not yet fed back */
   mlxr_sampler *sampler;
+  /* speculation (worker-only): this step's drafts, and how they have fared */
+  int32_t draft[MLXR_SPEC_MAX_TOKENS];
+  int32_t n_draft;
+  int32_t spec_proposed, spec_accepted; /* since the last pause */
+  int32_t spec_resume_at;               /* no drafts before n_generated reaches this */
   mlxr_detok detok;
   mlxr_stop_text stop;
   int64_t t_submit, t_start, t_first;
@@ -124,10 +130,12 @@ struct mlxr_sched {
   mlxr_gen_handle **row_req;/* [max_batch_tokens] request of each row that wants logits */
   mlxr_gen_handle **order;  /* [max_running] running requests by admission, this step */
   mlxr_plan_seq *plan_seqs; /* [max_running] the planner's view of order[] */
+  int32_t *ctx;             /* [n_ctx] a sequence's tokens, for drafting */
+  int32_t n_logit_rows;     /* rows of logits[] and ids[] */
   mlxr_plan_item *plan_items; /* [max_running] */
   int32_t *plan_preempt;    /* [max_running] */
-  float *logits;            /* [max_running][n_vocab] */
-  int32_t *ids;             /* [max_running] argmax of greedy rows found by the backend, or -1 */
+  float *logits;            /* [n_logit_rows][n_vocab]: max_running + the speculation's draft rows */
+  int32_t *ids;             /* [n_logit_rows] argmax of greedy rows found by the backend, or -1 */
   mlxr_grammar_vocab *gvocab; /* every token's bytes, built at the first constrained request */
   float *masked;            /* [n_vocab] a row's logits under its grammar's mask (logprobs), lazily */
   mlxr_token_logprob *top;  /* [MLXR_MAX_TOP_LOGPROBS] */
@@ -149,6 +157,10 @@ mlxr_sched_params mlxr_sched_default_params(void) {
       .max_running = 8,
       .max_queue = 64,
       .max_batch_tokens = 512,
+      .spec_tokens = 4,
+      .spec_ngram_min = 2,
+      .spec_ngram_max = 4,
+      .spec_max_batch = 4,
   };
   return p;
 }
@@ -480,12 +492,53 @@ static void preempt(mlxr_sched *s, mlxr_gen_handle *h) {
   pthread_mutex_unlock(&s->lock);
 }
 
+/* Draft h's next tokens by prompt lookup into h->draft (h->n_draft, 0: none this step). */
+static void draft_tokens(mlxr_sched *s, mlxr_gen_handle *h, int32_t n_decoding) {
+  h->n_draft = 0;
+  const int32_t k = s->p.spec_tokens < MLXR_SPEC_MAX_TOKENS ? s->p.spec_tokens : MLXR_SPEC_MAX_TOKENS;
+  if (k <= 0 || n_decoding > s->p.spec_max_batch || h->matcher || h->params.top_logprobs >= 0 ||
+      h->n_generated < h->spec_resume_at || h->n_generated == 0)
+    return;
+  /* the context: every known position, then the sampled token not yet fed back */
+  const int32_t n_known = h->n_prompt + h->n_generated - 1;
+  int32_t room = mlxr_engine_n_ctx(s->engine) - (n_known + 1); /* positions left after the row */
+  if (h->params.max_tokens > 0 && h->params.max_tokens - h->n_generated < room) room = h->params.max_tokens - h->n_generated;
+  if (room <= 0) return;
+  memcpy(s->ctx, h->prompt, (size_t)n_known * sizeof *s->ctx);
+  s->ctx[n_known] = h->last_token;
+  h->n_draft = mlxr_ngram_propose(s->ctx, n_known + 1, s->p.spec_ngram_min, s->p.spec_ngram_max,
+                                  k < room ? k : room, h->draft);
+}
+
+/* After a verified step: h's drafts fared accepted of proposed; pause drafting in a sequence whose
+ * drafts keep failing (under 1 in 4 accepted over 16 or more), for 32 tokens. h NULL: it ended in
+ * this step (only the totals count). */
+static void note_acceptance(mlxr_sched *s, mlxr_gen_handle *h, int32_t proposed, int32_t accepted) {
+  if (h) { /* NULL: it finished in this step */
+    h->spec_proposed += proposed;
+    h->spec_accepted += accepted;
+    if (h->spec_proposed >= 16 && 4 * h->spec_accepted < h->spec_proposed) {
+      h->spec_resume_at = h->n_generated + 32;
+      h->spec_proposed = h->spec_accepted = 0;
+    }
+  }
+  pthread_mutex_lock(&s->lock);
+  s->stats.spec_proposed_total += (uint64_t)proposed;
+  s->stats.spec_accepted_total += (uint64_t)accepted;
+  pthread_mutex_unlock(&s->lock);
+}
+
 /* Describe the running requests (s->order[0..n_order), oldest first) to the step planner and plan
  * this step into out (its arrays are the scheduler's plan buffers). */
 static void plan_step(mlxr_sched *s, int32_t n_order, mlxr_plan *out) {
   const mlxr_kv_cache *kv = mlxr_engine_kv(s->engine);
+  int32_t n_decoding = 0;
+  for (int32_t i = 0; i < n_order; i++) n_decoding += s->order[i]->n_prefilled >= s->order[i]->prefill_target;
   for (int32_t i = 0; i < n_order; i++) {
-    const mlxr_gen_handle *h = s->order[i];
+    mlxr_gen_handle *h = s->order[i];
+    const bool decoding = h->n_prefilled >= h->prefill_target;
+    if (decoding) draft_tokens(s, h, n_decoding);
+    else h->n_draft = 0;
     s->plan_seqs[i] = (mlxr_plan_seq){
         .decoding = h->n_prefilled >= h->prefill_target,
         .n_prefilled = h->n_prefilled,
@@ -493,6 +546,7 @@ static void plan_step(mlxr_sched *s, int32_t n_order, mlxr_plan *out) {
         .decode_end = h->n_prompt + h->n_generated,
         .kv_tokens = mlxr_kv_seq_len(kv, h->seq),
         .exclusive_blocks = mlxr_kv_seq_n_exclusive_blocks(kv, h->seq),
+        .n_draft = h->n_draft,
     };
   }
   const mlxr_plan_input in = {
@@ -504,6 +558,7 @@ static void plan_step(mlxr_sched *s, int32_t n_order, mlxr_plan *out) {
       .target_latency_ms = s->p.target_latency_ms,
       .ema_decode_ns = s->ema_decode_ns,
       .ema_prefill_row_ns = s->ema_prefill_row_ns,
+      .max_draft_rows = s->n_logit_rows - s->p.max_running,
   };
   out->items = s->plan_items;
   out->preempt = s->plan_preempt;
@@ -591,7 +646,7 @@ static void *worker_main(void *arg) {
     plan_step(s, n_order, &plan);
     for (int32_t i = 0; i < plan.n_preempt; i++) preempt(s, s->order[plan.preempt[i]]);
     if (plan.fail >= 0) finish(s, s->order[plan.fail], MLXR_FINISH_NONE, "the KV cache is too small for this request");
-    int32_t n_rows = 0, n_want = 0, n_decode = 0;
+    int32_t n_rows = 0, n_want = 0, n_decode = 0, n_prefill = 0;
     n_order = 0; /* from here: the requests in this step's batch */
     for (int32_t it = 0; it < plan.n_items; it++) {
       const mlxr_plan_item *pi = &plan.items[it];
@@ -603,9 +658,15 @@ static void *worker_main(void *arg) {
       s->order[n_order++] = h;
       h->n_computed = pi->start + pi->n;
       if (pi->decode) {
-        h->prompt[pi->start] = h->last_token;
-        s->rows[n_rows++] = (mlxr_engine_row){h->seq, pi->start, h->last_token, true, wants_argmax_only(h)};
-        s->row_req[n_want++] = h;
+        /* its row, then the drafts the plan kept: every row's logits are verified in order */
+        h->n_draft = pi->n - 1;
+        h->n_computed = pi->start + 1; /* drafts count once accepted (after sampling) */
+        for (int32_t k = 0; k < pi->n; k++) {
+          const int32_t tok = k == 0 ? h->last_token : h->draft[k - 1];
+          h->prompt[pi->start + k] = tok;
+          s->rows[n_rows++] = (mlxr_engine_row){h->seq, pi->start + k, tok, true, wants_argmax_only(h)};
+          s->row_req[n_want++] = h;
+        }
         n_decode++;
       } else {
         for (int32_t k = 0; k < pi->n; k++) {
@@ -616,6 +677,7 @@ static void *worker_main(void *arg) {
           if (last) s->row_req[n_want++] = h;
         }
         h->n_prefilled += pi->n;
+        n_prefill += pi->n;
       }
     }
     const int32_t prefill_cap = plan.prefill_cap;
@@ -624,7 +686,7 @@ static void *worker_main(void *arg) {
     /* 3. forward, then sample every sequence that got logits */
     const int64_t t_fwd = now_ns();
     int rc = mlxr_engine_decode_ids(s->engine, s->rows, n_rows, s->logits, s->ids, err, sizeof(err));
-    if (rc == MLXR_OK) update_step_cost(s, n_decode, n_rows - n_decode, now_ns() - t_fwd);
+    if (rc == MLXR_OK) update_step_cost(s, n_decode, n_prefill, now_ns() - t_fwd);
     if (rc != MLXR_OK) {
       for (int32_t i = 0; i < n_order; i++) finish(s, s->order[i], MLXR_FINISH_NONE, err);
       continue;
@@ -635,13 +697,37 @@ static void *worker_main(void *arg) {
       if (!h || h->seq < 0) continue;
       mlxr_kv_seq_commit(mlxr_engine_kv(s->engine), h->seq, h->prompt, h->n_computed);
     }
-    for (int32_t i = 0; i < n_want; i++) {
-      on_logits(s, s->row_req[i], s->logits + (size_t)i * (size_t)s->n_vocab, s->ids[i]);
+    uint64_t emitted = 0;
+    for (int32_t i = 0; i < n_want;) {
+      mlxr_gen_handle *h = s->row_req[i];
+      int32_t n_h = 1; /* h's logits rows: 1, or 1 + drafts for a speculating decode */
+      while (i + n_h < n_want && s->row_req[i + n_h] == h) n_h++;
+      /* sample row by row; row k's input was draft k - 1, valid only if the token sampled from
+       * row k - 1 equals it. Stop at the first disagreement (that sampled token is the next one,
+       * as without speculation) or when the request ends. */
+      const int32_t start = h->n_prompt + h->n_generated - 1;
+      int32_t m = 0;
+      bool ended = false;
+      while (m < n_h) {
+        ended = on_logits(s, h, s->logits + (size_t)(i + m) * (size_t)s->n_vocab, s->ids[i + m]);
+        m++;
+        emitted++;
+        if (ended) break; /* h may be gone: finish() dropped the worker's reference */
+        if (m < n_h && h->last_token != h->draft[m - 1]) break;
+      }
+      if (n_h > 1) {
+        note_acceptance(s, ended ? NULL : h, n_h - 1, m - 1);
+        if (!ended && h->seq >= 0) { /* positions past the accepted ones go */
+          h->n_computed = start + m;
+          mlxr_kv_seq_truncate(mlxr_engine_kv(s->engine), h->seq, start + m);
+        }
+      }
+      i += n_h;
     }
     pthread_mutex_lock(&s->lock);
     s->stats.steps_total++;
-    s->stats.generated_tokens_total += (uint64_t)n_want;
-    s->stats.prompt_tokens_total += (uint64_t)(n_rows - n_decode);
+    s->stats.generated_tokens_total += emitted;
+    s->stats.prompt_tokens_total += (uint64_t)n_prefill;
     s->stats.cached_tokens_total += cached_now;
     s->stats.prefix_queries_total += queries_now;
     s->stats.prefix_hits_total += hits_now;
@@ -687,6 +773,7 @@ static void free_buffers(mlxr_sched *s) {
   free(s->plan_seqs);
   free(s->plan_items);
   free(s->plan_preempt);
+  free(s->ctx);
   free(s->logits);
   free(s->ids);
   free(s->top);
@@ -772,12 +859,20 @@ int mlxr_sched_open(const char *gguf_path, const mlxr_sched_params *params, mlxr
   s->plan_seqs = malloc((size_t)s->p.max_running * sizeof(*s->plan_seqs));
   s->plan_items = malloc((size_t)s->p.max_running * sizeof(*s->plan_items));
   s->plan_preempt = malloc((size_t)s->p.max_running * sizeof(*s->plan_preempt));
-  s->logits = malloc((size_t)s->p.max_running * (size_t)s->n_vocab * sizeof(float));
-  s->ids = malloc((size_t)s->p.max_running * sizeof(int32_t));
+  if (s->p.spec_tokens < 0) s->p.spec_tokens = 0;
+  if (s->p.spec_tokens > MLXR_SPEC_MAX_TOKENS) s->p.spec_tokens = MLXR_SPEC_MAX_TOKENS;
+  if (s->p.spec_ngram_min < 1) s->p.spec_ngram_min = 1;
+  if (s->p.spec_ngram_max < s->p.spec_ngram_min) s->p.spec_ngram_max = s->p.spec_ngram_min;
+  if (s->p.spec_max_batch < 0) s->p.spec_max_batch = 0;
+  const int32_t spec_seqs = s->p.spec_max_batch < s->p.max_running ? s->p.spec_max_batch : s->p.max_running;
+  s->n_logit_rows = s->p.max_running + spec_seqs * s->p.spec_tokens;
+  s->logits = malloc((size_t)s->n_logit_rows * (size_t)s->n_vocab * sizeof(float));
+  s->ids = malloc((size_t)s->n_logit_rows * sizeof(int32_t));
+  s->ctx = malloc((size_t)mlxr_engine_n_ctx(s->engine) * sizeof(int32_t));
   s->top = malloc(MLXR_MAX_TOP_LOGPROBS * sizeof(*s->top));
   s->text_cap = 4096;
   s->text = malloc(s->text_cap);
-  if (!s->running || !s->rows || !s->row_req || !s->order || !s->plan_seqs || !s->plan_items || !s->plan_preempt ||
+  if (!s->running || !s->rows || !s->row_req || !s->order || !s->plan_seqs || !s->plan_items || !s->plan_preempt || !s->ctx ||
       !s->logits || !s->ids || !s->top || !s->text) {
     mlxr_engine_close(s->engine);
     free_buffers(s);

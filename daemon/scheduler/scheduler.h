@@ -31,7 +31,19 @@ typedef struct mlxr_sched_params {
   int32_t target_latency_ms;  /* > 0: cap the prefill rows of a step that also decodes so the step's
                                  estimated time stays under this (see scheduler.c) */
   int64_t kv_bytes;           /* > 0 and engine.kv_blocks <= 0: size the KV pool to this many bytes */
+  /* Speculative decoding by prompt lookup (ngram_draft.h): a decoding sequence whose last
+   * spec_ngram_min..spec_ngram_max tokens occurred before in its context has up to spec_tokens of
+   * what followed verified in the same step (0: off). Exact: every emitted token is sampled from
+   * the target's own distribution at its position, so outputs equal non-speculative decoding.
+   * Only while at most spec_max_batch sequences decode at once (beyond, verifying costs more than
+   * it saves), not for constrained or logprobs requests, and paused for a while in a sequence
+   * whose drafts keep being rejected. */
+  int32_t spec_tokens;
+  int32_t spec_ngram_min, spec_ngram_max;
+  int32_t spec_max_batch;
 } mlxr_sched_params;
+
+#define MLXR_SPEC_MAX_TOKENS 16
 
 mlxr_sched_params mlxr_sched_default_params(void);
 
@@ -152,6 +164,8 @@ typedef struct mlxr_sched_stats {
   int32_t prefill_cap;             /* prefill rows the latency target allowed in the last mixed
                                       step (0: no cap applied) */
   int64_t kv_bytes;                /* bytes of the KV pool */
+  uint64_t spec_proposed_total;    /* drafted tokens verified (speculative decoding) */
+  uint64_t spec_accepted_total;    /* ... of which the target agreed with */
 } mlxr_sched_stats;
 void mlxr_sched_get_stats(mlxr_sched *s, mlxr_sched_stats *out);
 

@@ -29,15 +29,21 @@ void mlxr_step_plan_build(const mlxr_plan_input *in, mlxr_plan *out) {
   int32_t budget = in->max_batch_tokens;
   int32_t prefill_budget = out->prefill_cap > 0 ? out->prefill_cap : in->max_batch_tokens;
   int32_t free_blocks = in->free_blocks;
+  int32_t draft_rows = in->max_draft_rows;
   int32_t n = in->n_seqs; /* sequences still in this step: preemption takes from the end */
   for (int32_t i = 0; i < n && budget > 0; i++) {
     const mlxr_plan_seq *q = &in->seqs[i];
-    int32_t take = q->decoding ? 1 : q->prefill_target - q->n_prefilled;
+    int32_t take = q->prefill_target - q->n_prefilled;
+    if (q->decoding) {
+      int32_t drafts = q->n_draft < draft_rows ? q->n_draft : draft_rows;
+      if (drafts > budget - 1) drafts = budget - 1;
+      take = 1 + (drafts > 0 ? drafts : 0);
+    }
     if (take > budget) take = budget;
     if (!q->decoding && take > prefill_budget) take = prefill_budget;
     if (take <= 0) continue; /* this step's prefill allowance is spent */
     const int32_t start = q->decoding ? q->decode_end - 1 : q->n_prefilled;
-    const int32_t end = q->decoding ? q->decode_end : q->n_prefilled + take;
+    const int32_t end = q->decoding ? q->decode_end + take - 1 : q->n_prefilled + take;
     int32_t need = blocks_for(end, bs) - blocks_for(q->kv_tokens, bs);
     if (need < 0) need = 0;
     while (need > free_blocks && n - 1 > i) { /* the newest sequence not yet placed */
@@ -54,8 +60,12 @@ void mlxr_step_plan_build(const mlxr_plan_input *in, mlxr_plan *out) {
     out->blocks_used += need;
     out->items[out->n_items++] = (mlxr_plan_item){i, start, take, q->decoding};
     out->n_rows += take;
-    if (q->decoding) out->n_decode++;
-    else prefill_budget -= take;
+    if (q->decoding) {
+      out->n_decode++;
+      draft_rows -= take - 1;
+    } else {
+      prefill_budget -= take;
+    }
     budget -= take;
   }
 }

@@ -6,8 +6,10 @@
  * preemptions, the too-big request, then one batch row per planned position.
  *
  * The policy:
- *  - Every decoding sequence gets one row (its last sampled token); a prefilling one gets a chunk
- *    of its remaining prompt. Oldest first, under max_batch_tokens rows.
+ *  - Every decoding sequence gets one row (its last sampled token), followed by its drafted tokens
+ *    when it speculates (while max_draft_rows and the row budget last; the drafts are cut, never
+ *    the row); a prefilling one gets a chunk of its remaining prompt. Oldest first, under
+ *    max_batch_tokens rows.
  *  - Latency target: when the step decodes and the marginal cost of a prefill row is known, the
  *    prefill rows of the step are capped at (target - decode step time) / cost per row, but never
  *    below one KV block (waiting prompts still advance; chunks stay block-aligned) nor above
@@ -34,6 +36,7 @@ typedef struct mlxr_plan_seq {
   int32_t decode_end;        /* decoding: positions after this step's row (prompt + generated) */
   int32_t kv_tokens;         /* positions its KV blocks cover now */
   int32_t exclusive_blocks;  /* blocks that become free if it is preempted */
+  int32_t n_draft;           /* decoding: drafted tokens to verify after its row (speculation) */
 } mlxr_plan_seq;
 
 typedef struct mlxr_plan_input {
@@ -45,9 +48,11 @@ typedef struct mlxr_plan_input {
   int32_t target_latency_ms; /* <= 0: no latency target */
   double ema_decode_ns;      /* time of a decode-only step, 0: not measured */
   double ema_prefill_row_ns; /* marginal time of one prefill row, 0: not measured */
+  int32_t max_draft_rows;    /* rows of drafts the step may verify in all (their logits rows) */
 } mlxr_plan_input;
 
-/* Rows for one sequence: positions [start, start + n) of seqs[seq]. */
+/* Rows for one sequence: positions [start, start + n) of seqs[seq]; a decode item's rows after the
+ * first carry its first n - 1 drafts. */
 typedef struct mlxr_plan_item {
   int32_t seq;
   int32_t start;

@@ -179,6 +179,8 @@ void mlxr_metrics_render(mlxr_server *s, mlxr_buf *b) {
       {"mlxr_prompt_tokens_prefilled_total", "Prompt tokens computed by prefill (recomputation after preemption included)."},
       {"mlxr_preemptions_total", "Running requests sent back to wait because KV blocks ran out."},
       {"mlxr_scheduler_requests_total", "Generation requests accepted by the model's scheduler."},
+      {"mlxr_spec_draft_tokens_total", "Drafted tokens verified by speculative decoding (prompt lookup)."},
+      {"mlxr_spec_accepted_tokens_total", "Drafted tokens the model agreed with (each saved one decode step)."},
   };
   for (size_t c = 0; c < sizeof counters / sizeof counters[0]; c++) {
     addf(b, "# HELP %s %s\n# TYPE %s counter\n", counters[c][0], counters[c][1], counters[c][0]);
@@ -187,7 +189,8 @@ void mlxr_metrics_render(mlxr_server *s, mlxr_buf *b) {
       label(id, sizeof id, s->models.e[i].id);
       uint64_t v = c == 0 ? st[i].steps_total : c == 1 ? st[i].prefix_queries_total : c == 2 ? st[i].prefix_hits_total
                  : c == 3 ? st[i].cached_tokens_total : c == 4 ? st[i].prompt_tokens_total
-                 : c == 5 ? st[i].preemptions_total : st[i].requests_total;
+                 : c == 5 ? st[i].preemptions_total : c == 6 ? st[i].requests_total
+                 : c == 7 ? st[i].spec_proposed_total : st[i].spec_accepted_total;
       addf(b, "%s{model=\"%s\"} %llu\n", counters[c][0], id, (unsigned long long)v);
     }
   }

@@ -10,7 +10,8 @@
  *     same tokens;
  *   - a KV pool too small for everything at once: preemption and recompute, same tokens;
  *   - every KV block is back in the pool afterwards; embeddings are unit vectors and match a
- *     direct engine call.
+ *     direct engine call;
+ *   - speculative decoding by prompt lookup gives exactly the tokens of decoding without it.
  * The model is the Qwen3 transformers fixture (tests/fixtures/hf/qwen3) converted to f32.
  */
 #include <math.h>
@@ -73,6 +74,111 @@ static void collector_wait(collector *c) {
 
 #define N_REQ 12
 #define N_GEN 12
+
+/* Generate with s and collect; 0 on success. */
+static void generate(mlxr_sched *s, const int32_t *prompt, int32_t n, const mlxr_gen_params *gp, collector *c) {
+  char err[256];
+  mlxr_gen_handle *h;
+  collector_init(c);
+  CHECK(mlxr_sched_submit(s, prompt, n, gp, collect, c, &h, err, sizeof(err)) == MLXR_OK, "submit: %s", err);
+  collector_wait(c);
+  mlxr_sched_release(h);
+}
+
+/* Speculative decoding by prompt lookup is exact: greedy and seeded sampling give the same tokens
+ * with it on and off (each emitted token is sampled from the target's distribution at its place,
+ * one draw per token as without drafts), alone and with several requests at once, and the drafts
+ * were really verified and partly accepted (so acceptance and the KV rollback both ran). */
+static void spec_exactness(const char *path, const mlxr_sched_params *base) {
+  char err[512];
+  mlxr_sched_params on = *base, off = *base;
+  on.spec_tokens = 4;
+  on.spec_max_batch = 8;
+  on.max_batch_tokens = 64;
+  off.spec_tokens = 0;
+  off.max_batch_tokens = 64;
+  mlxr_sched *s_on = NULL, *s_off = NULL;
+  CHECK(mlxr_sched_open(path, &on, &s_on, err, sizeof err) == MLXR_OK, "open (speculation on): %s", err);
+  CHECK(mlxr_sched_open(path, &off, &s_off, err, sizeof err) == MLXR_OK, "open (speculation off): %s", err);
+  if (!s_on || !s_off) {
+    mlxr_sched_close(s_on);
+    mlxr_sched_close(s_off);
+    return;
+  }
+  const int32_t n_vocab = mlxr_sched_hparams(s_on)->n_vocab;
+  /* prompts that repeat a phrase (so lookups find matches from the first step) */
+  enum { N_SPEC = 4, SPEC_GEN = 40 };
+  int32_t prompts[N_SPEC][32];
+  uint32_t x = 777;
+  for (int r = 0; r < N_SPEC; r++) {
+    int32_t phrase[6];
+    for (int i = 0; i < 6; i++) {
+      x = x * 1664525u + 1013904223u;
+      phrase[i] = (int32_t)(x >> 8) % (n_vocab - 10) + 5;
+    }
+    for (int i = 0; i < 32; i++) prompts[r][i] = phrase[i % 6];
+  }
+  for (int mode = 0; mode < 2; mode++) { /* greedy, then seeded sampling */
+    mlxr_gen_params gp = mlxr_gen_default_params();
+    gp.max_tokens = SPEC_GEN;
+    gp.ignore_eos = true;
+    if (mode == 0) {
+      gp.sampling.temperature = 0.0f;
+    } else {
+      gp.sampling.temperature = 0.9f;
+      gp.sampling.top_k = 40;
+      gp.sampling.top_p = 0.95f;
+      gp.sampling.seed = 1234;
+    }
+    static collector c_off[N_SPEC], c_on[N_SPEC], c_many[N_SPEC];
+    for (int r = 0; r < N_SPEC; r++) {
+      generate(s_off, prompts[r], 20 + r * 4, &gp, &c_off[r]);
+      generate(s_on, prompts[r], 20 + r * 4, &gp, &c_on[r]);
+      CHECK(c_on[r].n_tokens == SPEC_GEN && c_on[r].n_tokens == c_off[r].n_tokens &&
+                memcmp(c_on[r].tokens, c_off[r].tokens, sizeof(int32_t) * (size_t)SPEC_GEN) == 0,
+            "mode %d prompt %d: tokens with speculation differ from without (%d vs %d tokens)", mode, r,
+            c_on[r].n_tokens, c_off[r].n_tokens);
+    }
+    for (int side = 0; side < 2; side++) { /* all at once, on each scheduler (so steps compare) */
+      mlxr_sched *sx = side == 0 ? s_on : s_off;
+      mlxr_gen_handle *hs[N_SPEC];
+      for (int r = 0; r < N_SPEC; r++) {
+        collector_init(&c_many[r]);
+        CHECK(mlxr_sched_submit(sx, prompts[r], 20 + r * 4, &gp, collect, &c_many[r], &hs[r], err, sizeof err) ==
+                  MLXR_OK,
+              "submit");
+      }
+      for (int r = 0; r < N_SPEC; r++) {
+        collector_wait(&c_many[r]);
+        mlxr_sched_release(hs[r]);
+        CHECK(c_many[r].n_tokens == SPEC_GEN &&
+                  memcmp(c_many[r].tokens, c_off[r].tokens, sizeof(int32_t) * (size_t)SPEC_GEN) == 0,
+              "mode %d prompt %d side %d: concurrent requests differ from the lone run without speculation", mode, r,
+              side);
+      }
+    }
+  }
+  mlxr_sched_stats st_on, st_off;
+  for (int i = 0; i < 200; i++) {
+    mlxr_sched_get_stats(s_on, &st_on);
+    if (st_on.running == 0 && st_on.kv_blocks_free == st_on.kv_blocks_total) break;
+    usleep(10000);
+  }
+  mlxr_sched_get_stats(s_off, &st_off);
+  printf("speculation: %llu drafted tokens verified, %llu accepted; steps %llu with, %llu without\n",
+         (unsigned long long)st_on.spec_proposed_total, (unsigned long long)st_on.spec_accepted_total,
+         (unsigned long long)st_on.steps_total, (unsigned long long)st_off.steps_total);
+  CHECK(st_on.spec_proposed_total > 0 && st_on.spec_accepted_total > 0 &&
+            st_on.spec_accepted_total < st_on.spec_proposed_total,
+        "drafts were verified, some accepted and some rejected (%llu of %llu)",
+        (unsigned long long)st_on.spec_accepted_total, (unsigned long long)st_on.spec_proposed_total);
+  CHECK(st_off.spec_proposed_total == 0, "no drafts with speculation off");
+  CHECK(st_on.steps_total < st_off.steps_total, "accepted drafts saved steps (%llu vs %llu)",
+        (unsigned long long)st_on.steps_total, (unsigned long long)st_off.steps_total);
+  CHECK(st_on.kv_blocks_free == st_on.kv_blocks_total, "every KV block back after speculation");
+  mlxr_sched_close(s_on);
+  mlxr_sched_close(s_off);
+}
 
 int main(void) {
   char path[] = "/tmp/mlxr-test-sched-XXXXXX";
@@ -263,6 +369,7 @@ int main(void) {
   CHECK(st.running == 0 && st.waiting == 0, "all requests ended (%d running, %d waiting)", st.running, st.waiting);
   CHECK(st.kv_blocks_free == st.kv_blocks_total, "every KV block back (%d of %d)", st.kv_blocks_free, st.kv_blocks_total);
   mlxr_sched_close(s);
+  spec_exactness(path, &sp);
   unlink(path);
   return check_report("test_scheduler");
 }
