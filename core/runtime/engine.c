@@ -236,6 +236,7 @@ int32_t mlxr_engine_n_ctx(const mlxr_engine *e) { return e->p.n_ctx; }
 int32_t mlxr_engine_n_batch(const mlxr_engine *e) { return e->p.n_batch; }
 mlxr_backend *mlxr_engine_backend(mlxr_engine *e) { return e->be; }
 const char *mlxr_engine_device(const mlxr_engine *e) { return e->device; }
+bool mlxr_engine_on_host(const mlxr_engine *e) { return e->be->iface->host_memory; }
 const char *mlxr_engine_device_note(const mlxr_engine *e) { return e->note; }
 
 static int engine_decode(mlxr_engine *e, const mlxr_engine_row *rows, int32_t n, float *out,

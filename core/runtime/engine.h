@@ -56,6 +56,8 @@ int32_t mlxr_engine_n_batch(const mlxr_engine *e);
  * threads)", "cuda:0 (NVIDIA H100 80GB HBM3, 79.1 GiB)". */
 mlxr_backend *mlxr_engine_backend(mlxr_engine *e);
 const char *mlxr_engine_device(const mlxr_engine *e);
+/* True when the backend computes in host memory (the CPU backend). */
+bool mlxr_engine_on_host(const mlxr_engine *e);
 /* Why backends before the one chosen were passed over ("cuda:0: no CUDA device ..."), or "". */
 const char *mlxr_engine_device_note(const mlxr_engine *e);
 

@@ -859,7 +859,9 @@ int mlxr_sched_open(const char *gguf_path, const mlxr_sched_params *params, mlxr
   s->plan_seqs = malloc((size_t)s->p.max_running * sizeof(*s->plan_seqs));
   s->plan_items = malloc((size_t)s->p.max_running * sizeof(*s->plan_items));
   s->plan_preempt = malloc((size_t)s->p.max_running * sizeof(*s->plan_preempt));
-  if (s->p.spec_tokens < 0) s->p.spec_tokens = 0;
+  /* speculation has been measured and checked on the CPU backend only: off on a GPU until the
+   * CUDA backend's multi-row decode steps are (tests/gpu, bench/spec_bench.py) */
+  if (s->p.spec_tokens < 0 || !mlxr_engine_on_host(s->engine)) s->p.spec_tokens = 0;
   if (s->p.spec_tokens > MLXR_SPEC_MAX_TOKENS) s->p.spec_tokens = MLXR_SPEC_MAX_TOKENS;
   if (s->p.spec_ngram_min < 1) s->p.spec_ngram_min = 1;
   if (s->p.spec_ngram_max < s->p.spec_ngram_min) s->p.spec_ngram_max = s->p.spec_ngram_min;

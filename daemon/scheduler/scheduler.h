@@ -37,7 +37,7 @@ typedef struct mlxr_sched_params {
    * the target's own distribution at its position, so outputs equal non-speculative decoding.
    * Only while at most spec_max_batch sequences decode at once (beyond, verifying costs more than
    * it saves), not for constrained or logprobs requests, and paused for a while in a sequence
-   * whose drafts keep being rejected. */
+   * whose drafts keep being rejected. On the CPU backend only for now (off on a GPU). */
   int32_t spec_tokens;
   int32_t spec_ngram_min, spec_ngram_max;
   int32_t spec_max_batch;
