@@ -77,6 +77,7 @@ PY="timeout $HELPER_LIMIT /usr/bin/python3"
 OUT=${OUT:-/tmp/mlxr-soak-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 TMP=$(mktemp -d)
+export MLXR_MODELS="$TMP/store" # mlxrd's model store: private, never the user's
 DAEMON_TPID=""   # the timeout(1) running mlxrd (leads its own process group)
 BG_PIDS=()       # sampler and load generator, each under timeout(1)
 

@@ -10,6 +10,8 @@
  *   socket: /path/or/empty-for-none
  *   device: auto|cpu|cuda|cuda:N
  *   models: [a.gguf, b.gguf]   models_dir: DIR       default_model: ID
+ *   models_store: DIR          the registry's store and catalog (MLXR_MODELS; default under
+ *                              $XDG_DATA_HOME/mlxr, server.c)
  *   api_keys: [KEY]            cors_origins: ["https://app.example"]
  *   limits: {max_body_bytes, max_prompt_tokens, max_tokens, max_queue, max_running, n_ctx,
  *            threads, max_connections, conn_timeout_s, gpu_memory_mib, stored_responses,
@@ -95,6 +97,7 @@ void mlxr_server_config_free(mlxr_server_config *cfg) {
   free(cfg->host);
   free(cfg->socket_path);
   free(cfg->models_dir);
+  free(cfg->models_store);
   free(cfg->default_model);
   free(cfg->device);
   free(cfg->port_file);
@@ -203,6 +206,7 @@ static int yaml_apply(mlxr_server_config *cfg, yaml_document_t *d, char *err, si
     if (strcmp(key, "host") == 0 && val) rc = set_str(&cfg->host, val);
     else if (strcmp(key, "socket") == 0 && val) rc = set_str(&cfg->socket_path, val);
     else if (strcmp(key, "models_dir") == 0 && val) rc = set_str(&cfg->models_dir, val);
+    else if (strcmp(key, "models_store") == 0 && val) rc = set_str(&cfg->models_store, val);
     else if (strcmp(key, "default_model") == 0 && val) rc = set_str(&cfg->default_model, val);
     else if (strcmp(key, "device") == 0 && val) rc = set_device(cfg, val, "server.yaml: device", err, err_len);
     else if (strcmp(key, "port") == 0 && val) {
@@ -325,7 +329,7 @@ int mlxr_server_config_apply_env(mlxr_server_config *cfg, const mlxr_server_env 
   }
   if (env->socket && (rc = set_str(&cfg->socket_path, env->socket)) < 0) return rc;
   if (env->device && env->device[0] && (rc = set_device(cfg, env->device, "MLXR_DEVICE", err, err_len)) < 0) return rc;
-  if (env->models && env->models[0] && (rc = set_str(&cfg->models_dir, env->models)) < 0) return rc;
+  if (env->models && env->models[0] && (rc = set_str(&cfg->models_store, env->models)) < 0) return rc;
   if (env->api_key && env->api_key[0] &&
       (rc = push_csv(cfg->api_keys, &cfg->n_api_keys, MLXR_SERVER_MAX_KEYS, env->api_key, "API keys", err, err_len)) < 0)
     return rc;
@@ -351,7 +355,9 @@ const char *mlxr_server_usage(void) {
          "  --config FILE         server.yaml (default: none; MLXR_CONFIG)\n"
          "  --api-key KEY         require this key (repeatable; MLXR_API_KEY, comma-separated)\n"
          "  --model PATH          serve a GGUF file as its file name without .gguf (repeatable)\n"
-         "  --models-dir DIR      serve every *.gguf in DIR (MLXR_MODELS)\n"
+         "  --models-dir DIR      serve every *.gguf in DIR\n"
+         "  --models-store DIR    the model registry: blobs and catalog, served by name (MLXR_MODELS;\n"
+         "                        default $XDG_DATA_HOME/mlxr or ~/.local/share/mlxr)\n"
          "  --default-model ID    model for routes that name none\n"
          "  --cors-origin PAT     allow a browser Origin ('*' wildcards; MLXR_ORIGINS)\n"
          "  --ctx N               context per sequence (default: the model's, at most 4096)\n"
@@ -381,7 +387,7 @@ const char *mlxr_server_usage(void) {
 
 int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv, bool *help,
                                   char *err, size_t err_len) {
-  enum { O_HOST = 1000, O_PORT, O_PORTFILE, O_NOTCP, O_SOCKET, O_NOSOCK, O_CONFIG, O_KEY, O_MODEL, O_DIR, O_DEFAULT,
+  enum { O_HOST = 1000, O_PORT, O_PORTFILE, O_NOTCP, O_SOCKET, O_NOSOCK, O_CONFIG, O_KEY, O_MODEL, O_DIR, O_STORE, O_DEFAULT,
          O_ORIGIN, O_CTX, O_THREADS, O_RUNNING, O_QUEUE, O_BODY, O_MAXTOK, O_MAXPROMPT, O_VERBOSE,
          O_HELP, O_BATCH, O_KVBLOCKS, O_KVMIB, O_LATENCY, O_RPM, O_TPM, O_DEVICE, O_GPUMIB };
   static const struct option opts[] = {
@@ -391,6 +397,7 @@ int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv
       {"config", required_argument, 0, O_CONFIG},    {"api-key", required_argument, 0, O_KEY},
       {"model", required_argument, 0, O_MODEL},      {"models-dir", required_argument, 0, O_DIR},
       {"default-model", required_argument, 0, O_DEFAULT},
+      {"models-store", required_argument, 0, O_STORE},
       {"cors-origin", required_argument, 0, O_ORIGIN}, {"ctx", required_argument, 0, O_CTX},
       {"threads", required_argument, 0, O_THREADS},  {"max-running", required_argument, 0, O_RUNNING},
       {"max-queue", required_argument, 0, O_QUEUE},  {"max-body", required_argument, 0, O_BODY},
@@ -426,6 +433,7 @@ int mlxr_server_config_apply_args(mlxr_server_config *cfg, int argc, char **argv
     case O_KEY: rc = push_str(cfg->api_keys, &cfg->n_api_keys, MLXR_SERVER_MAX_KEYS, optarg, "API keys", err, err_len); break;
     case O_MODEL: rc = push_str(cfg->models, &cfg->n_models, MLXR_SERVER_MAX_MODELS, optarg, "models", err, err_len); break;
     case O_DIR: rc = set_str(&cfg->models_dir, optarg); break;
+    case O_STORE: rc = set_str(&cfg->models_store, optarg); break;
     case O_DEFAULT: rc = set_str(&cfg->default_model, optarg); break;
     case O_ORIGIN: rc = push_str(cfg->cors_origins, &cfg->n_cors_origins, MLXR_SERVER_MAX_ORIGINS, optarg, "origins", err, err_len); break;
     case O_CTX: rc = set_limit(cfg, "n_ctx", optarg, err, err_len); break;

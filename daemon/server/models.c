@@ -8,6 +8,12 @@
  * twice a second. Facts that the listing routes show (size, parameters, chat
  * template) are read once at the first load and never change afterwards.
  *
+ * Catalog models (the registry, catalog_models.c) are entries too, added and removed while the
+ * daemon runs: the array has a fixed capacity and never moves, an entry is filled in before the
+ * count that publishes it is raised (an atomic store), and a deleted or replaced catalog model
+ * stays as a tombstone (removed) that lookups skip and acquire refuses, so a pointer a request
+ * holds is valid until shutdown.
+ *
  * Threads: every entry has its own mutex; loading happens outside it (other requesters wait on
  * the entry's condvar), so one slow load never blocks other models.
  */
@@ -15,10 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "core/common/status.h"
+#include "daemon/registry/names.h"
 #include "daemon/server/chat.h"
 #include "daemon/server/server_impl.h"
 
@@ -46,6 +54,10 @@ static int add_model(mlxr_models *ms, const char *path, char *err, size_t err_le
       return rc;
     }
   }
+  if (ms->n >= ms->cap) {
+    free(id);
+    return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "too many models (at most %d)", ms->cap);
+  }
   mlxr_model_entry *e = &ms->e[ms->n];
   memset(e, 0, sizeof(*e));
   e->id = id;
@@ -55,9 +67,66 @@ static int add_model(mlxr_models *ms, const char *path, char *err, size_t err_le
   pthread_mutex_init(&e->lock, NULL);
   pthread_cond_init(&e->cond, NULL);
   e->keep_alive_ns = MLXR_DEFAULT_KEEP_ALIVE_NS;
-  ms->n++;
+  atomic_init(&e->removed, false);
+  ms->n = ms->n + 1; /* publishes the entry (seq_cst store) */
   return e->path ? 0 : MLXR_ERR_NOMEM;
 }
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+int mlxr_models_add_catalog(mlxr_models *ms, const char *id, const char *canon, const char *path,
+                            const char *system, const char *params_json, mlxr_model_entry **out, char *err,
+                            size_t err_len) {
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+    return mlxr_errf(err, err_len, MLXR_ERR_IO, "model blob '%s' not found", path);
+  pthread_mutex_lock(&ms->add_lock);
+  const int n = ms->n;
+  if (n >= ms->cap) {
+    pthread_mutex_unlock(&ms->add_lock);
+    return mlxr_errf(err, err_len, MLXR_ERR_RANGE,
+                     "no room for another model entry (%d created or replaced since start): restart mlxrd", ms->cap);
+  }
+  mlxr_model_entry *e = &ms->e[n];
+  memset(e, 0, sizeof(*e));
+  e->id = strdup(id);
+  e->path = strdup(path);
+  e->canon = strdup(canon);
+  e->system = dup_or_null(system);
+  e->params_json = dup_or_null(params_json);
+  e->from_catalog = true;
+  e->file_size = (int64_t)st.st_size;
+  e->mtime_wall = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+  e->keep_alive_ns = MLXR_DEFAULT_KEEP_ALIVE_NS;
+  atomic_init(&e->removed, false);
+  if (!e->id || !e->path || !e->canon || (system && !e->system) || (params_json && !e->params_json)) {
+    free(e->id), free(e->path), free(e->canon), free(e->system), free(e->params_json);
+    memset(e, 0, sizeof(*e));
+    pthread_mutex_unlock(&ms->add_lock);
+    return MLXR_ERR_NOMEM;
+  }
+  pthread_mutex_init(&e->lock, NULL);
+  pthread_cond_init(&e->cond, NULL);
+  ms->n = n + 1; /* publishes the entry: every field above is written before this store */
+  pthread_mutex_unlock(&ms->add_lock);
+  if (out) *out = e;
+  return 0;
+}
+
+void mlxr_models_remove(mlxr_model_entry *m) {
+  pthread_mutex_lock(&m->lock);
+  atomic_store(&m->removed, true);
+  pthread_mutex_unlock(&m->lock);
+  mlxr_models_unload(m);
+}
+
+void mlxr_models_restore(mlxr_model_entry *m) {
+  pthread_mutex_lock(&m->lock);
+  atomic_store(&m->removed, false);
+  pthread_mutex_unlock(&m->lock);
+}
+
+bool mlxr_models_live(mlxr_model_entry *m) { return !atomic_load(&m->removed); }
 
 /* The reaper thread: twice a second, unload every loaded, idle model whose keep_alive ran out. */
 static void *reaper_main(void *arg) {
@@ -119,7 +188,9 @@ int mlxr_models_init(mlxr_models *ms, char *const *paths, int n_paths, const cha
   ms->sp = *sp;
   pthread_mutex_init(&ms->reaper_lock, NULL);
   pthread_cond_init(&ms->reaper_cond, NULL);
-  int cap = n_paths + 256;
+  pthread_mutex_init(&ms->add_lock, NULL);
+  const int cap = n_paths + 256 + MLXR_MODELS_CATALOG_SLOTS;
+  ms->cap = cap;
   ms->e = calloc((size_t)cap, sizeof(*ms->e));
   if (!ms->e) return MLXR_ERR_NOMEM;
   for (int i = 0; i < n_paths; i++) {
@@ -130,7 +201,7 @@ int mlxr_models_init(mlxr_models *ms, char *const *paths, int n_paths, const cha
     DIR *d = opendir(dir);
     if (!d) return mlxr_errf(err, err_len, MLXR_ERR_IO, "cannot open models directory '%s'", dir);
     struct dirent *de;
-    while ((de = readdir(d)) && ms->n < cap) {
+    while ((de = readdir(d)) && ms->n < n_paths + 256) {
       size_t n = strlen(de->d_name);
       if (n <= 5 || strcmp(de->d_name + n - 5, ".gguf") != 0 || de->d_name[0] == '.') continue;
       char path[4096];
@@ -160,6 +231,7 @@ void mlxr_models_free(mlxr_models *ms) {
   }
   pthread_mutex_destroy(&ms->reaper_lock);
   pthread_cond_destroy(&ms->reaper_cond);
+  pthread_mutex_destroy(&ms->add_lock);
   for (int i = 0; i < ms->n; i++) {
     mlxr_model_entry *e = &ms->e[i];
     if (e->sched) mlxr_sched_close(e->sched);
@@ -170,6 +242,9 @@ void mlxr_models_free(mlxr_models *ms) {
     free(e->eos_text);
     free(e->id);
     free(e->path);
+    free(e->canon);
+    free(e->system);
+    free(e->params_json);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
   }
@@ -180,11 +255,19 @@ void mlxr_models_free(mlxr_models *ms) {
 mlxr_model_entry *mlxr_models_find(mlxr_models *ms, const char *name) {
   if (!name) return NULL;
   size_t n = strlen(name);
-  for (int i = 0; i < ms->n; i++) {
+  const int count = ms->n;
+  for (int i = 0; i < count; i++) { /* files first: their ids are not registry names */
+    if (ms->e[i].from_catalog) continue;
     const char *id = ms->e[i].id;
     size_t il = strlen(id);
     if (strcmp(id, name) == 0) return &ms->e[i];
     if (n == il + 7 && strncmp(name, id, il) == 0 && strcmp(name + il, ":latest") == 0) return &ms->e[i];
+  }
+  char canon[MLXR_NAME_MAX + 1], nerr[16];
+  if (mlxr_name_canonical(name, NULL, canon, sizeof canon, nerr, sizeof nerr) < 0) return NULL;
+  for (int i = 0; i < count; i++) {
+    mlxr_model_entry *e = &ms->e[i];
+    if (e->from_catalog && !atomic_load(&e->removed) && strcasecmp(e->canon, canon) == 0) return e;
   }
   return NULL;
 }
@@ -248,6 +331,10 @@ int mlxr_models_acquire(mlxr_models *ms, mlxr_model_entry *m, mlxr_sched **out, 
   *load_ns = 0;
   pthread_mutex_lock(&m->lock);
   while (m->loading) pthread_cond_wait(&m->cond, &m->lock);
+  if (atomic_load(&m->removed)) {
+    pthread_mutex_unlock(&m->lock);
+    return mlxr_errf(err, err_len, MLXR_ERR_NOT_FOUND, "model '%s' was deleted", m->id);
+  }
   if (!m->sched) {
     m->loading = true;
     pthread_mutex_unlock(&m->lock);
@@ -261,6 +348,12 @@ int mlxr_models_acquire(mlxr_models *ms, mlxr_model_entry *m, mlxr_sched **out, 
       pthread_cond_broadcast(&m->cond);
       pthread_mutex_unlock(&m->lock);
       return rc;
+    }
+    if (atomic_load(&m->removed)) { /* deleted while it loaded: nobody would unload it */
+      pthread_cond_broadcast(&m->cond);
+      pthread_mutex_unlock(&m->lock);
+      mlxr_sched_close(s);
+      return mlxr_errf(err, err_len, MLXR_ERR_NOT_FOUND, "model '%s' was deleted", m->id);
     }
     if (!m->facts_ready) read_facts(m, s);
     m->sched = s;

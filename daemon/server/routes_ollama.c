@@ -1,8 +1,8 @@
 /*
  * routes_ollama.c: Ollama's native API: POST /api/generate, POST /api/chat, POST /api/embed,
  * POST /api/embeddings, GET|HEAD /api/tags, POST /api/show, GET /api/ps, GET|HEAD /api/version;
- * the model-management routes (pull, push, create, copy, delete, blobs) answer 501 until the
- * registry exists.
+ * tags and show cover the registry's catalog models too (routes_registry.c, which also serves
+ * create, copy, delete and blobs); pull and push answer 501 for now.
  *
  * Streaming is NDJSON (one JSON object per line) and on by default; "stream": false gives one
  * object. The last object has done:true, done_reason and the counts and durations in nanoseconds
@@ -378,6 +378,8 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
     return field_error(r, &fe);
   mlxr_model_entry *m = mlxr_req_model(r, model_name, &res);
   if (!m) return res;
+  mlxr_registry_apply_options(m, r->json); /* a catalog model's parameters, under the request's */
+  if (!system && m->system) system = m->system;
   const cJSON *messages = cJSON_GetObjectItemCaseSensitive(j, "messages");
   const cJSON *images = cJSON_GetObjectItemCaseSensitive(j, "images");
   const cJSON *context = cJSON_GetObjectItemCaseSensitive(j, "context");
@@ -432,7 +434,9 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
   if (chat) {
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(j, "tools");
     tools_on = cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0;
-    text = mlxr_chat_prompt(r, m, messages, tools, kwargs, true, true, &res);
+    cJSON *with_sys = mlxr_registry_chat_messages(m, messages); /* a catalog model's system prompt */
+    text = mlxr_chat_prompt(r, m, with_sys ? with_sys : messages, tools, kwargs, true, true, &res);
+    cJSON_Delete(with_sys);
     if (!text) goto done;
   } else if (raw) {
     text = strdup(prompt);
@@ -716,7 +720,7 @@ static cJSON *details(mlxr_model_entry *m) {
 static cJSON *tag_obj(mlxr_model_entry *m, bool ps) {
   cJSON *o = cJSON_CreateObject();
   char name[300];
-  snprintf(name, sizeof name, "%s:latest", m->id);
+  snprintf(name, sizeof name, m->from_catalog ? "%s" : "%s:latest", m->id);
   cJSON_AddStringToObject(o, "name", name);
   cJSON_AddStringToObject(o, "model", name);
   char ts[48];
@@ -821,12 +825,14 @@ static enum MHD_Result handle_show(mlxr_req *r) {
   mlxr_rfc3339(m->mtime_wall, ts, sizeof ts);
   cJSON_AddStringToObject(o, "modified_at", ts);
   mlxr_models_release(m);
+  mlxr_registry_show(r->srv, m, o);
   return mlxr_http_send_json(r, 200, o);
 }
 
 enum MHD_Result mlxr_route_ollama(mlxr_req *r, const char *path, bool *handled) {
   if (strncmp(path, "/api/", 5) != 0) return MHD_NO;
   *handled = true;
+  enum MHD_Result res_reg;
   bool get = strcmp(r->method, "GET") == 0 || r->is_head;
   bool post = strcmp(r->method, "POST") == 0;
   if (strcmp(path, "/api/generate") == 0 || strcmp(path, "/api/chat") == 0) {
@@ -847,11 +853,14 @@ enum MHD_Result mlxr_route_ollama(mlxr_req *r, const char *path, bool *handled) 
     if (!get) return mlxr_http_error(r, 405, NULL, NULL, NULL, "use GET");
     cJSON *o = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(o, "models");
-    for (int i = 0; i < r->srv->models.n; i++) {
+    const int n = r->srv->models.n;
+    for (int i = 0; i < n; i++) {
       mlxr_model_entry *m = &r->srv->models.e[i];
+      if (!mlxr_models_live(m) || (!ps && m->from_catalog)) continue; /* tags: the catalog's below */
       if (!m->facts_ready || (ps && !mlxr_models_loaded(m))) continue;
       cJSON_AddItemToArray(arr, tag_obj(m, ps));
     }
+    if (!ps) mlxr_registry_tags(r->srv, arr);
     return mlxr_http_send_json(r, 200, o);
   }
   if (strcmp(path, "/api/show") == 0) {
@@ -866,19 +875,17 @@ enum MHD_Result mlxr_route_ollama(mlxr_req *r, const char *path, bool *handled) 
     cJSON_AddStringToObject(o, "version", MLXR_SERVER_VERSION);
     return mlxr_http_send_json(r, 200, o);
   }
-  static const char *const manage[] = {"/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete"};
+  res_reg = mlxr_route_registry(r, path, handled);
+  if (*handled) return res_reg;
+  *handled = true;
+  static const char *const manage[] = {"/api/pull", "/api/push"};
   for (size_t i = 0; i < sizeof manage / sizeof manage[0]; i++) {
     if (strcmp(path, manage[i]) == 0) {
       r->route = manage[i];
       return mlxr_http_error(r, 501, NULL, NULL, NULL,
-                             "%s is not implemented yet: mlxrd has no model registry; serve GGUF files with --model PATH",
+                             "%s is not implemented yet: upload a GGUF with /api/blobs and /api/create, or serve it with --model PATH",
                              manage[i]);
     }
-  }
-  if (strncmp(path, "/api/blobs/", 11) == 0) {
-    r->route = "/api/blobs";
-    return mlxr_http_error(r, 501, NULL, NULL, NULL,
-                           "/api/blobs is not implemented yet: mlxrd has no model registry; serve GGUF files with --model PATH");
   }
   *handled = false;
   return MHD_NO;

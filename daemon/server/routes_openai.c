@@ -828,7 +828,9 @@ enum MHD_Result mlxr_route_openai(mlxr_req *r, const char *path, bool *handled) 
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "object", "list");
     cJSON *data = cJSON_AddArrayToObject(o, "data");
-    for (int i = 0; i < r->srv->models.n; i++) cJSON_AddItemToArray(data, model_obj(&r->srv->models.e[i]));
+    const int n = r->srv->models.n;
+    for (int i = 0; i < n; i++)
+      if (mlxr_models_live(&r->srv->models.e[i])) cJSON_AddItemToArray(data, model_obj(&r->srv->models.e[i]));
     return mlxr_http_send_json(r, 200, o);
   }
   if (strncmp(path, "/v1/models/", 11) == 0) {

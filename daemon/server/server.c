@@ -70,7 +70,7 @@ mlxr_model_entry *mlxr_req_model(mlxr_req *r, const char *name, enum MHD_Result 
     if (r->api == MLXR_API_PLAIN) {
       const char *def = s->cfg->default_model;
       if (def && def[0]) name = def;
-      else if (s->models.n > 0) return &s->models.e[0];
+      else if (s->models.n > 0 && mlxr_models_live(&s->models.e[0])) return &s->models.e[0];
     }
     if (!name || !name[0]) {
       *res = mlxr_http_error(r, 400, NULL, NULL, "model", r->api == MLXR_API_OLLAMA ? "model is required" : "you must provide a model parameter");
@@ -180,11 +180,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       return mlxr_http_error(r, 401, "authentication_error", "invalid_api_key", NULL,
                              "a valid API key is required (Authorization: Bearer KEY or X-Api-Key)");
     r->key_slot = mlxr_auth_key_slot(s, c);
+    /* a blob upload streams into the store: no body cap but the store's (routes_registry.c) */
+    if (strcmp(method, "POST") == 0 && strncmp(url, "/api/blobs/", 11) == 0) return mlxr_blob_upload_begin(r);
     if (refuse_body_on_headers(r, version))
       return mlxr_http_error(r, 413, NULL, NULL, NULL, "request body larger than %zu bytes", s->cfg->max_body_bytes);
     return MHD_YES;
   }
   if (r->status) { /* answered early: drop whatever body arrives */
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (*upload_size && r->blob) {
+    mlxr_blob_upload_write(r, upload, *upload_size);
     *upload_size = 0;
     return MHD_YES;
   }
@@ -220,6 +227,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   mlxr_req *r = *con_cls;
   if (!r) return;
   if (!r->streaming) mlxr_metrics_request(&s->metrics, r->method, r->route, r->status ? r->status : 499);
+  mlxr_blob_upload_free(r);
   cJSON_Delete(r->json);
   mlxr_buf_free(&r->body);
   free(r);
@@ -361,8 +369,12 @@ int mlxr_server_main(int argc, char **argv, const mlxr_server_env *env) {
     mlxr_server_config_free(&cfg);
     return 0;
   }
-  if (cfg.n_models == 0 && !(cfg.models_dir && cfg.models_dir[0])) {
-    fprintf(stderr, "mlxrd: no models: give --model PATH (or --models-dir DIR)\n\n%s", mlxr_server_usage());
+  char store_root[4096];
+  if (cfg.models_store && cfg.models_store[0]) {
+    snprintf(store_root, sizeof store_root, "%s", cfg.models_store);
+  } else if (mlxr_store_default_root(NULL, env->xdg_data_home, env->home, store_root, sizeof store_root, err,
+                                     sizeof err) < 0) {
+    fprintf(stderr, "mlxrd: model store: %s (give --models-store DIR or set MLXR_MODELS)\n", err);
     mlxr_server_config_free(&cfg);
     return 2;
   }
@@ -422,11 +434,13 @@ int mlxr_server_main(int argc, char **argv, const mlxr_server_env *env) {
     fprintf(stderr, "mlxrd: %s\n", err);
     goto out;
   }
-  if (s->models.n == 0) {
-    fprintf(stderr, "mlxrd: no models found\n");
+  const int n_files = s->models.n; /* loaded now; catalog models load on first use */
+  if (mlxr_registry_open(&s->reg, store_root, &s->models, err, sizeof err) < 0) {
+    fprintf(stderr, "mlxrd: %s\n", err);
     goto out;
   }
-  for (int i = 0; i < s->models.n; i++) {
+  fprintf(stderr, "mlxrd: model store %s: %d catalog model(s)\n", store_root, s->models.n - n_files);
+  for (int i = 0; i < n_files; i++) {
     mlxr_sched *sch;
     int64_t load_ns;
     if (mlxr_models_acquire(&s->models, &s->models.e[i], &sch, &load_ns, err, sizeof err) < 0) {
@@ -484,6 +498,7 @@ out:
   if (s->unix_fd >= 0) close(s->unix_fd);
   if (wrote_port_file) unlink(cfg.port_file);
   mlxr_models_free(&s->models);
+  mlxr_registry_close(&s->reg);
   mlxr_metrics_free(&s->metrics);
   mlxr_ratelimit_free(&s->ratelimit);
   mlxr_resp_store_free(s->responses);

@@ -35,6 +35,8 @@ typedef struct mlxr_server_config {
   char *models[MLXR_SERVER_MAX_MODELS]; /* GGUF paths; each served as its file name less .gguf */
   int n_models;
   char *models_dir;           /* every *.gguf in it is served too (NULL: none) */
+  char *models_store;         /* the registry's root: blobs/ and catalog.db (NULL or "": the
+                                 default, mlxr_store_default_root of the environment) */
   char *default_model;        /* id used when a request names none (extras routes) */
   char *api_keys[MLXR_SERVER_MAX_KEYS];
   int n_api_keys;
@@ -69,6 +71,7 @@ typedef struct mlxr_server_config {
 /* Environment variables as read by a main(): each may be NULL. */
 typedef struct mlxr_server_env {
   const char *host, *port, *socket, *config, *api_key, *models, *origins, *device, *xdg_runtime_dir;
+  const char *xdg_data_home, *home; /* for the registry's default root */
 } mlxr_server_env;
 
 /* The MLXR_* environment of this process, for a program's entry point only (mlxrd's main, `mlxr
@@ -84,6 +87,8 @@ static inline mlxr_server_env mlxr_server_env_read(void) {
       .device = getenv("MLXR_DEVICE"),
       .origins = getenv("MLXR_ORIGINS"),
       .xdg_runtime_dir = getenv("XDG_RUNTIME_DIR"),
+      .xdg_data_home = getenv("XDG_DATA_HOME"),
+      .home = getenv("HOME"),
   };
   return env;
 }

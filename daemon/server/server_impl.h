@@ -7,6 +7,9 @@
  *   http_util.c     responses, errors in each API's format, JSON field readers, generation sets
  *                   (n scheduler requests feeding one event queue), streamed responses
  *   models.c        the served models: id -> scheduler (loaded lazily, unloadable), chat template
+ *   catalog_models.c  the registry's store and catalog opened at startup, catalog models served
+ *   routes_registry.c Ollama's model management on the catalog: create, copy, delete, blobs, and
+ *                   the catalog's part of tags and show
  *   chat.c / chat.h messages -> prompt through the template; output parsing (tool calls, <think>)
  *                   and output blocks; tool-call and JSON grammars
  *   generate.c      what generation routes share: sampling fields, tool_choice, chat jobs
@@ -32,6 +35,8 @@
 #include <microhttpd.h>
 
 #include "core/runtime/template/template.h"
+#include "daemon/registry/catalog.h"
+#include "daemon/registry/store.h"
 #include "daemon/scheduler/scheduler.h"
 #include "daemon/server/chat.h"
 #include "daemon/server/server.h"
@@ -58,9 +63,18 @@ bool mlxr_utf8_valid(const char *s, size_t n);
 char *mlxr_json_print(const cJSON *v);
 
 /* ---- models ---- */
+/* An entry's identity (id, path, from_catalog, canon, system, params_json, digest) is fixed from
+ * the moment it is published (mlxr_models.n counts it) until mlxr_models_free, so any thread may
+ * read it without a lock; a catalog model that is replaced or deleted is marked removed (a
+ * tombstone: lookups skip it, acquire refuses it) and a replacement takes a new slot. */
 typedef struct mlxr_model_entry {
-  char *id;               /* file name without .gguf */
-  char *path;
+  char *id;               /* file name without .gguf; a catalog model: its short name "model:tag" */
+  char *path;             /* the GGUF file (a catalog model: its model blob in the store) */
+  bool from_catalog;      /* served from the registry's catalog (else a --model / models_dir file) */
+  char *canon;            /* catalog: the canonical "host/namespace/model:tag" (NULL for files) */
+  char *system;           /* catalog: the default system prompt (NULL: none) */
+  char *params_json;      /* catalog: default options, a JSON object (NULL: none) */
+  atomic_bool removed;    /* catalog: deleted or replaced; never served again */
   pthread_mutex_t lock;
   pthread_cond_t cond;
   mlxr_sched *sched;      /* NULL while unloaded */
@@ -89,11 +103,14 @@ typedef struct mlxr_model_entry {
   int32_t n_embd;
 } mlxr_model_entry;
 
+#define MLXR_MODELS_CATALOG_SLOTS 4096 /* catalog entries created (or replaced) per run */
 #define MLXR_DEFAULT_KEEP_ALIVE_NS (5 * 60 * INT64_C(1000000000)) /* Ollama's 5m */
 
 typedef struct mlxr_models {
-  mlxr_model_entry *e;
-  int n;
+  mlxr_model_entry *e;      /* [cap]; never moves, so entry pointers stay valid until free */
+  _Atomic int n;            /* published entries; grows only (under add_lock), read lock-free */
+  int cap;
+  pthread_mutex_t add_lock; /* serializes adding entries */
   mlxr_sched_params sp;
   /* the reaper: unloads models idle past their keep_alive */
   pthread_t reaper;
@@ -106,8 +123,22 @@ typedef struct mlxr_models {
 int mlxr_models_init(mlxr_models *ms, char *const *paths, int n_paths, const char *dir,
                      const mlxr_sched_params *sp, char *err, size_t err_len);
 void mlxr_models_free(mlxr_models *ms);
-/* By id, "id:latest", or NULL. */
+/* By id, "id:latest", or NULL. Catalog models by any spelling of their name (case-insensitive,
+ * "name" = "name:latest"). Removed entries are never found. */
 mlxr_model_entry *mlxr_models_find(mlxr_models *ms, const char *name);
+/* Publish a catalog model: short id, canonical name, its GGUF path, default system prompt and
+ * options (each may be NULL; copied). *out (may be NULL) gets the entry. MLXR_ERR_RANGE when every
+ * slot is taken. Does not check names against other entries (the caller holds the registry lock
+ * and has done that). */
+int mlxr_models_add_catalog(mlxr_models *ms, const char *id, const char *canon, const char *path,
+                            const char *system, const char *params_json, mlxr_model_entry **out, char *err,
+                            size_t err_len);
+/* Tombstone an entry (removed = true) and unload it once its last request releases it. */
+void mlxr_models_remove(mlxr_model_entry *m);
+/* Undo mlxr_models_remove (the catalog change that was to follow failed). */
+void mlxr_models_restore(mlxr_model_entry *m);
+/* Not removed. */
+bool mlxr_models_live(mlxr_model_entry *m);
 /* Load if needed and hold the scheduler (release with mlxr_models_release). *load_ns gets the time
  * spent loading in this call (0 if it was loaded). */
 int mlxr_models_acquire(mlxr_models *ms, mlxr_model_entry *m, mlxr_sched **out, int64_t *load_ns,
@@ -120,6 +151,39 @@ bool mlxr_models_loaded(mlxr_model_entry *m);
 void mlxr_models_set_keep_alive(mlxr_model_entry *m, int64_t ns);
 /* When an idle model will be unloaded, as wall-clock ns since the epoch; INT64_MAX: never. */
 int64_t mlxr_models_expires_wall(mlxr_model_entry *m);
+
+/* ---- catalog_models.c: the registry ---- */
+/* Layer media types (Ollama's). */
+#define MLXR_MEDIA_MODEL "application/vnd.ollama.image.model"
+#define MLXR_MEDIA_LICENSE "application/vnd.ollama.image.license"
+#define MLXR_MEDIA_MESSAGES "application/vnd.ollama.image.messages"
+
+typedef struct mlxr_registry {
+  mlxr_store *store;   /* thread-safe */
+  mlxr_catalog *cat;   /* under lock only */
+  pthread_mutex_t lock; /* the catalog's one user at a time; orders name checks with entry changes */
+  bool lock_ready;
+} mlxr_registry;
+
+/* Open the store and catalog at root (created if missing), sweep leftovers, publish the catalog's
+ * models into ms. On failure err says which part and why (the caller closes g either way). */
+int mlxr_registry_open(mlxr_registry *g, const char *root, mlxr_models *ms, char *err, size_t err_len);
+void mlxr_registry_close(mlxr_registry *g);
+/* Publish one catalog model as an entry (caller holds g->lock). */
+int mlxr_registry_publish(mlxr_registry *g, mlxr_models *ms, const mlxr_model_info *info, mlxr_model_entry **out,
+                          char *err, size_t err_len);
+/* The model layer of a catalog model, or NULL. */
+const mlxr_blob_ref *mlxr_registry_model_blob(const mlxr_model_info *info);
+/* What the catalog records of a GGUF (read from its header and tensor table). */
+typedef struct mlxr_registry_gguf_facts {
+  char arch[65];   /* general.architecture, printable */
+  char quant[32];  /* the type holding most bytes of the 2-D tensors, upper case ("F32", "Q4_K") */
+  int64_t n_params;
+  int64_t n_ctx;   /* <arch>.context_length; 0: unknown */
+} mlxr_registry_gguf_facts;
+int mlxr_registry_read_gguf_facts(const char *path, mlxr_registry_gguf_facts *f, char *err, size_t err_len);
+/* A valid name in Ollama's short form ("tiny:latest"); MLXR_ERR_INVALID with err for a bad one. */
+int mlxr_registry_short_name(const char *name, char *buf, size_t buf_len, char *err, size_t err_len);
 
 /* ---- metrics ---- */
 #define MLXR_HIST_BUCKETS 14
@@ -183,6 +247,7 @@ typedef struct mlxr_server {
   mlxr_server_config *cfg;
   mlxr_resp_store *responses; /* stored /v1/responses (NULL: storing is off) */
   mlxr_models models;
+  mlxr_registry reg;
   mlxr_metrics metrics;
   mlxr_ratelimit ratelimit;
   struct MHD_Daemon *tcp;
@@ -215,6 +280,7 @@ typedef struct mlxr_req {
   cJSON *json;            /* parsed body (owned) */
   int key_slot;           /* rate-limit bucket: the matched API key's index, or the keyless one */
   int retry_after_s;      /* > 0: responses carry Retry-After */
+  struct mlxr_blob_upload *blob; /* POST /api/blobs/:digest streaming into the store (owned), or NULL */
 } mlxr_req;
 
 /* ---- auth.c ---- */
@@ -463,6 +529,29 @@ bool mlxr_openai_check_fields(const cJSON *j, bool chat, int32_t n_vocab, mlxr_f
 bool mlxr_ollama_check_fields(const cJSON *j, mlxr_gen_params *gp, int64_t *keep_alive_ns, bool *unload,
                               mlxr_field_err *fe);
 enum MHD_Result mlxr_route_ollama(mlxr_req *r, const char *path, bool *handled);
+/* routes_registry.c: /api/create, /api/copy, /api/delete, HEAD|POST /api/blobs/:digest. */
+enum MHD_Result mlxr_route_registry(mlxr_req *r, const char *path, bool *handled);
+/* registry_manage.c: the handlers that change the catalog. */
+enum MHD_Result mlxr_registry_create(mlxr_req *r);
+enum MHD_Result mlxr_registry_copy(mlxr_req *r);
+enum MHD_Result mlxr_registry_delete(mlxr_req *r);
+/* POST /api/blobs/:digest on its headers: validate the digest and open a store writer into
+ * r->blob (or queue the 4xx). The body's pieces go to mlxr_blob_upload_write; the route answers
+ * once the body is in. mlxr_blob_upload_free (on completion) drops an unfinished upload. */
+enum MHD_Result mlxr_blob_upload_begin(mlxr_req *r);
+void mlxr_blob_upload_write(mlxr_req *r, const char *data, size_t n);
+void mlxr_blob_upload_free(mlxr_req *r);
+/* A catalog model's default options under a request's own (req's "options" replaced by the
+ * merge; nothing when the model has none or req's options are malformed). */
+void mlxr_registry_apply_options(const mlxr_model_entry *m, cJSON *req);
+/* messages with the model's default system prompt first, when it has one and they have none: a
+ * new array (the caller deletes it), else NULL (use messages as they are). */
+cJSON *mlxr_registry_chat_messages(const mlxr_model_entry *m, const cJSON *messages);
+/* The catalog's models for /api/tags (appended to arr). */
+void mlxr_registry_tags(mlxr_server *s, cJSON *arr);
+/* /api/show of a catalog model: its catalog fields (template, system, parameters, license,
+ * modelfile, details, modified_at) replace those o got from the GGUF. */
+void mlxr_registry_show(mlxr_server *s, mlxr_model_entry *m, cJSON *o);
 enum MHD_Result mlxr_route_extras(mlxr_req *r, const char *path, bool *handled);
 enum MHD_Result mlxr_route_responses(mlxr_req *r, const char *path, bool *handled);
 enum MHD_Result mlxr_route_anthropic(mlxr_req *r, const char *path, bool *handled);

@@ -20,8 +20,10 @@ LIMIT_S = 1200  # ctest's TIMEOUT for a script test (tests/CMakeLists.txt)
 
 def command(argv, port_file, limit_s=LIMIT_S):
     """The argv that runs argv (mlxrd and its arguments, or a wrapper such as valgrind and then
-    mlxrd) on a port the kernel picks, reported in port_file, under timeout(1)."""
-    return ["timeout", "-k", "10", str(limit_s)] + list(argv) + ["--port", "0", "--port-file", port_file]
+    mlxrd) on a port the kernel picks, reported in port_file, under timeout(1), with a private model
+    store beside port_file (PORT_FILE.store), never the user's."""
+    return ["timeout", "-k", "10", str(limit_s)] + list(argv) + ["--port", "0", "--port-file", port_file,
+                                                           "--models-store", port_file + ".store"]
 
 
 def wait_port(proc, port_file, timeout_s):

@@ -63,7 +63,8 @@ def main():
         check(rc == 0 and rc2 == 0 and fallback == local, "no daemon: runs in process")
         # the Unix socket only (--no-tcp), under timeout(1) like every daemon a test starts
         d = subprocess.Popen(["timeout", "-k", "10", str(mlxrd_proc.LIMIT_S), MLXRD, "--no-tcp", "--socket", sock,
-                              "--model", model], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              "--model", model, "--models-store", os.path.join(tmp, "store")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             before = None
             for _ in range(600):  # up to a minute: a sanitizer build starts slowly

@@ -4,7 +4,7 @@
 // stream == non-stream under greedy sampling; options.stop cuts at the first occurrence;
 // num_predict honoured), load/unload with an empty prompt and keep_alive 0 (ps reflects it, the next
 // request reloads), embed (L2-normalized, dimensions), legacy embeddings (unnormalized, as Ollama), errors as ResponseError, 501 for
-// model management, and a client abort that cancels the generation (metrics count it) while the
+// pull, 400 for deleting a --model file (test_daemon_registry.mjs tests the registry's routes), and a client abort that cancels the generation (metrics count it) while the
 // daemon keeps serving.
 import { startDaemon, loadClient, checker, norm } from "./daemon/harness.mjs";
 
@@ -124,7 +124,7 @@ try {
   await expectErr("unknown model chat stream", async () => { for await (const _ of await ollama.chat({ model: "nope", messages, stream: true })) {} }, 404);
   await expectErr("bad option type", () => ollama.generate({ model: "tiny", prompt: "x", options: { temperature: "hot" }, stream: false }), 400, /temperature/);
   await expectErr("pull 501", () => ollama.pull({ model: "llama3", stream: false }), 501, /not implemented/);
-  await expectErr("delete 501", () => ollama.delete({ model: "tiny" }), 501);
+  await expectErr("delete of a --model file refused", () => ollama.delete({ model: "tiny" }), 400, /given with --model/);
   await expectErr("images refused", () => ollama.generate({ model: "tiny", prompt: "x", images: ["aGVsbG8="], stream: false }), 400);
   const over = await fetch(d.base + "/api/generate", { method: "POST", body: JSON.stringify({ model: "tiny", prompt: "word ".repeat(3000), stream: false }) });
   const overBody = await over.json();

@@ -25,6 +25,7 @@ PY="timeout 300 /usr/bin/python3"
 curl() { command curl --max-time 120 "$@"; }
 . "$SRC/tests/golden/suite.sh"
 TMP=$(mktemp -d)
+export MLXR_MODELS="$TMP/store" # every mlxrd here: a private model store, never the user's
 PIDS=()
 cleanup() { # PIDS are timeout(1)s: SIGTERM is passed on to mlxrd; SIGKILL goes to each one's process group
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -283,8 +284,8 @@ expect "unknown route 404" 404 oll "no route for GET /v2/nothing" "$B/v2/nothing
 expect "wrong method 405" 405 oai:invalid_request_error "POST" "$B/v1/chat/completions"
 expect "context overflow 400" 400 oai:invalid_request_error "exceeds the available context size" "$B/v1/completions" -H "$J" -d "{\"model\":\"tiny\",\"prompt\":\"$(printf 'word %.0s' $(seq 400))\"}"
 check "overflow counts" $PY -c "import json; e=json.load(open('$TMP/body'))['error']; assert e['n_ctx']==256 and e['n_prompt_tokens']>256"
-check "blobs digest 501" test "$(code -I --path-as-is "$B/api/blobs/sha256:../../etc/passwd")" = 501
-expect "blobs body" 501 oll "not implemented" --path-as-is "$B/api/blobs/sha256:../../etc/passwd"
+check "blobs digest 400" test "$(code -I --path-as-is "$B/api/blobs/sha256:../../etc/passwd")" = 400
+expect "blobs body" 400 oll "invalid digest" --path-as-is -X POST --data-binary x "$B/api/blobs/sha256:../../etc/passwd"
 
 # ---- slow, half-closed and abandoned connections
 check "slow + half-closed + abandoned" $PY - "$PORT" <<'EOF'

@@ -17,6 +17,7 @@ BIN=${MLXR_BIN:-$SRC/build/bin}
 PY=/usr/bin/python3 # Debian's, with numpy (scripts/setup.sh); else whichever python3 has numpy
 "$PY" -c "import numpy" 2>/dev/null || PY=python3
 TMP=$(mktemp -d)
+export MLXR_MODELS="$TMP/store" # mlxrd's model store: private, never the user's
 DPID=""
 cleanup() {
   [ -n "$DPID" ] && kill "$DPID" 2>/dev/null

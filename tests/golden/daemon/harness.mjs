@@ -86,7 +86,8 @@ export async function startDaemon(extraArgs = [], env = {}, opts = {}) {
   // timeout(1) passes our SIGTERM on to mlxrd and exits with mlxrd's status
   const child = spawn("timeout", ["-k", "10", String(DAEMON_LIMIT_S), path.join(BIN, "mlxrd"), "--model", model,
     "--port", "0", "--socket", sock, "--threads", "2", ...more, ...extraArgs],
-    { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    // a private model store (the registry) unless the test names one: never the user's
+    { env: { ...process.env, MLXR_MODELS: path.join(tmp, "store"), ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "", port = 0;
   child.stdout.on("data", (d) => {
     log.push(String(d));

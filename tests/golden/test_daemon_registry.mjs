@@ -1,0 +1,265 @@
+// test_daemon_registry.mjs: the model registry through mlxrd's Ollama routes, with the official
+// `ollama` npm client (pinned in tests/golden/daemon/package.json) where it has the call and plain
+// HTTP where it has none (blobs) or where the input must be hostile. mlxrd runs with a private
+// store (the harness's MLXR_MODELS) and serves the tiny random-weight model as the --model file
+// "tiny"; the same GGUF is uploaded (HEAD/POST /api/blobs/:digest, as Ollama's CLI does before
+// /api/create; ollama-js 0.6's create() only posts the request), created as catalog models with
+// files / from / modelfile, listed, shown, copied, generated with and deleted, each response
+// checked field by field. Hostile input (digests with separators, dots, uppercase; names with '..'
+// or '/'; a blob whose bytes do not match its digest; bad Modelfiles; local paths in FROM) gets a
+// 4xx with a clear error and changes nothing (the listing and the store's files before and after).
+// A restart on the same store serves the catalog models again.
+import crypto from "node:crypto";
+import fs from "node:fs";
+import http from "node:http";
+import path from "node:path";
+import { startDaemon, loadClient, checker } from "./daemon/harness.mjs";
+
+const { check, summary } = checker();
+const { Ollama } = loadClient("ollama");
+let d = await startDaemon(["--ctx", "512"]);
+const store = path.join(d.tmp, "store");
+let ollama = new Ollama({ host: d.base });
+const greedy = { temperature: 0, num_predict: 6 };
+const HEX64 = /^[0-9a-f]{64}$/;
+
+const gguf = fs.readFileSync(path.join(d.tmp, "tiny.gguf"));
+const sha = (buf) => crypto.createHash("sha256").update(buf).digest("hex");
+const digest = "sha256:" + sha(gguf);
+
+// a raw request: the path goes out exactly as given (fetch would resolve "..")
+const raw = (method, p, body = null) => new Promise((resolve, reject) => {
+  const u = new URL(d.base);
+  const req = http.request({ host: u.hostname, port: u.port, method, path: p, headers: body ? { "content-length": body.length } : {} }, (res) => {
+    const chunks = [];
+    res.on("data", (c) => chunks.push(c));
+    res.on("end", () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString() }));
+  });
+  req.on("error", reject);
+  if (body) req.write(body);
+  req.end();
+});
+const post = async (p, body) => {
+  const r = await fetch(d.base + p, { method: "POST", body: JSON.stringify(body) });
+  return { status: r.status, text: await r.text() };
+};
+const errOf = (r) => { try { return JSON.parse(r.text).error || ""; } catch { return ""; } };
+const byName = (tags, n) => tags.models.find((m) => m.name === n);
+const storeFiles = () => fs.readdirSync(path.join(store, "blobs")).sort();
+const snapshot = async () => JSON.stringify({ tags: (await ollama.list()).models.map((m) => [m.name, m.digest, m.size]), files: storeFiles() });
+const expectErr = async (name, fn, status, re) => {
+  try { await fn(); check(name, false, "no error"); }
+  catch (err) { check(name, err.status_code === status && (!re || re.test(err.error)), `${err.status_code} ${err.error}`); }
+};
+
+try {
+  // ---- blobs
+  let r = await raw("HEAD", "/api/blobs/" + digest);
+  check("HEAD missing blob 404", r.status === 404, String(r.status));
+  r = await raw("POST", "/api/blobs/" + digest, gguf);
+  check("POST blob 201", r.status === 201, `${r.status} ${r.text}`);
+  r = await raw("HEAD", "/api/blobs/" + digest);
+  check("HEAD present blob 200", r.status === 200, String(r.status));
+  r = await raw("HEAD", "/api/blobs/sha256-" + sha(gguf));
+  check("HEAD sha256- form 200", r.status === 200, String(r.status));
+  r = await raw("POST", "/api/blobs/" + digest, gguf);
+  check("POST existing blob 200", r.status === 200, `${r.status} ${r.text}`);
+  check("blob stored under its digest", fs.existsSync(path.join(store, "blobs", "sha256-" + sha(gguf))) &&
+    fs.statSync(path.join(store, "blobs", "sha256-" + sha(gguf))).size === gguf.length);
+
+  // ---- create: files + template, system, parameters (non-streamed), and streamed with license and messages
+  const tmpl = "{{ .System }} {{ .Prompt }}";
+  const c1 = await ollama.create({ model: "reg-tiny", files: { "tiny.gguf": digest }, template: tmpl, system: "Be terse.",
+    parameters: { temperature: 0.5, stop: ["</s>", "END"] }, stream: false });
+  check("create (stream false) answers success", c1.status === "success", JSON.stringify(c1));
+  const statuses = [];
+  for await (const p of await ollama.create({ model: "me/reg-full:v1", files: { "tiny.gguf": digest }, license: "MIT License text",
+    messages: [{ role: "user", content: "hi" }, { role: "assistant", content: "hello" }], stream: true })) statuses.push(p.status);
+  check("create (stream) status lines end with success", statuses.length >= 2 && statuses.at(-1) === "success" &&
+    statuses.includes(`using existing layer ${digest}`), JSON.stringify(statuses));
+  const c3 = await ollama.create({ model: "reg-plain", files: { "tiny.gguf": digest }, stream: false });
+  check("create plain", c3.status === "success");
+  // the older API: a Modelfile, FROM an existing catalog model
+  r = await post("/api/create", { model: "reg-mf", modelfile: "FROM reg-plain\nPARAMETER temperature 0.25\nPARAMETER stop \"<|x|>\"\nSYSTEM \"\"\"You are a modelfile.\"\"\"\nLICENSE Apache-2.0\n", stream: false });
+  check("create from a modelfile", r.status === 200 && JSON.parse(r.text).status === "success", `${r.status} ${r.text}`);
+  // from a --model file: its bytes are imported into the store
+  const c5 = await ollama.create({ model: "reg-fromfile", from: "tiny", stream: false });
+  check("create from a --model file", c5.status === "success");
+
+  // ---- list
+  const tags = await ollama.list();
+  const fileModel = byName(tags, "tiny:latest");
+  check("the --model file still listed", !!fileModel);
+  for (const n of ["reg-tiny:latest", "me/reg-full:v1", "reg-plain:latest", "reg-mf:latest", "reg-fromfile:latest"]) {
+    const m = byName(tags, n);
+    if (!check(`list has ${n}`, !!m, JSON.stringify(tags.models.map((x) => x.name)))) continue;
+    check(`${n}: model == name`, m.model === n);
+    check(`${n}: digest is 64 hex`, HEX64.test(m.digest), m.digest);
+    check(`${n}: modified_at recent`, Math.abs(Date.now() - Date.parse(m.modified_at)) < 600000, m.modified_at);
+    check(`${n}: details`, m.details.format === "gguf" && m.details.family === fileModel.details.family &&
+      JSON.stringify(m.details.families) === JSON.stringify([fileModel.details.family]) &&
+      m.details.parameter_size === fileModel.details.parameter_size &&
+      m.details.quantization_level === fileModel.details.quantization_level && m.details.parent_model === "",
+      JSON.stringify(m.details) + " vs " + JSON.stringify(fileModel.details));
+  }
+  const sizeOf = (n) => byName(tags, n)?.size;
+  check("size = the GGUF's size (files only)", sizeOf("reg-tiny:latest") === gguf.length && sizeOf("reg-plain:latest") === gguf.length &&
+    sizeOf("reg-fromfile:latest") === gguf.length, `${sizeOf("reg-tiny:latest")} vs ${gguf.length}`);
+  check("size counts license and messages layers", sizeOf("me/reg-full:v1") > gguf.length + "MIT License text".length);
+  check("file model's size is the file's", fileModel.size === gguf.length);
+
+  // ---- show
+  const s1 = await ollama.show({ model: "reg-tiny" });
+  check("show: template", s1.template === tmpl, s1.template);
+  check("show: system", s1.system === "Be terse.", s1.system);
+  check("show: parameters text", /^temperature\s+0\.5$/m.test(s1.parameters) && /^stop\s+"<\/s>"$/m.test(s1.parameters) &&
+    /^stop\s+"END"$/m.test(s1.parameters), JSON.stringify(s1.parameters));
+  check("show: license empty", s1.license === "");
+  check("show: details", s1.details.format === "gguf" && s1.details.family === fileModel.details.family &&
+    s1.details.parameter_size === fileModel.details.parameter_size);
+  check("show: model_info", s1.model_info["general.architecture"] === fileModel.details.family);
+  check("show: modelfile", /^FROM \S*sha256-[0-9a-f]{64}$/m.test(s1.modelfile) && /^TEMPLATE /m.test(s1.modelfile) &&
+    /^SYSTEM /m.test(s1.modelfile) && /^PARAMETER temperature 0.5$/m.test(s1.modelfile), s1.modelfile);
+  check("show: modified_at", Math.abs(Date.now() - Date.parse(s1.modified_at)) < 600000);
+  const s2 = await ollama.show({ model: "me/reg-full:v1" });
+  check("show: license", s2.license === "MIT License text", s2.license);
+  check("show: messages", JSON.stringify(s2.messages) === JSON.stringify([{ role: "user", content: "hi" }, { role: "assistant", content: "hello" }]),
+    JSON.stringify(s2.messages));
+  const s3 = await ollama.show({ model: "reg-mf:latest" });
+  check("show (modelfile model): system, parameters, license", s3.system === "You are a modelfile." &&
+    /^temperature\s+0\.25$/m.test(s3.parameters) && /^stop\s+"<\|x\|>"$/m.test(s3.parameters) && s3.license === "Apache-2.0",
+    JSON.stringify([s3.system, s3.parameters, s3.license]));
+
+  // ---- copy, then generate with the copy (same weights as the file: same greedy output)
+  await ollama.copy({ source: "reg-plain", destination: "me/reg-copy:v2" });
+  const tags2 = await ollama.list();
+  const cp = byName(tags2, "me/reg-copy:v2");
+  check("copy listed with the source's digest and size", cp && cp.digest === byName(tags2, "reg-plain:latest").digest &&
+    cp.size === gguf.length, JSON.stringify(cp));
+  const gFile = await ollama.generate({ model: "tiny", prompt: "Why is the sky blue?", raw: true, options: greedy, stream: false });
+  const gCopy = await ollama.generate({ model: "me/reg-copy:v2", prompt: "Why is the sky blue?", raw: true, options: greedy, stream: false });
+  check("generate with the copy", gCopy.done === true && typeof gCopy.response === "string" && gCopy.eval_count > 0, JSON.stringify(gCopy));
+  check("the copy generates what the file does", gCopy.response === gFile.response, `${JSON.stringify(gCopy.response)} vs ${JSON.stringify(gFile.response)}`);
+  const gLatest = await ollama.generate({ model: "reg-plain:latest", prompt: "Why is the sky blue?", raw: true, options: greedy, stream: false });
+  check("name:latest names the same model", gLatest.response === gFile.response);
+  // a catalog model's system prompt and parameters are defaults at generation
+  const msgs = [{ role: "user", content: "Hello there" }];
+  const cMf = await ollama.chat({ model: "reg-mf", messages: msgs, options: greedy, stream: false });
+  const cSys = await ollama.chat({ model: "tiny", messages: [{ role: "system", content: "You are a modelfile." }, ...msgs], options: greedy, stream: false });
+  const cNoSys = await ollama.chat({ model: "tiny", messages: msgs, options: greedy, stream: false });
+  check("the model's system prompt is used", cMf.message.content === cSys.message.content && cMf.prompt_eval_count === cSys.prompt_eval_count &&
+    cMf.prompt_eval_count > cNoSys.prompt_eval_count, JSON.stringify([cMf.message.content, cSys.message.content, cMf.prompt_eval_count, cNoSys.prompt_eval_count]));
+  const cOwn = await ollama.chat({ model: "reg-mf", messages: [{ role: "system", content: "Own." }, ...msgs], options: greedy, stream: false });
+  const cOwnFile = await ollama.chat({ model: "tiny", messages: [{ role: "system", content: "Own." }, ...msgs], options: greedy, stream: false });
+  check("a request's own system message wins", cOwn.message.content === cOwnFile.message.content && cOwn.prompt_eval_count === cOwnFile.prompt_eval_count);
+  await ollama.create({ model: "reg-short", from: "reg-plain", parameters: { temperature: 0, num_predict: 3 }, stream: false });
+  const p1 = await ollama.generate({ model: "reg-short", prompt: "Why", raw: true, stream: false });
+  const p2 = await ollama.generate({ model: "reg-short", prompt: "Why", raw: true, stream: false });
+  const p3 = await ollama.generate({ model: "reg-short", prompt: "Why", raw: true, options: { num_predict: 5, temperature: 0 }, stream: false });
+  check("the model's parameters are defaults", p1.eval_count === 3 && p1.response === p2.response, JSON.stringify([p1.eval_count, p1.response, p2.response]));
+  check("a request's options win over the model's", p3.eval_count === 5, String(p3.eval_count));
+  await ollama.delete({ model: "reg-short" });
+
+  const ps = await ollama.ps();
+  check("ps lists the loaded catalog model", ps.models.some((m) => m.name === "me/reg-copy:v2"), JSON.stringify(ps.models.map((m) => m.name)));
+
+  // ---- delete (the copy is loaded: unloaded first)
+  await ollama.delete({ model: "me/reg-copy:v2" });
+  const tags3 = await ollama.list();
+  check("deleted copy gone from list", !byName(tags3, "me/reg-copy:v2"));
+  check("the source keeps the shared blob", !!byName(tags3, "reg-plain:latest") && fs.existsSync(path.join(store, "blobs", "sha256-" + sha(gguf))));
+  check("deleted copy gone from ps", !(await ollama.ps()).models.some((m) => m.name === "me/reg-copy:v2"));
+  await expectErr("generate with a deleted model 404", () => ollama.generate({ model: "me/reg-copy:v2", prompt: "x", stream: false }), 404);
+  await expectErr("delete again 404", () => ollama.delete({ model: "me/reg-copy:v2" }), 404);
+  await expectErr("delete missing 404", () => ollama.delete({ model: "never-was" }), 404, /not found/);
+  await expectErr("delete a --model file refused", () => ollama.delete({ model: "tiny" }), 400, /--model/);
+  await expectErr("copy from missing 404", () => ollama.copy({ source: "never-was", destination: "x" }), 404);
+  await expectErr("show missing 404", () => ollama.show({ model: "never-was" }), 404);
+  // replacing a model by create keeps one entry under the name
+  await ollama.create({ model: "reg-tiny", files: { "tiny.gguf": digest }, system: "Replaced.", stream: false });
+  const s4 = await ollama.show({ model: "reg-tiny" });
+  check("create replaces a model of the same name", s4.system === "Replaced." && (await ollama.list()).models.filter((m) => m.name === "reg-tiny:latest").length === 1);
+
+  // ---- hostile input: a 4xx with a clear error, nothing changed
+  const before = await snapshot();
+  const hex = sha(gguf);
+  for (const [label, p] of [
+    ["dots and slashes", "/api/blobs/sha256:../../etc/passwd"],
+    ["uppercase", "/api/blobs/sha256:" + hex.toUpperCase()],
+    ["short", "/api/blobs/sha256:abc"],
+    ["trailing dot", "/api/blobs/sha256:" + hex + ".x"],
+    ["separator", "/api/blobs/sha256-" + hex.slice(0, 32) + "/" + hex.slice(32)],
+    ["other algorithm", "/api/blobs/md5:" + hex.slice(0, 32)],
+    ["dots in the digest", "/api/blobs/sha256:" + hex.slice(0, 62) + ".."],
+  ]) {
+    r = await raw("HEAD", p);
+    check(`HEAD blob digest ${label}: 400`, r.status === 400, String(r.status));
+    r = await raw("POST", p, Buffer.from("payload"));
+    check(`POST blob digest ${label}: 400 invalid digest`, r.status === 400 && /invalid digest/.test(errOf(r)), `${r.status} ${r.text}`);
+  }
+  const other = Buffer.from("these bytes are not the digest's");
+  const wrong = "sha256:" + sha(Buffer.from("something else"));
+  r = await raw("POST", "/api/blobs/" + wrong, other);
+  check("blob whose bytes do not match its digest: 400", r.status === 400 && /mismatch|digest/.test(errOf(r)), `${r.status} ${r.text}`);
+  r = await raw("HEAD", "/api/blobs/" + wrong);
+  check("nothing kept under the digest", r.status === 404);
+  r = await raw("HEAD", "/api/blobs/sha256:" + sha(other));
+  check("nothing kept under the bytes' digest", r.status === 404);
+  for (const [label, body, status, re] of [
+    ["name with ..", { model: "../evil", files: { "tiny.gguf": digest } }, 400, /invalid model name/],
+    ["name with .. inside", { model: "a/../b", files: { "tiny.gguf": digest } }, 400, /invalid model name/],
+    ["name with too many /", { model: "a/b/c/d", files: { "tiny.gguf": digest } }, 400, /invalid model name/],
+    ["name with leading /", { model: "/etc/passwd", files: { "tiny.gguf": digest } }, 400, /invalid model name/],
+    ["the name of a --model file", { model: "tiny", files: { "tiny.gguf": digest } }, 400, /--model/],
+    ["file name with ..", { model: "h1", files: { "../tiny.gguf": digest } }, 400, /invalid file name/],
+    ["file name with /", { model: "h1", files: { "x/tiny.gguf": digest } }, 400, /invalid file name/],
+    ["file digest uppercase", { model: "h1", files: { "tiny.gguf": "sha256:" + hex.toUpperCase() } }, 400, /digest/],
+    ["file digest with separator", { model: "h1", files: { "tiny.gguf": "sha256:../" + hex } }, 400, /digest/],
+    ["blob not uploaded", { model: "h1", files: { "tiny.gguf": wrong } }, 400, /not found/],
+    ["not a GGUF", { model: "h1", files: { "x.safetensors": digest } }, 400, /GGUF/],
+    ["from an absolute path", { model: "h1", from: "/etc/passwd" }, 400, /local paths/],
+    ["from a relative path", { model: "h1", from: "../tiny.gguf" }, 400, /local paths/],
+    ["from a missing model", { model: "h1", from: "never-was" }, 404, /not found/],
+    ["neither from nor files", { model: "h1" }, 400, /from/],
+    ["parameters not an object", { model: "h1", from: "reg-plain", parameters: [1] }, 400, /parameters/],
+    ["bad message role", { model: "h1", from: "reg-plain", messages: [{ role: "tool", content: "x" }] }, 400, /role/],
+    ["modelfile unknown instruction", { model: "h1", modelfile: "FROM reg-plain\nFROBNICATE yes\n" }, 400, /line 2/],
+    ["modelfile repeated TEMPLATE", { model: "h1", modelfile: "FROM reg-plain\nTEMPLATE a\nTEMPLATE b\n" }, 400, /line 3/],
+    ["modelfile FROM a path", { model: "h1", modelfile: "FROM /etc/passwd\n" }, 400, /local paths/],
+  ]) {
+    r = await post("/api/create", { ...body, stream: false });
+    check(`create ${label}: ${status}`, r.status === status && re.test(errOf(r)), `${r.status} ${r.text}`);
+  }
+  for (const [label, body, status] of [
+    ["destination with ..", { source: "reg-plain", destination: "../x" }, 400],
+    ["destination with /", { source: "reg-plain", destination: "a/b/c/d" }, 400],
+    ["destination empty", { source: "reg-plain", destination: "" }, 400],
+    ["destination a --model file", { source: "reg-plain", destination: "tiny" }, 400],
+    ["source missing", { source: "never-was", destination: "x" }, 404],
+  ]) {
+    r = await post("/api/copy", body);
+    check(`copy ${label}: ${status}`, r.status === status && errOf(r).length > 0, `${r.status} ${r.text}`);
+  }
+  r = await fetch(d.base + "/api/delete", { method: "DELETE", body: JSON.stringify({ model: "../reg-plain" }) });
+  check("delete ../name: 404", r.status === 404);
+  r = await fetch(d.base + "/api/delete", { method: "POST", body: JSON.stringify({ model: "reg-plain" }) });
+  check("delete with POST: 405", r.status === 405);
+  check("hostile input changed nothing", (await snapshot()) === before, `${before}\nvs\n${await snapshot()}`);
+  check("no temporary files left in the store", storeFiles().every((f) => /^sha256-[0-9a-f]{64}$/.test(f)), JSON.stringify(storeFiles()));
+
+  // ---- a restart on the same store serves the catalog again
+  const names = (await ollama.list()).models.map((m) => m.name).sort();
+  check("daemon stops cleanly", await d.stop());
+  d = await startDaemon(["--ctx", "512"], { MLXR_MODELS: store });
+  ollama = new Ollama({ host: d.base });
+  const names2 = (await ollama.list()).models.map((m) => m.name).sort();
+  check("restart: the same models", JSON.stringify(names2) === JSON.stringify(names), `${names2} vs ${names}`);
+  const g2 = await ollama.generate({ model: "reg-plain", prompt: "Why is the sky blue?", raw: true, options: greedy, stream: false });
+  check("restart: a catalog model generates", g2.response === gFile.response);
+  check("daemon stops cleanly after restart", await d.stop());
+} catch (e) {
+  check("no exception", false, (e && e.stack) || String(e));
+  console.log(d.log.join(""));
+  await d.stop();
+}
+process.exit(summary() ? 0 : 1);
