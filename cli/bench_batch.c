@@ -12,7 +12,8 @@
  *   - total tok/s: all generated tokens over the time from submission to the last token (prefill
  *     included).
  * One untimed round at the smallest level warms the device (CUDA graphs are captured on the
- * second forward of each batch size).
+ * second forward of each batch size). Speculative decoding (the scheduler's prompt lookup) is as
+ * mlxrd runs it unless --spec sets it; each level also reports drafts accepted/verified.
  */
 #include "cli/bench_batch.h"
 
@@ -120,7 +121,7 @@ static int run_level(mlxr_sched *s, int B, int32_t p, int32_t n, uint64_t *rng, 
 }
 
 int mlxr_bench_concurrency(const char *model_path, const char *model_name, const mlxr_engine_params *ep,
-                           const int *levels, int n_levels, int32_t p, int32_t n, bool json) {
+                           int spec_tokens, const int *levels, int n_levels, int32_t p, int32_t n, bool json) {
   int max_level = 1;
   for (int i = 0; i < n_levels; i++) max_level = levels[i] > max_level ? levels[i] : max_level;
   if (n < 2) {
@@ -134,6 +135,7 @@ int mlxr_bench_concurrency(const char *model_path, const char *model_name, const
   sp.max_queue = max_level;
   sp.max_batch_tokens = 2048;
   if (sp.max_batch_tokens < max_level) sp.max_batch_tokens = max_level;
+  if (spec_tokens >= 0) sp.spec_tokens = spec_tokens;
   char err[512] = "";
   mlxr_sched *s = NULL;
   if (mlxr_sched_open(model_path, &sp, &s, err, sizeof err) != MLXR_OK) {
@@ -152,7 +154,7 @@ int mlxr_bench_concurrency(const char *model_path, const char *model_name, const
   if (!json && status == 0) {
     printf("model: %s\ndevice: %s\nprompt %d tokens, %d generated per sequence\n", model_name,
            mlxr_sched_device(s), (int)p, (int)n);
-    printf("%12s %14s %14s %10s\n", "sequences", "decode tok/s", "total tok/s", "seconds");
+    printf("%12s %14s %14s %10s %16s\n", "sequences", "decode tok/s", "total tok/s", "seconds", "drafts accepted");
   }
   if (json && status == 0) {
     printf("{\"model\": \"%s\", \"device\": \"%s\", \"prompt\": %d, \"gen\": %d, \"levels\": [", model_name,
@@ -160,16 +162,24 @@ int mlxr_bench_concurrency(const char *model_path, const char *model_name, const
   }
   for (int i = 0; i < n_levels && status == 0; i++) {
     level_result r;
+    mlxr_sched_stats st0, st1;
+    mlxr_sched_get_stats(s, &st0);
     if (run_level(s, levels[i], p, n, &rng, &r, err, sizeof err) != MLXR_OK) {
       fprintf(stderr, "mlxr bench: %d sequences: %s\n", levels[i], err);
       status = 1;
       break;
     }
+    mlxr_sched_get_stats(s, &st1);
+    const unsigned long long drafted = (unsigned long long)(st1.spec_proposed_total - st0.spec_proposed_total),
+                             accepted = (unsigned long long)(st1.spec_accepted_total - st0.spec_accepted_total);
     if (json) {
-      printf("%s{\"sequences\": %d, \"decode_tok_s\": %.2f, \"total_tok_s\": %.2f, \"seconds\": %.3f}",
-             i ? ", " : "", levels[i], r.decode_tps, r.total_tps, r.seconds);
+      printf("%s{\"sequences\": %d, \"decode_tok_s\": %.2f, \"total_tok_s\": %.2f, \"seconds\": %.3f, "
+             "\"spec_drafted\": %llu, \"spec_accepted\": %llu}",
+             i ? ", " : "", levels[i], r.decode_tps, r.total_tps, r.seconds, drafted, accepted);
     } else {
-      printf("%12d %14.2f %14.2f %10.3f\n", levels[i], r.decode_tps, r.total_tps, r.seconds);
+      char acc[40];
+      snprintf(acc, sizeof acc, "%llu/%llu", accepted, drafted);
+      printf("%12d %14.2f %14.2f %10.3f %16s\n", levels[i], r.decode_tps, r.total_tps, r.seconds, acc);
     }
     fflush(stdout);
   }

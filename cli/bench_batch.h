@@ -13,6 +13,6 @@
 /* Runs every level (sequences at once) with p-token prompts and n generated tokens each; prints a
  * table (or one JSON object). Returns the process exit status. */
 int mlxr_bench_concurrency(const char *model_path, const char *model_name, const mlxr_engine_params *ep,
-                           const int *levels, int n_levels, int32_t p, int32_t n, bool json);
+                           int spec_tokens, const int *levels, int n_levels, int32_t p, int32_t n, bool json);
 
 #endif

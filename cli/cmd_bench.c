@@ -22,11 +22,12 @@
 #include "cli/commands.h"
 #include "core/common/status.h"
 #include "core/runtime/engine.h"
+#include "daemon/scheduler/scheduler.h"
 
 static void bench_usage(FILE *f) {
   fprintf(f, "usage: mlxr bench MODEL [-p 512] [-n 128] [-d 0] [-t THREADS] [-r REPS] [--json] [--no-repack]\n"
              "                  [--device auto|cpu|cuda[:N]] [--no-graphs] [--no-pdl] [--no-fold]\n"
-             "                  [--concurrency 1,8,32,64]\n"
+             "                  [--concurrency 1,8,32,64 [--spec N]]\n"
              "  -d DEPTH        tokens of context before the timed generation (default 0)\n"
              "  --no-repack     read weights in place from the file (no load-time repacking)\n"
              "  --device D      where to run (default auto: a GPU if there is one)\n"
@@ -37,7 +38,9 @@ static void bench_usage(FILE *f) {
              "                  quantized products\n"
              "  --gpu-memory-mib N  CUDA: take at most N MiB of GPU memory (beyond: the CPU)\n"
              "  --concurrency L aggregate decode of L sequences at once through the scheduler, for\n"
-             "                  each L of the list (prompts of -p tokens, -n generated; defaults 128)\n");
+             "                  each L of the list (prompts of -p tokens, -n generated; defaults 128)\n"
+             "  --spec N        with --concurrency: speculative decoding by prompt lookup with up to N\n"
+             "                  drafts per step (0: off; default: the scheduler's, 4 on the CPU)\n");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -93,9 +96,10 @@ int mlxr_cmd_bench(int argc, char **argv) {
                                        {"no-fold", no_argument, NULL, 'F'},
                                        {"gpu-memory-mib", required_argument, NULL, 'M'},
                                        {"concurrency", required_argument, NULL, 'C'},
+                                       {"spec", required_argument, NULL, 'S'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  long long p = 512, n = 128, d = 0, reps = 5, threads = 0, gpu_mib = 0, v;
+  long long p = 512, n = 128, d = 0, reps = 5, threads = 0, gpu_mib = 0, spec = -1, v;
   bool json = false, no_repack = false, no_graphs = false, no_pdl = false, no_fold = false, p_set = false,
        n_set = false;
   const char *device = NULL;
@@ -116,6 +120,7 @@ int mlxr_cmd_bench(int argc, char **argv) {
     case 'P': no_pdl = true; break;
     case 'F': no_fold = true; break;
     case 'M': ok = mlxr_cli_parse_int(optarg, 1, 1 << 24, &v); gpu_mib = v; break;
+    case 'S': ok = mlxr_cli_parse_int(optarg, 0, MLXR_SPEC_MAX_TOKENS, &v); spec = v; break;
     case 'D': {
       mlxr_device_spec spec;
       char why[160];
@@ -164,7 +169,7 @@ int mlxr_cmd_bench(int argc, char **argv) {
   ep.backend.cuda.mem_limit = (size_t)gpu_mib << 20;
   ep.device = device;
   if (n_levels > 0) {
-    const int st = mlxr_bench_concurrency(model.path, argv[optind], &ep, levels, n_levels,
+    const int st = mlxr_bench_concurrency(model.path, argv[optind], &ep, (int)spec, levels, n_levels,
                                           p_set ? (int32_t)p : 128, n_set ? (int32_t)n : 128, json);
     mlxr_cli_model_release(&model);
     return st;
