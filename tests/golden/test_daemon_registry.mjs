@@ -180,6 +180,42 @@ try {
   const s4 = await ollama.show({ model: "reg-tiny" });
   check("create replaces a model of the same name", s4.system === "Replaced." && (await ollama.list()).models.filter((m) => m.name === "reg-tiny:latest").length === 1);
 
+  // ---- concurrency: generations on catalog models while others are created, copied and deleted;
+  // a model deleted while it streams finishes that stream and is gone afterwards; racing creates of
+  // one name leave one model
+  await ollama.copy({ source: "reg-plain", destination: "conc-a" });
+  const long = { temperature: 0, num_predict: 24 };
+  const gens = [];
+  for (let i = 0; i < 4; i++) gens.push(ollama.generate({ model: "reg-plain", prompt: "Why is the sky blue?", raw: true, options: long, stream: false }));
+  const churn = (async () => {
+    for (let i = 0; i < 6; i++) {
+      await ollama.copy({ source: "reg-plain", destination: `churn-${i}` });
+      await ollama.create({ model: `churn-c${i}`, files: { "tiny.gguf": digest }, stream: false });
+      await ollama.generate({ model: `churn-c${i}`, prompt: "x", raw: true, options: { temperature: 0, num_predict: 2 }, stream: false });
+      await ollama.delete({ model: `churn-${i}` });
+      await ollama.delete({ model: `churn-c${i}` });
+    }
+  })();
+  let first = true, streamed = "", last = null;
+  for await (const p of await ollama.generate({ model: "conc-a", prompt: "Why is the sky blue?", raw: true, options: { temperature: 0, num_predict: 32 }, stream: true })) {
+    if (first) { first = false; await ollama.delete({ model: "conc-a" }); }
+    streamed += p.response;
+    if (p.done) last = p;
+  }
+  check("a stream outlives its model's deletion", last && last.done === true && streamed.length > 0, JSON.stringify(last));
+  const outs = await Promise.all(gens);
+  await churn;
+  check("generations during churn all complete alike", outs.every((o) => o.done && o.response === outs[0].response && o.response.length > 0),
+    JSON.stringify(outs.map((o) => o.response)));
+  await Promise.all([0, 1, 2, 3].map(() => ollama.create({ model: "race-x", files: { "tiny.gguf": digest }, stream: false })));
+  const tags4 = await ollama.list();
+  check("racing creates of one name: one model", tags4.models.filter((m) => m.name === "race-x:latest").length === 1);
+  check("churned models gone", !tags4.models.some((m) => /^(churn-|conc-a)/.test(m.name)), JSON.stringify(tags4.models.map((m) => m.name)));
+  await expectErr("deleted mid-stream model 404", () => ollama.generate({ model: "conc-a", prompt: "x", stream: false }), 404);
+  const gRace = await ollama.generate({ model: "race-x", prompt: "Why is the sky blue?", raw: true, options: greedy, stream: false });
+  check("the raced model generates", gRace.response === gFile.response);
+  await ollama.delete({ model: "race-x" });
+
   // ---- hostile input: a 4xx with a clear error, nothing changed
   const before = await snapshot();
   const hex = sha(gguf);
@@ -257,6 +293,16 @@ try {
   const g2 = await ollama.generate({ model: "reg-plain", prompt: "Why is the sky blue?", raw: true, options: greedy, stream: false });
   check("restart: a catalog model generates", g2.response === gFile.response);
   check("daemon stops cleanly after restart", await d.stop());
+  // a store that cannot be opened is a clear startup error
+  const notDir = path.join(d.tmp, "not-a-dir");
+  fs.writeFileSync(notDir, "x");
+  try {
+    const bad = await startDaemon([], { MLXR_MODELS: notDir });
+    check("a bad store refuses to start", false, "it started");
+    await bad.stop();
+  } catch (e) {
+    check("a bad store refuses to start, naming it", /mlxrd exited early: [\s\S]*model store '[^']*not-a-dir'/.test(String(e.message)), String(e.message).slice(0, 400));
+  }
 } catch (e) {
   check("no exception", false, (e && e.stack) || String(e));
   console.log(d.log.join(""));
