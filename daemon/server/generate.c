@@ -410,8 +410,9 @@ bool mlxr_chat_job_load(mlxr_req *r, mlxr_chat_job *job, mlxr_model_entry *m, en
   memset(job, 0, sizeof(*job));
   char err[1024] = "";
   int64_t load_ns = 0;
-  if (mlxr_models_acquire(&r->srv->models, m, &job->sched, &load_ns, err, sizeof err) < 0) {
-    *res = mlxr_http_error(r, 500, NULL, NULL, NULL, "cannot load model '%s': %s", m->id, err);
+  const int acq_rc = mlxr_models_acquire(&r->srv->models, m, &job->sched, &load_ns, err, sizeof err);
+  if (acq_rc < 0) {
+    *res = mlxr_http_error(r, acq_rc == MLXR_ERR_NOT_FOUND ? 404 : 500, NULL, NULL, NULL, "cannot load model '%s': %s", m->id, err);
     return false;
   }
   job->m = m;

@@ -138,10 +138,13 @@ void mlxr_metrics_render(mlxr_server *s, mlxr_buf *b) {
   };
   mlxr_sched_stats st[MLXR_SERVER_MAX_MODELS + 256];
   bool loaded[MLXR_SERVER_MAX_MODELS + 256];
-  int n = s->models.n;
-  if (n > (int)(sizeof st / sizeof st[0])) n = (int)(sizeof st / sizeof st[0]);
+  int idx[MLXR_SERVER_MAX_MODELS + 256]; /* the live entries (deleted catalog models left out) */
+  int n = 0;
+  const int n_all = s->models.n;
+  for (int i = 0; i < n_all && n < (int)(sizeof idx / sizeof idx[0]); i++)
+    if (mlxr_models_live(&s->models.e[i])) idx[n++] = i;
   for (int i = 0; i < n; i++) {
-    mlxr_model_entry *e = &s->models.e[i];
+    mlxr_model_entry *e = &s->models.e[idx[i]];
     memset(&st[i], 0, sizeof st[i]);
     pthread_mutex_lock(&e->lock);
     loaded[i] = e->sched != NULL;
@@ -152,7 +155,7 @@ void mlxr_metrics_render(mlxr_server *s, mlxr_buf *b) {
     addf(b, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g][0], gauges[g][1], gauges[g][0]);
     for (int i = 0; i < n; i++) {
       char id[256];
-      label(id, sizeof id, s->models.e[i].id);
+      label(id, sizeof id, s->models.e[idx[i]].id);
       double v = 0;
       switch (g) {
       case 0: v = loaded[i]; break;
@@ -186,7 +189,7 @@ void mlxr_metrics_render(mlxr_server *s, mlxr_buf *b) {
     addf(b, "# HELP %s %s\n# TYPE %s counter\n", counters[c][0], counters[c][1], counters[c][0]);
     for (int i = 0; i < n; i++) {
       char id[256];
-      label(id, sizeof id, s->models.e[i].id);
+      label(id, sizeof id, s->models.e[idx[i]].id);
       uint64_t v = c == 0 ? st[i].steps_total : c == 1 ? st[i].prefix_queries_total : c == 2 ? st[i].prefix_hits_total
                  : c == 3 ? st[i].cached_tokens_total : c == 4 ? st[i].prompt_tokens_total
                  : c == 5 ? st[i].preemptions_total : c == 6 ? st[i].requests_total

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/common/status.h"
 #include "daemon/server/chat.h"
 #include "daemon/server/server_impl.h"
 
@@ -30,8 +31,9 @@ static enum MHD_Result with_model(mlxr_req *r, mlxr_model_entry **m, mlxr_sched 
   if (!*m) return res;
   int64_t load_ns;
   char err[1024];
-  if (mlxr_models_acquire(&r->srv->models, *m, s, &load_ns, err, sizeof err) < 0)
-    return mlxr_http_error(r, 500, NULL, NULL, NULL, "cannot load model '%s': %s", (*m)->id, err);
+  const int acq_rc = mlxr_models_acquire(&r->srv->models, *m, s, &load_ns, err, sizeof err);
+  if (acq_rc < 0)
+    return mlxr_http_error(r, acq_rc == MLXR_ERR_NOT_FOUND ? 404 : 500, NULL, NULL, NULL, "cannot load model '%s': %s", (*m)->id, err);
   *ok = true;
   return MHD_YES;
 }

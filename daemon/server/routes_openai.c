@@ -567,8 +567,9 @@ static enum MHD_Result handle_generate(mlxr_req *r, bool chat) {
   mlxr_sched *sched = NULL;
   int64_t load_ns = 0;
   char err[1024] = "";
-  if (mlxr_models_acquire(&r->srv->models, m, &sched, &load_ns, err, sizeof err) < 0)
-    return mlxr_http_error(r, 500, NULL, NULL, NULL, "cannot load model '%s': %s", m->id, err);
+  const int acq_rc = mlxr_models_acquire(&r->srv->models, m, &sched, &load_ns, err, sizeof err);
+  if (acq_rc < 0)
+    return mlxr_http_error(r, acq_rc == MLXR_ERR_NOT_FOUND ? 404 : 500, NULL, NULL, NULL, "cannot load model '%s': %s", m->id, err);
   const mlxr_tokenizer *tok = mlxr_sched_tokenizer(sched);
   oai_params p;
   prompt_list pl = {0};
@@ -915,8 +916,9 @@ static enum MHD_Result handle_embeddings(mlxr_req *r) {
   mlxr_sched *sched = NULL;
   int64_t load_ns = 0;
   char err[1024] = "";
-  if (mlxr_models_acquire(&r->srv->models, m, &sched, &load_ns, err, sizeof err) < 0)
-    return mlxr_http_error(r, 500, NULL, NULL, NULL, "cannot load model '%s': %s", m->id, err);
+  const int acq_rc = mlxr_models_acquire(&r->srv->models, m, &sched, &load_ns, err, sizeof err);
+  if (acq_rc < 0)
+    return mlxr_http_error(r, acq_rc == MLXR_ERR_NOT_FOUND ? 404 : 500, NULL, NULL, NULL, "cannot load model '%s': %s", m->id, err);
   const mlxr_tokenizer *tok = mlxr_sched_tokenizer(sched);
   prompt_list pl;
   float *vec = NULL;
