@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/common/dtype.h"
 #include "core/common/status.h"
@@ -46,9 +47,37 @@ int mlxr_registry_publish(mlxr_registry *g, mlxr_models *ms, const mlxr_model_in
   int rc = mlxr_store_blob_path(g->store, b->digest, path, sizeof path, err, err_len);
   if (rc < 0) return rc;
   if ((rc = mlxr_registry_short_name(info->name, id, sizeof id, err, err_len)) < 0) return rc;
-  return mlxr_models_add_catalog(ms, id, info->name, path, info->system_prompt, info->parameters_json, out, err,
-                                 err_len);
+  char *messages = NULL;
+  for (size_t i = 0; i < info->n_blobs && !messages; i++)
+    if (strcmp(info->blobs[i].media_type, MLXR_MEDIA_MESSAGES) == 0)
+      messages = mlxr_registry_read_small_blob(g->store, &info->blobs[i]);
+  rc = mlxr_models_add_catalog(ms, id, info->name, path, info->system_prompt, info->parameters_json, messages, out,
+                               err, err_len);
+  free(messages);
+  return rc;
 }
+
+char *mlxr_registry_read_small_blob(mlxr_store *st, const mlxr_blob_ref *b) {
+  if (b->size < 0 || b->size > (1 << 20)) return NULL;
+  int fd = -1;
+  char err[256];
+  if (mlxr_store_open_blob(st, b->digest, &fd, err, sizeof err) < 0) return NULL;
+  char *p = malloc((size_t)b->size + 1);
+  size_t got = 0;
+  while (p && got < (size_t)b->size) {
+    ssize_t k = read(fd, p + got, (size_t)b->size - got);
+    if (k <= 0) break;
+    got += (size_t)k;
+  }
+  close(fd);
+  if (p && got != (size_t)b->size) {
+    free(p);
+    return NULL;
+  }
+  if (p) p[got] = '\0';
+  return p;
+}
+
 
 static void on_swept(void *ctx, const char *name, int64_t size) {
   (void)ctx;

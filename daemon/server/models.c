@@ -75,8 +75,8 @@ static int add_model(mlxr_models *ms, const char *path, char *err, size_t err_le
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
 int mlxr_models_add_catalog(mlxr_models *ms, const char *id, const char *canon, const char *path,
-                            const char *system, const char *params_json, mlxr_model_entry **out, char *err,
-                            size_t err_len) {
+                            const char *system, const char *params_json, const char *messages_json,
+                            mlxr_model_entry **out, char *err, size_t err_len) {
   struct stat st;
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
     return mlxr_errf(err, err_len, MLXR_ERR_IO, "model blob '%s' not found", path);
@@ -94,13 +94,15 @@ int mlxr_models_add_catalog(mlxr_models *ms, const char *id, const char *canon, 
   e->canon = strdup(canon);
   e->system = dup_or_null(system);
   e->params_json = dup_or_null(params_json);
+  e->messages_json = dup_or_null(messages_json);
   e->from_catalog = true;
   e->file_size = (int64_t)st.st_size;
   e->mtime_wall = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
   e->keep_alive_ns = MLXR_DEFAULT_KEEP_ALIVE_NS;
   atomic_init(&e->removed, false);
-  if (!e->id || !e->path || !e->canon || (system && !e->system) || (params_json && !e->params_json)) {
-    free(e->id), free(e->path), free(e->canon), free(e->system), free(e->params_json);
+  if (!e->id || !e->path || !e->canon || (system && !e->system) || (params_json && !e->params_json) ||
+      (messages_json && !e->messages_json)) {
+    free(e->id), free(e->path), free(e->canon), free(e->system), free(e->params_json), free(e->messages_json);
     memset(e, 0, sizeof(*e));
     pthread_mutex_unlock(&ms->add_lock);
     return MLXR_ERR_NOMEM;
@@ -245,6 +247,7 @@ void mlxr_models_free(mlxr_models *ms) {
     free(e->canon);
     free(e->system);
     free(e->params_json);
+    free(e->messages_json);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
   }

@@ -450,6 +450,10 @@ static enum MHD_Result handle_gen(mlxr_req *r, bool chat) {
       cJSON_AddStringToObject(s, "content", system);
       cJSON_AddItemToArray(msgs, s);
     }
+    cJSON *own = m->messages_json && !cJSON_IsArray(context) ? cJSON_Parse(m->messages_json) : NULL;
+    for (const cJSON *x = cJSON_IsArray(own) ? own->child : NULL; x; x = x->next) /* a catalog model's */
+      cJSON_AddItemToArray(msgs, cJSON_Duplicate(x, true));
+    cJSON_Delete(own);
     cJSON *u = cJSON_CreateObject();
     cJSON_AddStringToObject(u, "role", "user");
     cJSON_AddStringToObject(u, "content", prompt);

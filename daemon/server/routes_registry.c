@@ -23,7 +23,8 @@
  * messages as blobs of Ollama's media types. At generation (Ollama's /api/generate and /api/chat)
  * the system prompt and parameters are defaults a request's own system and options override; a
  * template is stored and shown but not applied (it is a Go template; the GGUF's own Jinja template
- * is used), nor are the stored messages, nor any of it on the OpenAI routes.
+ * is used). Stored messages go before a chat's own (and before /api/generate's prompt). None of it
+ * applies on the OpenAI routes.
  *
  * Threads: any connection thread; catalog work under srv->reg.lock (catalog_models.c).
  */
@@ -38,7 +39,6 @@
 #include "daemon/registry/modelfile.h"
 #include "daemon/server/server_impl.h"
 
-#define SMALL_BLOB_MAX (1 << 20) /* license and messages blobs read back for show */
 
 /* ---------------- blobs ---------------- */
 
@@ -168,28 +168,6 @@ static cJSON *catalog_details(const mlxr_model_info *m) {
   return d;
 }
 
-/* A small blob's bytes (NUL-terminated, malloc'ed), or NULL. */
-static char *read_small_blob(mlxr_store *st, const mlxr_blob_ref *b) {
-  if (b->size < 0 || b->size > SMALL_BLOB_MAX) return NULL;
-  int fd = -1;
-  char err[256];
-  if (mlxr_store_open_blob(st, b->digest, &fd, err, sizeof err) < 0) return NULL;
-  char *p = malloc((size_t)b->size + 1);
-  size_t got = 0;
-  while (p && got < (size_t)b->size) {
-    ssize_t k = read(fd, p + got, (size_t)b->size - got);
-    if (k <= 0) break;
-    got += (size_t)k;
-  }
-  close(fd);
-  if (p && got != (size_t)b->size) {
-    free(p);
-    return NULL;
-  }
-  if (p) p[got] = '\0';
-  return p;
-}
-
 /* ---------------- tags and show ---------------- */
 
 void mlxr_registry_tags(mlxr_server *s, cJSON *arr) {
@@ -288,13 +266,13 @@ void mlxr_registry_show(mlxr_server *s, mlxr_model_entry *m, cJSON *o) {
   for (size_t i = 0; i < info.n_blobs; i++) {
     const mlxr_blob_ref *b = &info.blobs[i];
     if (strcmp(b->media_type, MLXR_MEDIA_LICENSE) == 0 && n_lic < 64) {
-      char *t = read_small_blob(g->store, b);
+      char *t = mlxr_registry_read_small_blob(g->store, b);
       if (!t) continue;
       if (lic.len) mlxr_buf_adds(&lic, "\n");
       mlxr_buf_adds(&lic, t);
       lics[n_lic++] = t;
     } else if (strcmp(b->media_type, MLXR_MEDIA_MESSAGES) == 0 && !msgs) {
-      char *t = read_small_blob(g->store, b);
+      char *t = mlxr_registry_read_small_blob(g->store, b);
       msgs = t ? cJSON_Parse(t) : NULL;
       free(t);
     }
@@ -361,17 +339,29 @@ void mlxr_registry_apply_options(const mlxr_model_entry *m, cJSON *req) {
 }
 
 cJSON *mlxr_registry_chat_messages(const mlxr_model_entry *m, const cJSON *messages) {
-  if (!m->system || !m->system[0] || !cJSON_IsArray(messages)) return NULL;
+  if (!cJSON_IsArray(messages)) return NULL;
+  bool has_system = false;
   for (const cJSON *x = messages->child; x; x = x->next) {
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(x, "role");
-    if (cJSON_IsString(role) && strcmp(role->valuestring, "system") == 0) return NULL;
+    if (cJSON_IsString(role) && strcmp(role->valuestring, "system") == 0) has_system = true;
+  }
+  const bool add_system = m->system && m->system[0] && !has_system;
+  cJSON *own = m->messages_json ? cJSON_Parse(m->messages_json) : NULL;
+  if (!add_system && !cJSON_IsArray(own)) {
+    cJSON_Delete(own);
+    return NULL;
   }
   cJSON *out = cJSON_CreateArray();
-  cJSON *sys = cJSON_CreateObject();
-  cJSON_AddStringToObject(sys, "role", "system");
-  cJSON_AddStringToObject(sys, "content", m->system);
-  cJSON_AddItemToArray(out, sys);
+  if (add_system) {
+    cJSON *sys = cJSON_CreateObject();
+    cJSON_AddStringToObject(sys, "role", "system");
+    cJSON_AddStringToObject(sys, "content", m->system);
+    cJSON_AddItemToArray(out, sys);
+  }
+  for (const cJSON *x = cJSON_IsArray(own) ? own->child : NULL; x; x = x->next)
+    cJSON_AddItemToArray(out, cJSON_Duplicate(x, true));
   for (const cJSON *x = messages->child; x; x = x->next) cJSON_AddItemToArray(out, cJSON_Duplicate(x, true));
+  cJSON_Delete(own);
   return out;
 }
 

@@ -74,6 +74,7 @@ typedef struct mlxr_model_entry {
   char *canon;            /* catalog: the canonical "host/namespace/model:tag" (NULL for files) */
   char *system;           /* catalog: the default system prompt (NULL: none) */
   char *params_json;      /* catalog: default options, a JSON object (NULL: none) */
+  char *messages_json;    /* catalog: messages put before a chat's own, a JSON array (NULL: none) */
   atomic_bool removed;    /* catalog: deleted or replaced; never served again */
   pthread_mutex_t lock;
   pthread_cond_t cond;
@@ -126,13 +127,13 @@ void mlxr_models_free(mlxr_models *ms);
 /* By id, "id:latest", or NULL. Catalog models by any spelling of their name (case-insensitive,
  * "name" = "name:latest"). Removed entries are never found. */
 mlxr_model_entry *mlxr_models_find(mlxr_models *ms, const char *name);
-/* Publish a catalog model: short id, canonical name, its GGUF path, default system prompt and
- * options (each may be NULL; copied). *out (may be NULL) gets the entry. MLXR_ERR_RANGE when every
+/* Publish a catalog model: short id, canonical name, its GGUF path, default system prompt, options
+ * and messages (each may be NULL; copied). *out (may be NULL) gets the entry. MLXR_ERR_RANGE when every
  * slot is taken. Does not check names against other entries (the caller holds the registry lock
  * and has done that). */
 int mlxr_models_add_catalog(mlxr_models *ms, const char *id, const char *canon, const char *path,
-                            const char *system, const char *params_json, mlxr_model_entry **out, char *err,
-                            size_t err_len);
+                            const char *system, const char *params_json, const char *messages_json,
+                            mlxr_model_entry **out, char *err, size_t err_len);
 /* Tombstone an entry (removed = true) and unload it once its last request releases it. */
 void mlxr_models_remove(mlxr_model_entry *m);
 /* Undo mlxr_models_remove (the catalog change that was to follow failed). */
@@ -172,6 +173,9 @@ void mlxr_registry_close(mlxr_registry *g);
 /* Publish one catalog model as an entry (caller holds g->lock). */
 int mlxr_registry_publish(mlxr_registry *g, mlxr_models *ms, const mlxr_model_info *info, mlxr_model_entry **out,
                           char *err, size_t err_len);
+/* The bytes of a small blob (at most 1 MiB), NUL-terminated and malloc'ed; NULL when missing,
+ * larger or unreadable. */
+char *mlxr_registry_read_small_blob(mlxr_store *st, const mlxr_blob_ref *b);
 /* The model layer of a catalog model, or NULL. */
 const mlxr_blob_ref *mlxr_registry_model_blob(const mlxr_model_info *info);
 /* What the catalog records of a GGUF (read from its header and tensor table). */
@@ -544,8 +548,9 @@ void mlxr_blob_upload_free(mlxr_req *r);
 /* A catalog model's default options under a request's own (req's "options" replaced by the
  * merge; nothing when the model has none or req's options are malformed). */
 void mlxr_registry_apply_options(const mlxr_model_entry *m, cJSON *req);
-/* messages with the model's default system prompt first, when it has one and they have none: a
- * new array (the caller deletes it), else NULL (use messages as they are). */
+/* messages after a catalog model's own (create's messages), and its default system prompt first
+ * when it has one and messages have none: a new array (the caller deletes it), else NULL (use
+ * messages as they are). */
 cJSON *mlxr_registry_chat_messages(const mlxr_model_entry *m, const cJSON *messages);
 /* The catalog's models for /api/tags (appended to arr). */
 void mlxr_registry_tags(mlxr_server *s, cJSON *arr);

@@ -149,6 +149,10 @@ try {
   const cNoSys = await ollama.chat({ model: "tiny", messages: msgs, options: greedy, stream: false });
   check("the model's system prompt is used", cMf.message.content === cSys.message.content && cMf.prompt_eval_count === cSys.prompt_eval_count &&
     cMf.prompt_eval_count > cNoSys.prompt_eval_count, JSON.stringify([cMf.message.content, cSys.message.content, cMf.prompt_eval_count, cNoSys.prompt_eval_count]));
+  const cMsgs = await ollama.chat({ model: "me/reg-full:v1", messages: msgs, options: greedy, stream: false });
+  const cMsgsFile = await ollama.chat({ model: "tiny", messages: [{ role: "user", content: "hi" }, { role: "assistant", content: "hello" }, ...msgs], options: greedy, stream: false });
+  check("the model's messages go before the chat's", cMsgs.message.content === cMsgsFile.message.content &&
+    cMsgs.prompt_eval_count === cMsgsFile.prompt_eval_count, JSON.stringify([cMsgs.prompt_eval_count, cMsgsFile.prompt_eval_count]));
   const cOwn = await ollama.chat({ model: "reg-mf", messages: [{ role: "system", content: "Own." }, ...msgs], options: greedy, stream: false });
   const cOwnFile = await ollama.chat({ model: "tiny", messages: [{ role: "system", content: "Own." }, ...msgs], options: greedy, stream: false });
   check("a request's own system message wins", cOwn.message.content === cOwnFile.message.content && cOwn.prompt_eval_count === cOwnFile.prompt_eval_count);
