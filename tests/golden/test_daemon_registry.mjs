@@ -297,6 +297,21 @@ try {
   const g2 = await ollama.generate({ model: "reg-plain", prompt: "Why is the sky blue?", raw: true, options: greedy, stream: false });
   check("restart: a catalog model generates", g2.response === gFile.response);
   check("daemon stops cleanly after restart", await d.stop());
+  // where the store is: --models-store over MLXR_MODELS over server.yaml's models_store over
+  // $XDG_DATA_HOME/mlxr (each daemon says it on stderr)
+  const where = async (args, env, opts) => {
+    const x = await startDaemon(args, env, opts);
+    const m = /mlxrd: model store (.*): \d+ catalog model\(s\)/.exec(x.log.join(""));
+    await x.stop();
+    return m ? m[1] : "(not said)";
+  };
+  const tdir = d.tmp;
+  check("store from server.yaml", (await where([], { MLXR_MODELS: "" }, { config: `models_store: ${tdir}/yaml-store\n` })) === `${tdir}/yaml-store`);
+  check("MLXR_MODELS over server.yaml", (await where([], { MLXR_MODELS: `${tdir}/env-store` }, { config: `models_store: ${tdir}/yaml-store\n` })) === `${tdir}/env-store`);
+  check("--models-store over MLXR_MODELS", (await where(["--models-store", `${tdir}/flag-store`], { MLXR_MODELS: `${tdir}/env-store` })) === `${tdir}/flag-store`);
+  check("default: $XDG_DATA_HOME/mlxr", (await where([], { MLXR_MODELS: "", XDG_DATA_HOME: `${tdir}/xdg` })) === `${tdir}/xdg/mlxr` &&
+    fs.existsSync(`${tdir}/xdg/mlxr/catalog.db`));
+
   // a store that cannot be opened is a clear startup error
   const notDir = path.join(d.tmp, "not-a-dir");
   fs.writeFileSync(notDir, "x");
