@@ -297,6 +297,32 @@ try {
   const g2 = await ollama.generate({ model: "reg-plain", prompt: "Why is the sky blue?", raw: true, options: greedy, stream: false });
   check("restart: a catalog model generates", g2.response === gFile.response);
   check("daemon stops cleanly after restart", await d.stop());
+  // crash safety: mlxrd SIGKILLed in the middle of a blob upload leaves no file under the final
+  // name, and the next start sweeps the temporary file away (and says so)
+  {
+    const x = await startDaemon([]);
+    const xs = path.join(x.tmp, "store");
+    const big = crypto.randomBytes(4 << 20);
+    const dg = "sha256-" + sha(big);
+    const u = new URL(x.base);
+    const req = http.request({ host: u.hostname, port: u.port, method: "POST", path: "/api/blobs/" + dg, headers: { "content-length": big.length } });
+    req.on("error", () => {});
+    req.write(big.subarray(0, 1 << 20));
+    const partial = () => fs.readdirSync(path.join(xs, "blobs")).filter((f) => /^tmp-[0-9a-f]+-partial$/.test(f) && fs.statSync(path.join(xs, "blobs", f)).size > 0);
+    for (let i = 0; i < 500 && partial().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    check("crash: the upload is in a temporary file", partial().length === 1, JSON.stringify(fs.readdirSync(path.join(xs, "blobs"))));
+    process.kill(-x.child.pid, "SIGKILL");
+    for (let i = 0; i < 250 && x.alive(); i++) await new Promise((r) => setTimeout(r, 20));
+    req.destroy();
+    check("crash: nothing under the final name", !fs.existsSync(path.join(xs, "blobs", dg)));
+    const y = await startDaemon([], { MLXR_MODELS: xs });
+    check("crash: the next start sweeps the temporary file", partial().length === 0 && fs.readdirSync(path.join(xs, "blobs")).length === 0 &&
+      /store: removed tmp-[0-9a-f]+-partial/.test(y.log.join("")), y.log.join(""));
+    const yr = await fetch(y.base + "/api/blobs/" + dg, { method: "HEAD" });
+    check("crash: the blob is absent", yr.status === 404);
+    await y.stop();
+  }
+
   // where the store is: --models-store over MLXR_MODELS over server.yaml's models_store over
   // $XDG_DATA_HOME/mlxr (each daemon says it on stderr)
   const where = async (args, env, opts) => {
