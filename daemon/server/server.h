@@ -9,7 +9,9 @@
  * `mlxrd` (daemon/mlxrd.c) and `mlxr serve` (cli/cmd_serve.c) are a call to it.
  *
  * Defaults: 127.0.0.1 port 11435 (Ollama has 11434, llama.cpp 8080), socket
- * $XDG_RUNTIME_DIR/mlxr.sock or /tmp/mlxr-$UID.sock with mode 0600.
+ * $XDG_RUNTIME_DIR/mlxr.sock or /tmp/mlxr-$UID.sock with mode 0600, model registry (store and
+ * catalog, daemon/registry) under $XDG_DATA_HOME/mlxr or ~/.local/share/mlxr (MLXR_MODELS, as
+ * OLLAMA_MODELS; server.yaml models_store; --models-store).
  */
 #ifndef MLXR_DAEMON_SERVER_H
 #define MLXR_DAEMON_SERVER_H

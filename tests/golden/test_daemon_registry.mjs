@@ -8,7 +8,12 @@
 // checked field by field. Hostile input (digests with separators, dots, uppercase; names with '..'
 // or '/'; a blob whose bytes do not match its digest; bad Modelfiles; local paths in FROM) gets a
 // 4xx with a clear error and changes nothing (the listing and the store's files before and after).
-// A restart on the same store serves the catalog models again.
+// Also: a catalog model's system prompt, parameters and messages as defaults at generation;
+// generations during create/copy/delete churn, a model deleted while it streams, racing creates of
+// one name; a restart on the same store serves the catalog models again; mlxrd SIGKILLed mid
+// upload leaves no blob and the next start sweeps its temporary file; where the store is
+// (--models-store, MLXR_MODELS, server.yaml, $XDG_DATA_HOME); a store that cannot be opened stops
+// the start with a message naming it.
 import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
