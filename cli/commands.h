@@ -17,5 +17,11 @@ int mlxr_cmd_quantize(int argc, char **argv);   /* cmd_quantize.c */
 int mlxr_cmd_serve(int argc, char **argv);      /* cmd_serve.c */
 int mlxr_cmd_render_template(int argc, char **argv); /* cmd_render_template.c */
 int mlxr_cmd_devices(int argc, char **argv);    /* cmd_devices.c */
+int mlxr_cmd_list(int argc, char **argv);       /* cmd_models.c */
+int mlxr_cmd_ps(int argc, char **argv);         /* cmd_models.c */
+int mlxr_cmd_show(int argc, char **argv);       /* cmd_models.c */
+int mlxr_cmd_cp(int argc, char **argv);         /* cmd_models.c */
+int mlxr_cmd_rm(int argc, char **argv);         /* cmd_models.c */
+int mlxr_cmd_create(int argc, char **argv);     /* cmd_models.c */
 
 #endif

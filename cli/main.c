@@ -24,12 +24,19 @@ static const subcommand commands[] = {
     {"serve", mlxr_cmd_serve, "run the OpenAI/Ollama API daemon: serve --model PATH [--port P]"},
     {"render-template", mlxr_cmd_render_template, "chat template + JSON variables -> prompt text"},
     {"devices", mlxr_cmd_devices, "the CPU and GPUs models can run on: devices [--json]"},
+    {"list", mlxr_cmd_list, "models the running mlxrd has (also: ls)"},
+    {"ls", mlxr_cmd_list, NULL},
+    {"ps", mlxr_cmd_ps, "models loaded in the running mlxrd"},
+    {"show", mlxr_cmd_show, "a model's details: show NAME [--modelfile|--template|...]"},
+    {"create", mlxr_cmd_create, "a model from a Modelfile: create NAME [-f Modelfile]"},
+    {"cp", mlxr_cmd_cp, "copy a model: cp SOURCE DESTINATION"},
+    {"rm", mlxr_cmd_rm, "delete models: rm NAME..."},
 };
 
 static void usage(FILE *f) {
   fprintf(f, "usage: mlxr COMMAND [OPTIONS] [ARGS]\n\ncommands:\n");
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-    fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
+    if (commands[i].help) fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help); /* NULL: an alias */
   }
   fprintf(f, "\nRun 'mlxr COMMAND --help' for a command's options.\n");
 }
