@@ -158,6 +158,27 @@ static void spec_exactness(const char *path, const mlxr_sched_params *base) {
       }
     }
   }
+  /* 200 more prompts, greedy, one at a time: half repeat a phrase of 2-9 tokens, half are random
+   * (drafts come from the output's own repeats there) */
+  int mismatches = 0;
+  for (int r = 0; r < 200; r++) {
+    int32_t prompt[48];
+    const int32_t plen = 8 + r % 40, period = 2 + r % 8;
+    for (int i = 0; i < plen; i++) {
+      x = x * 1664525u + 1013904223u;
+      prompt[i] = r % 2 == 0 && i >= period ? prompt[i - period] : (int32_t)(x >> 8) % (n_vocab - 10) + 5;
+    }
+    mlxr_gen_params gp = mlxr_gen_default_params();
+    gp.max_tokens = 24;
+    gp.ignore_eos = true;
+    gp.sampling.temperature = 0.0f;
+    static collector a_on, a_off;
+    generate(s_off, prompt, plen, &gp, &a_off);
+    generate(s_on, prompt, plen, &gp, &a_on);
+    mismatches += a_on.n_tokens != 24 || a_off.n_tokens != 24 ||
+                  memcmp(a_on.tokens, a_off.tokens, sizeof(int32_t) * 24) != 0;
+  }
+  CHECK(mismatches == 0, "200 greedy prompts: %d differ with speculation on", mismatches);
   mlxr_sched_stats st_on, st_off;
   for (int i = 0; i < 200; i++) {
     mlxr_sched_get_stats(s_on, &st_on);
