@@ -96,6 +96,7 @@ int mlxr_registry_open(mlxr_registry *g, const char *root, mlxr_models *ms, char
   mlxr_store_sweep_report rep;
   if (mlxr_store_sweep(g->store, 86400, on_swept, NULL, &rep, e2, sizeof e2) < 0)
     fprintf(stderr, "mlxrd: store: sweep failed: %s\n", e2);
+  mlxr_registry_sweep_quantize(root);
   char db[4200];
   if ((size_t)snprintf(db, sizeof db, "%s/catalog.db", root) >= sizeof db)
     return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "model store path too long: %s", root);

@@ -5,9 +5,9 @@
  * How create works, as steps: read the request (the new API's fields, or the older `modelfile`
  * parsed with daemon/registry/modelfile.h, whose values the explicit fields override) into a
  * plan; resolve the plan's base (a `files` GGUF blob already uploaded, or the model `from` names:
- * a catalog model's layers and settings, or a --model file imported into the store); store
- * license and messages as blobs; then, under the registry lock, add the catalog row (replacing a
- * model of the same name, as Ollama does) and publish its entry before tombstoning the entry it
+ * a catalog model's layers and settings, or a --model file imported into the store); requantize
+ * it when `quantize` asks (registry_quantize.c); store license and messages as blobs; then, under
+ * the registry lock, add the catalog row (replacing a model of the same name, as Ollama does) and publish its entry before tombstoning the entry it
  * replaced. Everything that can be refused is refused before the catalog changes.
  *
  * Copy and delete follow the same order: name checks, the catalog change under the lock, then the
@@ -38,6 +38,7 @@ typedef struct create_plan {
   char *tmpl, *system, *params_json;
   mlxr_blob_ref extra[MAX_EXTRA]; /* license, messages */
   size_t n_extra;
+  char quant_note[160]; /* "quantizing F32 model to Q8_0" when create quantized it, else "" */
 } create_plan;
 
 static void plan_free(create_plan *p) {
@@ -288,7 +289,6 @@ static int build_plan(mlxr_server *s, cJSON *j, create_plan *p, char *err, size_
   if (!mlxr_get_str(j, "from", &from, &fe) || !mlxr_get_str(j, "template", &tmpl, &fe) ||
       !mlxr_get_str(j, "system", &system, &fe) || !mlxr_get_str(j, "quantize", &quantize, &fe))
     return mlxr_errf(err, err_len, 400, "%s", fe.msg);
-  if (quantize && quantize[0]) return mlxr_errf(err, err_len, 400, "'quantize' is not supported yet");
   const cJSON *adapters = cJSON_GetObjectItemCaseSensitive(j, "adapters");
   if (adapters && !cJSON_IsNull(adapters) && cJSON_GetArraySize(adapters) > 0)
     return mlxr_errf(err, err_len, 400, "'adapters' (LoRA) are not supported yet");
@@ -308,6 +308,14 @@ static int build_plan(mlxr_server *s, cJSON *j, create_plan *p, char *err, size_
     if ((st = read_from(s, from, p, err, err_len))) return st;
   } else {
     return mlxr_errf(err, err_len, 400, "neither 'from' nor 'files' was specified");
+  }
+  if (quantize && quantize[0]) {
+    char qd[MLXR_DIGEST_STR_SIZE], e2[600], was[32];
+    snprintf(was, sizeof was, "%s", p->quant ? p->quant : "?");
+    int rc = mlxr_registry_quantize(&s->reg, p->digest, quantize, qd, e2, sizeof e2);
+    if (rc < 0) return mlxr_errf(err, err_len, rc == MLXR_ERR_INVALID ? 400 : 500, "quantize: %s", e2);
+    if (plan_from_gguf(p, s->reg.store, qd, e2, sizeof e2) < 0) return mlxr_errf(err, err_len, 500, "quantize: %s", e2);
+    snprintf(p->quant_note, sizeof p->quant_note, "quantizing %s model to %s", was, p->quant ? p->quant : quantize);
   }
   if (tmpl) set_owned(&p->tmpl, tmpl[0] ? tmpl : NULL);
   if (system) set_owned(&p->system, system[0] ? system : NULL);
@@ -363,6 +371,10 @@ enum MHD_Result mlxr_registry_create(mlxr_req *r) {
   mlxr_buf out = {0};
   char line[300];
   if (stream) {
+    if (p.quant_note[0]) {
+      snprintf(line, sizeof line, "{\"status\":\"%s\"}\n", p.quant_note); /* printable: dtype names */
+      mlxr_buf_adds(&out, line);
+    }
     snprintf(line, sizeof line, "{\"status\":\"using existing layer %s\"}\n", p.digest);
     mlxr_buf_adds(&out, line);
     for (size_t i = 0; i < p.n_extra; i++) {

@@ -6,7 +6,7 @@
  *                             against the digest, renamed into place): 201; 200 when it was there
  *                             already; 400 on a digest mismatch, with nothing kept
  *   POST /api/create          {model, from | files {"x.gguf": digest}, template, system, parameters,
- *                             messages, license, stream} or the older {model, modelfile}: a catalog
+ *                             messages, license, quantize, stream} or the older {model, modelfile}: a catalog
  *                             model; status lines ({"status": "success"} last), NDJSON unless
  *                             stream is false
  *   POST /api/copy            {source, destination}: 200, 404 when the source does not exist

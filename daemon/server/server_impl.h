@@ -8,8 +8,9 @@
  *                   (n scheduler requests feeding one event queue), streamed responses
  *   models.c        the served models: id -> scheduler (loaded lazily, unloadable), chat template
  *   catalog_models.c  the registry's store and catalog opened at startup, catalog models served
- *   routes_registry.c Ollama's model management on the catalog: create, copy, delete, blobs, and
- *                   the catalog's part of tags and show
+ *   routes_registry.c Ollama's model management on the catalog: blobs, dispatch, and the catalog's
+ *                   part of tags and show; registry_manage.c create, copy, delete;
+ *                   registry_quantize.c create's quantize
  *   chat.c / chat.h messages -> prompt through the template; output parsing (tool calls, <think>)
  *                   and output blocks; tool-call and JSON grammars
  *   generate.c      what generation routes share: sampling fields, tool_choice, chat jobs
@@ -173,6 +174,13 @@ void mlxr_registry_close(mlxr_registry *g);
 /* Publish one catalog model as an entry (caller holds g->lock). */
 int mlxr_registry_publish(mlxr_registry *g, mlxr_models *ms, const mlxr_model_info *info, mlxr_model_entry **out,
                           char *err, size_t err_len);
+/* registry_quantize.c: requantize the GGUF blob digest to type (tools/quantize.h's names) into a
+ * new blob, out_digest "sha256:<hex>"; MLXR_ERR_INVALID for an unknown type or a model the
+ * quantizer refuses. */
+int mlxr_registry_quantize(mlxr_registry *g, const char *digest, const char *type,
+                           char out_digest[MLXR_DIGEST_STR_SIZE], char *err, size_t err_len);
+/* Remove the temporary outputs of quantizations whose process is gone (at startup). */
+void mlxr_registry_sweep_quantize(const char *root);
 /* The bytes of a small blob (at most 1 MiB), NUL-terminated and malloc'ed; NULL when missing,
  * larger or unreadable. */
 char *mlxr_registry_read_small_blob(mlxr_store *st, const mlxr_blob_ref *b);

@@ -91,6 +91,11 @@ try {
   const c5 = await ollama.create({ model: "reg-fromfile", from: "tiny", stream: false });
   check("create from a --model file", c5.status === "success");
 
+  // quantize on create (the existing quantizer): a new, smaller model layer
+  const qs = [];
+  for await (const p of await ollama.create({ model: "reg-q8", from: "reg-plain", quantize: "q8_0", stream: true })) qs.push(p.status);
+  check("create with quantize: status lines", /^quantizing F(32|16) model to Q8_0$/.test(qs[0]) && qs.at(-1) === "success", JSON.stringify(qs));
+
   // ---- list
   const tags = await ollama.list();
   const fileModel = byName(tags, "tiny:latest");
@@ -112,6 +117,13 @@ try {
     sizeOf("reg-fromfile:latest") === gguf.length, `${sizeOf("reg-tiny:latest")} vs ${gguf.length}`);
   check("size counts license and messages layers", sizeOf("me/reg-full:v1") > gguf.length + "MIT License text".length);
   check("file model's size is the file's", fileModel.size === gguf.length);
+  const q8 = byName(tags, "reg-q8:latest");
+  check("quantized model listed: Q8_0, smaller, its own digest", q8 && q8.details.quantization_level === "Q8_0" && q8.size < gguf.length &&
+    q8.digest !== byName(tags, "reg-plain:latest").digest, JSON.stringify(q8));
+  const gq = await ollama.generate({ model: "reg-q8", prompt: "Why is the sky blue?", raw: true, options: greedy, stream: false });
+  check("the quantized model generates", gq.done === true && gq.eval_count > 0, JSON.stringify(gq));
+  await ollama.delete({ model: "reg-q8" });
+  check("no quantizer leftovers in the store", !fs.readdirSync(store).some((f) => f.startsWith("quantize-")), JSON.stringify(fs.readdirSync(store)));
 
   // ---- show
   const s1 = await ollama.show({ model: "reg-tiny" });
@@ -266,6 +278,7 @@ try {
     ["from a relative path", { model: "h1", from: "../tiny.gguf" }, 400, /local paths/],
     ["from a missing model", { model: "h1", from: "never-was" }, 404, /not found/],
     ["neither from nor files", { model: "h1" }, 400, /from/],
+    ["unknown quantization type", { model: "h1", from: "reg-plain", quantize: "q3_zz" }, 400, /unknown quantization type/],
     ["parameters not an object", { model: "h1", from: "reg-plain", parameters: [1] }, 400, /parameters/],
     ["bad message role", { model: "h1", from: "reg-plain", messages: [{ role: "tool", content: "x" }] }, 400, /role/],
     ["modelfile unknown instruction", { model: "h1", modelfile: "FROM reg-plain\nFROBNICATE yes\n" }, 400, /line 2/],
