@@ -1,7 +1,7 @@
 /*
  * catalog_models.c: the daemon's side of the registry: opens the content-addressed store and its
  * SQLite catalog at startup (daemon/registry/store.h, catalog.h), sweeps the temporary files a
- * crash left behind, and publishes every catalog model as a served entry (models.c) beside the
+ * crash left behind and the blobs no model has referenced for a day, and publishes every catalog model as a served entry (models.c) beside the
  * --model files; routes_registry.c calls back in here when a model is created, copied or deleted.
  *
  * How a catalog model is served: its GGUF is the blob of its model layer (media type
@@ -103,6 +103,14 @@ int mlxr_registry_open(mlxr_registry *g, const char *root, mlxr_models *ms, char
   mlxr_catalog_params cp = mlxr_catalog_default_params();
   if ((rc = mlxr_catalog_open(db, g->store, &cp, &g->cat, e2, sizeof e2)) < 0)
     return mlxr_errf(err, err_len, rc, "model catalog '%s': %s", db, e2);
+  /* blobs no model references (a create that never came, a replaced model's after a crash), once
+   * a day old: a younger one may be waiting for its /api/create */
+  mlxr_gc_report gc;
+  if (mlxr_catalog_gc(g->cat, 86400, &gc, e2, sizeof e2) < 0)
+    fprintf(stderr, "mlxrd: store: removing unused blobs failed: %s\n", e2);
+  else if (gc.n_removed > 0)
+    fprintf(stderr, "mlxrd: store: removed %lld unused blob(s), %lld bytes\n", (long long)gc.n_removed,
+            (long long)gc.bytes_removed);
   mlxr_model_info *items = NULL;
   size_t n = 0;
   if ((rc = mlxr_catalog_list(g->cat, &items, &n, e2, sizeof e2)) < 0)

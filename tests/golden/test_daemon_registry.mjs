@@ -307,11 +307,19 @@ try {
 
   // ---- a restart on the same store serves the catalog again
   const names = (await ollama.list()).models.map((m) => m.name).sort();
+  // two blobs no model uses: one two days old (removed at the next start), one fresh (kept: its
+  // create may be on its way)
+  const oldBlob = Buffer.from("unused and old"), youngBlob = Buffer.from("unused and young");
+  for (const b of [oldBlob, youngBlob]) await raw("POST", "/api/blobs/sha256:" + sha(b), b);
+  const twoDays = Date.now() / 1000 - 2 * 86400;
+  fs.utimesSync(path.join(store, "blobs", "sha256-" + sha(oldBlob)), twoDays, twoDays);
   check("daemon stops cleanly", await d.stop());
   d = await startDaemon(["--ctx", "512"], { MLXR_MODELS: store });
   ollama = new Ollama({ host: d.base });
   const names2 = (await ollama.list()).models.map((m) => m.name).sort();
   check("restart: the same models", JSON.stringify(names2) === JSON.stringify(names), `${names2} vs ${names}`);
+  check("restart: an unused blob a day old is removed, a fresh one kept", !fs.existsSync(path.join(store, "blobs", "sha256-" + sha(oldBlob))) &&
+    fs.existsSync(path.join(store, "blobs", "sha256-" + sha(youngBlob))) && /store: removed 1 unused blob/.test(d.log.join("")), d.log.join(""));
   const g2 = await ollama.generate({ model: "reg-plain", prompt: "Why is the sky blue?", raw: true, options: greedy, stream: false });
   check("restart: a catalog model generates", g2.response === gFile.response);
   check("daemon stops cleanly after restart", await d.stop());
