@@ -358,12 +358,9 @@ enum MHD_Result mlxr_registry_create(mlxr_req *r) {
   char err[1024] = "", canon[MLXR_NAME_MAX + 1];
   int st = check_new_name(r->srv, name, canon, err, sizeof err);
   if (st) return mlxr_http_error(r, st, NULL, NULL, NULL, "%s", err);
-  char *name_copy = strdup(name); /* merge_modelfile may add items to j; name stays valid, but be safe */
-  if (!name_copy) return MHD_NO;
-  create_plan p = {0};
+  create_plan p = {0}; /* build_plan may add items to j (a modelfile's), never the "model" one name is */
   st = build_plan(r->srv, j, &p, err, sizeof err);
-  if (!st) st = commit_plan(r->srv, name_copy, canon, &p, err, sizeof err);
-  free(name_copy);
+  if (!st) st = commit_plan(r->srv, name, canon, &p, err, sizeof err);
   if (st) {
     plan_free(&p);
     return mlxr_http_error(r, st, NULL, NULL, NULL, "%s", err);
