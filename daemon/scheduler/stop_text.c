@@ -55,7 +55,8 @@ void mlxr_stop_text_take(mlxr_stop_text *st, bool final, const char **out, size_
   size_t emit = st->len;
   /* earliest complete stop string */
   for (int i = 0; i < st->n_stops; i++) {
-    const char *hit = memmem(st->buf, st->len, st->stops[i], st->stop_len[i]);
+    /* nothing held yet: buf may still be NULL, which memmem must not get */
+    const char *hit = st->len ? memmem(st->buf, st->len, st->stops[i], st->stop_len[i]) : NULL;
     if (hit && (size_t)(hit - st->buf) <= emit) {
       emit = (size_t)(hit - st->buf);
       *stopped = true;
