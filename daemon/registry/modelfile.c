@@ -184,6 +184,9 @@ static int add_parameter(mlxr_modelfile *mf, const char *name, const char *value
     if (!*value || *end || errno == ERANGE)
       return mlxr_errf(err, err_len, MLXR_ERR_INVALID, "line %d: PARAMETER %s wants an integer, not '%.64s'", line,
                        name, value);
+    if (v > (1LL << 53) || v < -(1LL << 53)) /* JSON numbers (doubles) hold integers exactly up to 2^53 */
+      return mlxr_errf(err, err_len, MLXR_ERR_RANGE, "line %d: PARAMETER %s: %.64s is out of range (at most 2^53)",
+                       line, name, value);
     item = cJSON_CreateNumber((double)v);
     break;
   }
@@ -392,6 +395,7 @@ int mlxr_modelfile_parse(const char *text, size_t len, mlxr_modelfile *out, char
 /* Does `quoted` (one argument as the writer would put it) read back as exactly v? */
 static bool reads_back(const char *quoted, const char *v) {
   scanner sc = {quoted, strlen(quoted), 0, 1};
+  skip_blanks(&sc); /* as the reader does after the instruction */
   char *got = NULL, err[8];
   if (read_argument(&sc, &got, err, sizeof err) != MLXR_OK) return false;
   const bool same = sc.pos == sc.len && strcmp(got, v) == 0;
@@ -442,7 +446,7 @@ char *mlxr_modelfile_format(const mlxr_modelfile *mf, int *err_out) {
     } else if (cJSON_IsNumber(p)) {
       char num[40];
       const double d = p->valuedouble;
-      if (d == (double)(long long)d && fabs(d) < 9e15) snprintf(num, sizeof num, "%lld", (long long)d);
+      if (fabs(d) <= 9007199254740992.0 && d == (double)(long long)d) snprintf(num, sizeof num, "%lld", (long long)d);
       else snprintf(num, sizeof num, "%.17g", d);
       ok = put_line(&b, head, num);
     } else {

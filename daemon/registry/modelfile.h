@@ -43,7 +43,8 @@ typedef struct mlxr_modelfile {
 
 /* Parse text[0..len). On success *out holds the result (free with mlxr_modelfile_free); on failure
  * it is zeroed and err says what and on which line ("line 3: ..."). MLXR_ERR_INVALID for a bad
- * Modelfile, MLXR_ERR_NOMEM. */
+ * Modelfile, MLXR_ERR_RANGE for an integer parameter beyond 2^53 (not exact as a JSON number),
+ * MLXR_ERR_NOMEM. */
 int mlxr_modelfile_parse(const char *text, size_t len, mlxr_modelfile *out, char *err, size_t err_len);
 void mlxr_modelfile_free(mlxr_modelfile *mf);
 

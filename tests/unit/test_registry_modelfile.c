@@ -133,6 +133,20 @@ static void refusals(void) {
           "case %zu: got %d '%s', want an error containing '%s'", i, rc, err, cases[i].want);
     if (rc == MLXR_OK) mlxr_modelfile_free(&mf);
   }
+  /* an integer a JSON number cannot hold exactly (fuzz_modelfile: it came back as 2.13e+17) */
+  {
+    const char *big = "FROM a\nPARAMETER seed 213333333333333333\n";
+    mlxr_modelfile mf;
+    char err[256] = "";
+    int rc = mlxr_modelfile_parse(big, strlen(big), &mf, err, sizeof err);
+    CHECK(rc == MLXR_ERR_RANGE && strstr(err, "line 2: PARAMETER seed") && strstr(err, "out of range"),
+          "seed beyond 2^53: %d '%s'", rc, err);
+    if (rc == MLXR_OK) mlxr_modelfile_free(&mf);
+    const char *edge = "FROM a\nPARAMETER seed 9007199254740992\n";
+    rc = mlxr_modelfile_parse(edge, strlen(edge), &mf, err, sizeof err);
+    CHECK(rc == MLXR_OK && same_params(&mf, "{\"seed\":9007199254740992}"), "seed 2^53 is kept: %s", err);
+    if (rc == MLXR_OK) mlxr_modelfile_free(&mf);
+  }
   /* a NUL byte inside the text (length given, so it is not the end) */
   const char nul[] = "FROM a\nSYSTEM x\0y\n";
   mlxr_modelfile mf;
@@ -158,6 +172,8 @@ static void round_trips(void) {
       "",
       "\"\"\"",
       "{{ .System }}\n\n",
+      " one leading blank", /* fuzz_modelfile: written bare, it lost the blank */
+      "\tleading tab",
   };
   for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
     mlxr_modelfile mf = {0};
