@@ -231,7 +231,33 @@ static void schema_fault_in_probe(void) {
   }
 }
 
+/* fuzz_json_schema (finding 12, a timeout in the campaign): an integer multipleOf k became a
+ * remainder automaton of k rules, written in O(k^2) steps; multipleOf 700000 took minutes (a
+ * request could stall a daemon thread). Transitions are found per digit now, and k above 1000 is
+ * left to the validator: the grammar stays small and the conversion instant. */
+static void huge_integer_multiple(void) {
+  static const char *const schemas[] = {"{\"type\": \"integer\", \"multipleOf\": 700000}",
+                                        "{\"type\": \"integer\", \"multipleOf\": 999999}"};
+  for (size_t i = 0; i < sizeof schemas / sizeof schemas[0]; i++) {
+    cJSON *s = cJSON_Parse(schemas[i]);
+    mlxr_json_schema_params p = mlxr_json_schema_default_params();
+    char *gbnf = NULL, post[256] = "", err[256] = "";
+    int rc = s ? mlxr_json_schema_convert(s, &p, &gbnf, post, sizeof post, err, sizeof err) : MLXR_ERR_INVALID;
+    CHECK(rc == MLXR_OK && gbnf && strlen(gbnf) < 20000 && strstr(post, "multipleOf"),
+          "schema %zu: rc %d, grammar %zu bytes, post '%s': %s", i, rc, gbnf ? strlen(gbnf) : 0, post, err);
+    free(gbnf);
+    cJSON_Delete(s);
+  }
+  char why[256] = "";
+  const char *sch = schemas[0];
+  CHECK(mlxr_json_schema_validate_text(sch, strlen(sch), "1400000", 7, why, sizeof why) == MLXR_OK,
+        "the validator accepts a multiple: %s", why);
+  CHECK(mlxr_json_schema_validate_text(sch, strlen(sch), "1400001", 7, why, sizeof why) == MLXR_ERR_INVALID,
+        "the validator refuses a non-multiple");
+}
+
 int main(void) {
+  huge_integer_multiple();
   schema_fault_in_probe();
   schema_not_utf8();
   long_raise_message();

@@ -347,6 +347,37 @@ bool js_has_numeric_keywords(const cJSON *s) {
 
 /* ---- multipleOf on integers ---- */
 
+/* Largest k given a remainder automaton (k rules, up to 10 alternatives each); beyond it the
+ * grammar would run to megabytes (fuzz_json_schema: multipleOf 700000 took minutes), and
+ * multipleOf is left to the validator instead. */
+#define JS_MOD_MAX 1000
+
+/* The digits that lead from remainder r to each next remainder, ascending by that remainder:
+ * to[i] gets the remainder, cls[i] the digit class ("037"); returns the number of groups (<= 10). */
+static int mod_moves(long k, long r, long to[10], char cls[10][11]) {
+  int n = 0;
+  for (int d = 0; d <= 9; d++) {
+    const long t = (10 * r + d) % k;
+    int i = 0;
+    while (i < n && to[i] != t) i++;
+    if (i == n) {
+      int j = n++;
+      while (j > 0 && to[j - 1] > t) { /* keep ascending order */
+        to[j] = to[j - 1];
+        memcpy(cls[j], cls[j - 1], sizeof cls[j]);
+        j--;
+      }
+      to[j] = t;
+      cls[j][0] = '\0';
+      i = j;
+    }
+    const size_t len = strlen(cls[i]);
+    cls[i][len] = (char)('0' + d);
+    cls[i][len + 1] = '\0';
+  }
+  return n;
+}
+
 /* Remainder automaton for multiples of k with at most max_digits digits (0: any). Writes the
  * rules and returns the rule of a canonical multiple (sign included unless nonneg). */
 static int mod_rule(js_conv *c, long k, int max_digits, bool nonneg) {
@@ -364,15 +395,11 @@ static int mod_rule(js_conv *c, long k, int max_digits, bool nonneg) {
         js_sb_str(&c->out, "\"\"");
         sep = true;
       }
-      for (long t = 0; t < k; t++) {
-        char cls[16];
-        int n = 0;
-        for (int d = 0; d <= 9; d++) {
-          if ((10 * r + d) % k == t) cls[n++] = (char)('0' + d);
-        }
-        if (!n) continue;
-        cls[n] = '\0';
-        js_sb_fmt(&c->out, "%s[%s] r%d", sep ? " | " : "", cls, rule[t]);
+      long to[10];
+      char cls[10][11];
+      const int n_moves = mod_moves(k, r, to, cls);
+      for (int i = 0; i < n_moves; i++) {
+        js_sb_fmt(&c->out, "%s[%s] r%d", sep ? " | " : "", cls[i], rule[to[i]]);
         sep = true;
       }
       js_sb_str(&c->out, "\n");
@@ -380,31 +407,25 @@ static int mod_rule(js_conv *c, long k, int max_digits, bool nonneg) {
   } else {
     /* layer l: rules after which l more digits may come (l = 0..max_digits-1) */
     for (int l = 0; l < layers; l++) {
+      bool prev_any = false; /* does layer l - 1 have any rule? */
+      for (long t = 0; l > 0 && t < k && !prev_any; t++) prev_any = rule[(size_t)(l - 1) * (size_t)k + (size_t)t] >= 0;
       for (long r = 0; r < k; r++) {
         const size_t idx = (size_t)l * (size_t)k + (size_t)r;
         rule[idx] = -1;
-        bool any = r == 0;
-        if (l > 0) {
-          for (long t = 0; t < k && !any; t++) any = rule[(size_t)(l - 1) * (size_t)k + (size_t)t] >= 0;
-        }
-        if (!any) continue;
+        long to[10];
+        char cls[10][11];
+        const int n_moves = l > 0 ? mod_moves(k, r, to, cls) : 0;
+        if (r != 0 && !prev_any) continue; /* nothing after this layer: only the empty end */
         int id = js_begin_rule(c);
         bool sep = false;
         if (r == 0) {
           js_sb_str(&c->out, "\"\"");
           sep = true;
         }
-        for (long t = 0; t < k && l > 0; t++) {
-          const int next = rule[(size_t)(l - 1) * (size_t)k + (size_t)t];
+        for (int i = 0; i < n_moves; i++) {
+          const int next = rule[(size_t)(l - 1) * (size_t)k + (size_t)to[i]];
           if (next < 0) continue;
-          char cls[16];
-          int n = 0;
-          for (int d = 0; d <= 9; d++) {
-            if ((10 * r + d) % k == t) cls[n++] = (char)('0' + d);
-          }
-          if (!n) continue;
-          cls[n] = '\0';
-          js_sb_fmt(&c->out, "%s[%s] r%d", sep ? " | " : "", cls, next);
+          js_sb_fmt(&c->out, "%s[%s] r%d", sep ? " | " : "", cls[i], next);
           sep = true;
         }
         if (!sep) js_sb_str(&c->out, "[^\\x00-\\U0010FFFF]"); /* cannot happen: r == 0 or a next */
@@ -454,6 +475,10 @@ int js_gen_integer(js_conv *c, const cJSON *s) {
     else js_post(c, "multipleOf");
   }
   if (k > 1) {
+    if (!b.has_lo && !b.has_hi && k > JS_MOD_MAX) {
+      js_post(c, "multipleOf");
+      return P_INTEGER;
+    }
     if (!b.has_lo && !b.has_hi) {
       /* generation: at most 15 digits, so the value stays exact in a double (2^53) */
       int md = c->spec || (k * 15 > 4000) ? 0 : 15;
