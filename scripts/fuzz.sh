@@ -124,6 +124,14 @@ summary() {
   ft="$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$done_line")"
   corp="$(sed -nE 's/.* corp: ([0-9]+(\/[0-9A-Za-z]+)?).*/\1/p' <<<"$done_line")"
   found="$(grep -cE 'Test unit written to|^CRASH: |written into .*(crash|leak|timeout|oom)' "$dir/log" || true)"
+  # fork mode (MLXR_FUZZ_KEEP_GOING) counts what its jobs hit in its status lines: "oom/timeout/crash: 0/1/0"
+  local forked
+  forked="$(sed -nE 's/.* oom\/timeout\/crash: ([0-9]+)\/([0-9]+)\/([0-9]+).*/\1 \2 \3/p' <<<"$done_line")"
+  if [ -n "$forked" ]; then
+    local f_oom f_timeout f_crash
+    read -r f_oom f_timeout f_crash <<<"$forked"
+    found=$((found + f_oom + f_timeout + f_crash))
+  fi
   if [ "$rc" = 0 ] && [ "$found" = 0 ]; then
     printf '%-22s ok    execs %-10s cov %-6s ft %-7s corpus %s\n' "$h" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}"
   else
