@@ -8,13 +8,15 @@
  * MLXR_MEDIA_MODEL), opened by path from the store like any --model file; the entry's id is the
  * name in Ollama's short form ("tiny:latest"), its canonical name is the key lookups compare. A
  * model whose name a --model file already serves is skipped with a warning (the file wins), as is
- * one whose model blob is missing (mlxr_catalog_check tells more).
+ * one whose model blob is missing (mlxr_catalog_check tells more). The entry also keeps the
+ * model's digest (mlxr_registry_model_digest), which /api/tags and /api/ps give.
  *
  * Ownership and threads: mlxr_registry owns the store and the catalog. The catalog takes one
  * thread at a time, so every use of it goes under reg->lock; the same lock orders the name checks
  * against entries with their publication and removal, so two creates of one name cannot both
  * publish. The store itself is thread-safe (blob uploads use it without the lock).
  */
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,30 @@ int mlxr_registry_short_name(const char *name, char *buf, size_t buf_len, char *
   return rc < 0 ? mlxr_errf(err, err_len, rc, "model name too long") : 0;
 }
 
+void mlxr_registry_model_digest(const mlxr_model_info *m, char out[MLXR_DIGEST_HEX_LEN + 1]) {
+  mlxr_buf b = {0};
+  char line[300];
+  for (size_t i = 0; i < m->n_blobs; i++) {
+    snprintf(line, sizeof line, "%s %s %lld\n", m->blobs[i].media_type, m->blobs[i].digest,
+             (long long)m->blobs[i].size);
+    mlxr_buf_adds(&b, line);
+  }
+  const char *p[] = {m->chat_template, m->system_prompt, m->parameters_json};
+  for (int i = 0; i < 3; i++) {
+    mlxr_buf_adds(&b, "|");
+    if (p[i]) mlxr_buf_adds(&b, p[i]);
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  out[0] = '\0';
+  if (!b.oom && EVP_Digest(b.p ? b.p : "", b.len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32) {
+    mlxr_digest d;
+    mlxr_digest_from_bytes(md, &d);
+    memcpy(out, d.hex, MLXR_DIGEST_HEX_LEN + 1);
+  }
+  mlxr_buf_free(&b);
+}
+
 int mlxr_registry_publish(mlxr_registry *g, mlxr_models *ms, const mlxr_model_info *info, mlxr_model_entry **out,
                           char *err, size_t err_len) {
   const mlxr_blob_ref *b = mlxr_registry_model_blob(info);
@@ -51,8 +77,10 @@ int mlxr_registry_publish(mlxr_registry *g, mlxr_models *ms, const mlxr_model_in
   for (size_t i = 0; i < info->n_blobs && !messages; i++)
     if (strcmp(info->blobs[i].media_type, MLXR_MEDIA_MESSAGES) == 0)
       messages = mlxr_registry_read_small_blob(g->store, &info->blobs[i]);
-  rc = mlxr_models_add_catalog(ms, id, info->name, path, info->system_prompt, info->parameters_json, messages, out,
-                               err, err_len);
+  char digest[MLXR_DIGEST_HEX_LEN + 1];
+  mlxr_registry_model_digest(info, digest);
+  rc = mlxr_models_add_catalog(ms, id, info->name, path, info->system_prompt, info->parameters_json, messages, digest,
+                               out, err, err_len);
   free(messages);
   return rc;
 }

@@ -76,7 +76,7 @@ static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
 int mlxr_models_add_catalog(mlxr_models *ms, const char *id, const char *canon, const char *path,
                             const char *system, const char *params_json, const char *messages_json,
-                            mlxr_model_entry **out, char *err, size_t err_len) {
+                            const char *digest_hex, mlxr_model_entry **out, char *err, size_t err_len) {
   struct stat st;
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
     return mlxr_errf(err, err_len, MLXR_ERR_IO, "model blob '%s' not found", path);
@@ -96,6 +96,7 @@ int mlxr_models_add_catalog(mlxr_models *ms, const char *id, const char *canon, 
   e->params_json = dup_or_null(params_json);
   e->messages_json = dup_or_null(messages_json);
   e->from_catalog = true;
+  snprintf(e->digest, sizeof e->digest, "%s", digest_hex ? digest_hex : "");
   e->file_size = (int64_t)st.st_size;
   e->mtime_wall = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
   e->keep_alive_ns = MLXR_DEFAULT_KEEP_ALIVE_NS;

@@ -736,7 +736,7 @@ static cJSON *tag_obj(mlxr_model_entry *m, bool ps) {
     cJSON_AddStringToObject(o, "modified_at", ts);
   }
   cJSON_AddNumberToObject(o, "size", (double)m->file_size);
-  cJSON_AddStringToObject(o, "digest", "");
+  cJSON_AddStringToObject(o, "digest", m->from_catalog ? m->digest : "");
   cJSON_AddItemToObject(o, "details", details(m));
   if (ps) {
     const int64_t exp = mlxr_models_expires_wall(m);

@@ -33,7 +33,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #include "core/common/status.h"
 #include "daemon/registry/modelfile.h"
@@ -122,29 +121,6 @@ static enum MHD_Result blob_head(mlxr_req *r, const char *digest) {
 
 /* Ollama's manifest-style digest of a model (64 hex, no prefix): SHA-256 over its layers, so two
  * names of the same layers (a copy) have the same digest. */
-static void model_digest(const mlxr_model_info *m, char out[MLXR_DIGEST_HEX_LEN + 1]) {
-  mlxr_buf b = {0};
-  char line[300];
-  for (size_t i = 0; i < m->n_blobs; i++) {
-    snprintf(line, sizeof line, "%s %s %lld\n", m->blobs[i].media_type, m->blobs[i].digest,
-             (long long)m->blobs[i].size);
-    mlxr_buf_adds(&b, line);
-  }
-  const char *p[] = {m->chat_template, m->system_prompt, m->parameters_json};
-  for (int i = 0; i < 3; i++) {
-    mlxr_buf_adds(&b, "|");
-    if (p[i]) mlxr_buf_adds(&b, p[i]);
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
-  out[0] = '\0';
-  if (!b.oom && EVP_Digest(b.p ? b.p : "", b.len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32) {
-    mlxr_digest d;
-    mlxr_digest_from_bytes(md, &d);
-    memcpy(out, d.hex, MLXR_DIGEST_HEX_LEN + 1);
-  }
-  mlxr_buf_free(&b);
-}
 
 static void param_size(int64_t n, char *out, size_t cap) {
   if (n >= 1000000000) snprintf(out, cap, "%.1fB", (double)n / 1e9);
@@ -196,7 +172,7 @@ void mlxr_registry_tags(mlxr_server *s, cJSON *arr) {
     mlxr_rfc3339(m->created_ms * 1000000, ts, sizeof ts);
     cJSON_AddStringToObject(o, "modified_at", ts);
     cJSON_AddNumberToObject(o, "size", (double)m->total_size);
-    model_digest(m, dg);
+    mlxr_registry_model_digest(m, dg);
     cJSON_AddStringToObject(o, "digest", dg);
     cJSON_AddItemToObject(o, "details", catalog_details(m));
     cJSON_AddItemToArray(arr, o);

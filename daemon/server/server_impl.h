@@ -76,6 +76,7 @@ typedef struct mlxr_model_entry {
   char *system;           /* catalog: the default system prompt (NULL: none) */
   char *params_json;      /* catalog: default options, a JSON object (NULL: none) */
   char *messages_json;    /* catalog: messages put before a chat's own, a JSON array (NULL: none) */
+  char digest[MLXR_DIGEST_HEX_LEN + 1]; /* catalog: the model's digest as /api/tags gives it ("" for files) */
   atomic_bool removed;    /* catalog: deleted or replaced; never served again */
   pthread_mutex_t lock;
   pthread_cond_t cond;
@@ -133,7 +134,7 @@ mlxr_model_entry *mlxr_models_find(mlxr_models *ms, const char *name);
  * slot is taken. Does not check names against other entries (the caller holds the registry lock
  * and has done that). */
 int mlxr_models_add_catalog(mlxr_models *ms, const char *id, const char *canon, const char *path,
-                            const char *system, const char *params_json, const char *messages_json,
+                            const char *system, const char *params_json, const char *messages_json, const char *digest_hex,
                             mlxr_model_entry **out, char *err, size_t err_len);
 /* Tombstone an entry (removed = true) and unload it once its last request releases it. */
 void mlxr_models_remove(mlxr_model_entry *m);
@@ -186,6 +187,10 @@ void mlxr_registry_sweep_quantize(const char *root);
 char *mlxr_registry_read_small_blob(mlxr_store *st, const mlxr_blob_ref *b);
 /* The model layer of a catalog model, or NULL. */
 const mlxr_blob_ref *mlxr_registry_model_blob(const mlxr_model_info *info);
+/* The digest /api/tags and /api/ps give a catalog model (64 hex digits, no prefix): the SHA-256 of
+ * its layers (media type, digest, size) and its template, system prompt and parameters, so a copy
+ * has its source's and any change makes a new one. "" if hashing fails. */
+void mlxr_registry_model_digest(const mlxr_model_info *m, char out[MLXR_DIGEST_HEX_LEN + 1]);
 /* What the catalog records of a GGUF (read from its header and tensor table). */
 typedef struct mlxr_registry_gguf_facts {
   char arch[65];   /* general.architecture, printable */

@@ -146,6 +146,8 @@ def main():
             check(rc == 0 and out.splitlines()[0].split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
                   and any(l.startswith("tiny:v2") and "100% CPU" in l for l in out.splitlines()),
                   "ps lists the loaded copy on the CPU: %r" % out)
+            check(any(l.split()[:2] == ["tiny:v2", want_id] for l in out.splitlines()),
+                  "ps gives the copy the ID of /api/tags' digest (%s)" % want_id)
 
             rc, out, err = run(["rm", "tiny:v2", "nothere"], env)
             check(rc == 1 and "deleted 'tiny:v2'" in out and "nothere" in err, "rm: one deleted, one unknown")
