@@ -407,15 +407,22 @@ static int insert_model(mlxr_catalog *cat, const mlxr_model_spec *sp, const char
   return MLXR_OK;
 }
 
+/* A referenced blob's digest in the catalog's form ("sha256:<hex>", validated before) and its size
+ * in the store. */
+static int ref_digest_size(mlxr_catalog *cat, const char *digest, char ds[MLXR_DIGEST_STR_SIZE], int64_t *size,
+                           char *err, size_t err_len) {
+  mlxr_digest d;
+  mlxr_digest_parse(digest, &d, NULL, 0);
+  mlxr_digest_str(&d, ds);
+  return blob_size(cat, &d, size, err, err_len);
+}
+
 static int insert_refs(mlxr_catalog *cat, const mlxr_model_spec *sp, int64_t id, char *err, size_t err_len) {
   int rc;
   for (size_t i = 0; i < sp->n_blobs; i++) {
-    mlxr_digest d;
     char ds[MLXR_DIGEST_STR_SIZE];
     int64_t size;
-    mlxr_digest_parse(sp->blobs[i].digest, &d, NULL, 0);
-    mlxr_digest_str(&d, ds);
-    if ((rc = blob_size(cat, &d, &size, err, err_len)) < 0) return rc;
+    if ((rc = ref_digest_size(cat, sp->blobs[i].digest, ds, &size, err, err_len)) < 0) return rc;
     sqlite3_stmt *st;
     if ((rc = cat_prepare(cat,
                           "INSERT INTO model_blobs(model_id, position, digest, media_type, size) "
@@ -431,12 +438,9 @@ static int insert_refs(mlxr_catalog *cat, const mlxr_model_spec *sp, int64_t id,
     if ((rc = step_done(cat, st, "insert blob", err, err_len)) < 0) return rc;
   }
   for (size_t i = 0; i < sp->n_adapters; i++) {
-    mlxr_digest d;
     char ds[MLXR_DIGEST_STR_SIZE];
     int64_t size;
-    mlxr_digest_parse(sp->adapters[i].digest, &d, NULL, 0);
-    mlxr_digest_str(&d, ds);
-    if ((rc = blob_size(cat, &d, &size, err, err_len)) < 0) return rc;
+    if ((rc = ref_digest_size(cat, sp->adapters[i].digest, ds, &size, err, err_len)) < 0) return rc;
     sqlite3_stmt *st;
     if ((rc = cat_prepare(cat,
                           "INSERT INTO adapters(model_id, position, name, digest, scale, size) "

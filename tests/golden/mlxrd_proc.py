@@ -12,6 +12,7 @@ group, which stop() kills as a whole when SIGTERM was not enough. daemon_pid() f
 """
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -79,3 +80,20 @@ def kill(proc):
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         pass
+
+
+def http_get_unix(sock_path, path, timeout_s=30):
+    """GET path from a daemon's Unix socket (plain HTTP/1.1, no client library): the whole response
+    as text, status line and headers included."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout_s)
+    s.connect(sock_path)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % path).encode())
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data.decode(errors="replace")

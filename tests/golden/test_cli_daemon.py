@@ -8,7 +8,6 @@ Ends with "N passed, N failed".
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,17 +33,7 @@ def run(args, stdin=b"", env=None):
 
 
 def metrics(sock_path):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(sock_path)
-    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
-    return data.decode(errors="replace")
+    return mlxrd_proc.http_get_unix(sock_path, "/metrics")
 
 
 def main():

@@ -12,7 +12,6 @@ change nothing. Ends with "N passed, N failed".
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,18 +48,7 @@ def human(n):
 
 def api_tags(sock_path):
     """GET /api/tags straight from the daemon's socket (not through mlxr): name -> digest."""
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(30)
-    s.connect(sock_path)
-    s.sendall(b"GET /api/tags HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    body = data.split(b"\r\n\r\n", 1)[1]
+    body = mlxrd_proc.http_get_unix(sock_path, "/api/tags").split("\r\n\r\n", 1)[1]
     return {m["name"]: m["digest"] for m in json.loads(body)["models"]}
 
 

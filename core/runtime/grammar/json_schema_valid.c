@@ -43,15 +43,21 @@ typedef struct vctx {
   int depth;
 } vctx;
 
+/* "<path>: <message>" into v->why. */
+static void vwrite(vctx *v, const char *fmt, va_list ap) {
+  char msg[384];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  snprintf(v->why, v->why_len, "%s: %s", v->path[0] ? v->path : "/", msg);
+}
+
+/* The instance fails here: the first failure outside a probe is the message. */
 static bool vfail(vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static bool vfail(vctx *v, const char *fmt, ...) {
   if (v->quiet || !v->why || !v->why_len || v->why[0]) return false;
-  char msg[384];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vwrite(v, fmt, ap);
   va_end(ap);
-  snprintf(v->why, v->why_len, "%s: %s", v->path[0] ? v->path : "/", msg);
   return false;
 }
 
@@ -62,12 +68,10 @@ static bool verror(vctx *v, int rc, const char *fmt, ...) {
   if (v->rc != MLXR_OK) return false;
   v->rc = rc;
   if (!v->why || !v->why_len) return false;
-  char msg[384];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vwrite(v, fmt, ap);
   va_end(ap);
-  snprintf(v->why, v->why_len, "%s: %s", v->path[0] ? v->path : "/", msg);
   return false;
 }
 
